@@ -1,0 +1,4 @@
+import { InitialSchema1764370000000 } from './1764370000000-InitialSchema';
+
+/** Every migration, in order. Listed explicitly so ts (tests) and js (build) load the same set. */
+export const ALL_MIGRATIONS = [InitialSchema1764370000000];

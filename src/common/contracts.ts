@@ -1,0 +1,93 @@
+/**
+ * The typed vocabulary shared by every module and by the tests: task states, the Bull job payload,
+ * the Socket.IO events (CONTRACT §6) and the ML wire format (CONTRACT §8). Keep every cross-process
+ * message shape here and nowhere else.
+ */
+
+export const TASK_STATUSES = ['queued', 'processing', 'completed', 'failed', 'cancelled'] as const;
+export type TaskStatus = (typeof TASK_STATUSES)[number];
+export const OPEN_TASK_STATUSES: readonly TaskStatus[] = ['queued', 'processing'];
+
+export const IMAGE_SEGMENTATION_STATUSES = ['none', ...TASK_STATUSES] as const;
+export type ImageSegmentationStatus = (typeof IMAGE_SEGMENTATION_STATUSES)[number];
+
+export type UserRole = 'user' | 'admin';
+
+/** Bull job names and payloads. The payload carries ids only: the worker re-reads everything else. */
+export const SEGMENT_JOB = 'segment' as const;
+export interface SegmentJobData {
+  taskId: string;
+  imageId: number;
+  userId: number;
+}
+export interface JobDataMap {
+  [SEGMENT_JOB]: SegmentJobData;
+}
+
+/** ML circuit state as the contract spells it. */
+export type CircuitState = 'closed' | 'open' | 'halfOpen';
+
+/** Socket.IO server → client events (CONTRACT §6). */
+export interface ServerToClientEvents {
+  'segmentation:queued': (p: { taskId: string; imageId: number; priority: number }) => void;
+  'segmentation:progress': (p: { taskId: string; imageId: number; progress: number }) => void;
+  'segmentation:completed': (p: {
+    taskId: string;
+    imageId: number;
+    polygonCount: number;
+    processingTimeMs: number;
+  }) => void;
+  'segmentation:failed': (p: {
+    taskId: string;
+    imageId: number;
+    error: string;
+    attempt: number;
+    willRetry: boolean;
+  }) => void;
+  'segmentation:cancelled': (p: { taskId: string; imageId: number }) => void;
+  'ml:status': (p: { state: CircuitState; available: boolean }) => void;
+}
+export type ServerEventName = keyof ServerToClientEvents;
+export type ServerEventPayload<E extends ServerEventName> = Parameters<ServerToClientEvents[E]>[0];
+export type UserEventName = Exclude<ServerEventName, 'ml:status'>;
+
+/** Room a user's sockets join. */
+export const userRoom = (userId: number | string): string => `user:${userId}`;
+
+/** ML wire format (snake_case, CONTRACT §8). */
+export interface MlFeatures {
+  area: number;
+  perimeter: number;
+  circularity: number;
+  solidity: number;
+  eccentricity: number;
+  major_axis: number;
+  minor_axis: number;
+  orientation: number;
+  centroid_x: number;
+  centroid_y: number;
+}
+export interface MlPolygon {
+  id: number | string;
+  type: 'external' | 'internal';
+  parent_id: number | string | null;
+  points: [number, number][];
+  class: string;
+  confidence: number;
+  features: MlFeatures;
+}
+export interface MlSegmentRequest {
+  image_path: string;
+  task_id: string;
+}
+export interface MlSegmentResults {
+  image_width: number;
+  image_height: number;
+  processing_time_ms: number;
+  polygons: MlPolygon[];
+}
+export type MlSegmentResponse = { success: true; results: MlSegmentResults } | { success: false; error: string };
+export interface MlHealthResponse {
+  status: string;
+  model_loaded: boolean;
+}

@@ -1,0 +1,120 @@
+import { registerAs } from '@nestjs/config';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { validateEnv } from './env.schema';
+
+/** Typed, namespaced configuration. Inject with `@Inject(databaseConfig.KEY) cfg: ConfigType<typeof databaseConfig>`. */
+const env = () => validateEnv(process.env);
+
+const splitList = (s: string): string[] =>
+  s
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
+
+export const appConfig = registerAs('app', () => {
+  const e = env();
+  return {
+    nodeEnv: e.NODE_ENV,
+    port: e.PORT,
+    role: e.APP_ROLE,
+    logLevel: e.LOG_LEVEL,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT,
+    corsOrigins: splitList(e.CORS_ORIGINS),
+    rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
+  };
+});
+
+export const databaseConfig = registerAs('database', () => {
+  const e = env();
+  return {
+    url: e.DATABASE_URL,
+    replicaUrls: splitList(e.DATABASE_REPLICA_URLS),
+    poolMax: e.DATABASE_POOL_MAX,
+    idleTimeoutMs: e.DATABASE_POOL_IDLE_TIMEOUT,
+    connectionTimeoutMs: e.DATABASE_POOL_CONNECTION_TIMEOUT,
+    statementTimeoutMs: e.DATABASE_STATEMENT_TIMEOUT,
+    slowQueryMs: e.DATABASE_SLOW_QUERY_MS,
+    migrationsRun: e.DATABASE_MIGRATIONS_RUN,
+  };
+});
+
+export const redisConfig = registerAs('redis', () => {
+  const e = env();
+  return {
+    url: e.REDIS_URL,
+    clusterNodes: splitList(e.REDIS_CLUSTER_NODES),
+    sentinels: splitList(e.REDIS_SENTINELS),
+    sentinelName: e.REDIS_SENTINEL_NAME,
+  };
+});
+
+export const queueConfig = registerAs('queue', () => {
+  const e = env();
+  return {
+    enabled: e.ENABLE_QUEUE,
+    name: e.QUEUE_NAME,
+    concurrency: e.QUEUE_CONCURRENCY,
+    priorityEnabled: e.QUEUE_PRIORITY_ENABLED,
+    maxAttempts: e.QUEUE_MAX_ATTEMPTS,
+    backoffDelayMs: e.QUEUE_BACKOFF_DELAY,
+    lockDurationMs: e.QUEUE_LOCK_DURATION,
+    stalledIntervalMs: e.QUEUE_STALLED_INTERVAL,
+    maxPendingTasksPerUser: e.MAX_PENDING_TASKS_PER_USER,
+  };
+});
+
+export const mlConfig = registerAs('ml', () => {
+  const e = env();
+  return {
+    url: e.ML_SERVICE_URL.replace(/\/+$/, ''),
+    timeoutMs: e.ML_SERVICE_TIMEOUT,
+    errorThresholdPercentage: e.ML_BREAKER_ERROR_THRESHOLD,
+    volumeThreshold: e.ML_BREAKER_VOLUME_THRESHOLD,
+    resetTimeoutMs: e.ML_BREAKER_RESET_TIMEOUT,
+  };
+});
+
+export const uploadsConfig = registerAs('uploads', () => {
+  const e = env();
+  return {
+    dir: path.resolve(e.UPLOAD_DIR),
+    maxBytes: e.MAX_UPLOAD_BYTES,
+    maxPixels: e.MAX_IMAGE_PIXELS,
+  };
+});
+
+// Outside production a random key per boot is used when none is given: tokens then do not survive a
+// restart nor work across processes, which is why production requires JWT_SECRET.
+let ephemeralSecret: string | undefined;
+export const authConfig = registerAs('auth', () => {
+  const e = env();
+  ephemeralSecret ??= randomBytes(32).toString('hex');
+  return {
+    jwtSecret: e.JWT_SECRET ?? ephemeralSecret,
+    jwtExpiresIn: e.JWT_EXPIRES_IN,
+    adminEmail: e.ADMIN_EMAIL || undefined,
+    adminPassword: e.ADMIN_PASSWORD || undefined,
+  };
+});
+
+export const segmenterConfig = registerAs('segmenter', () => {
+  const e = env();
+  return {
+    port: e.SEGMENTER_PORT,
+    uploadDir: path.resolve(e.UPLOAD_DIR),
+    maxPixels: e.MAX_IMAGE_PIXELS,
+    threads: e.SEGMENTER_THREADS,
+  };
+});
+
+export const allConfigs = [
+  appConfig,
+  databaseConfig,
+  redisConfig,
+  queueConfig,
+  mlConfig,
+  uploadsConfig,
+  authConfig,
+  segmenterConfig,
+];

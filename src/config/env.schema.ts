@@ -1,0 +1,137 @@
+import * as Joi from 'joi';
+
+/** Every environment variable of CONTRACT §2, validated once at start-up. */
+export const envSchema = Joi.object({
+  NODE_ENV: Joi.string().valid('development', 'production', 'test').default('development'),
+  PORT: Joi.number().integer().min(0).max(65535).default(5001),
+  APP_ROLE: Joi.string().valid('all', 'api', 'worker').default('all'),
+  LOG_LEVEL: Joi.string().valid('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent').default('info'),
+
+  DATABASE_URL: Joi.string()
+    .uri({ scheme: ['postgres', 'postgresql'] })
+    .default('postgresql://postgres@localhost:5432/spheroseg'),
+  DATABASE_REPLICA_URLS: Joi.string().allow('').default(''),
+  DATABASE_POOL_MAX: Joi.number().integer().min(1).max(1000).default(20),
+  DATABASE_POOL_IDLE_TIMEOUT: Joi.number().integer().min(0).default(30000),
+  DATABASE_POOL_CONNECTION_TIMEOUT: Joi.number().integer().min(1).default(2000),
+  DATABASE_STATEMENT_TIMEOUT: Joi.number().integer().min(0).default(30000),
+  DATABASE_SLOW_QUERY_MS: Joi.number().integer().min(0).default(500),
+  DATABASE_MIGRATIONS_RUN: Joi.boolean().truthy('1').falsy('0').default(true),
+
+  REDIS_URL: Joi.string()
+    .uri({ scheme: ['redis', 'rediss'] })
+    .default('redis://localhost:6379'),
+  REDIS_CLUSTER_NODES: Joi.string().allow('').default(''),
+  REDIS_SENTINELS: Joi.string().allow('').default(''),
+  REDIS_SENTINEL_NAME: Joi.string().allow('').default(''),
+
+  QUEUE_NAME: Joi.string()
+    .pattern(/^[A-Za-z0-9_.-]+$/)
+    .default('segmentation'),
+  QUEUE_CONCURRENCY: Joi.number().integer().min(1).max(1000).default(5),
+  QUEUE_PRIORITY_ENABLED: Joi.boolean().truthy('1').falsy('0').default(true),
+  QUEUE_MAX_ATTEMPTS: Joi.number().integer().min(1).max(100).default(3),
+  QUEUE_BACKOFF_DELAY: Joi.number().integer().min(0).default(2000),
+  QUEUE_LOCK_DURATION: Joi.number().integer().min(1000).default(30000),
+  QUEUE_STALLED_INTERVAL: Joi.number().integer().min(1000).default(30000),
+  MAX_PENDING_TASKS_PER_USER: Joi.number().integer().min(1).default(1000),
+  RATE_LIMIT_PER_MINUTE: Joi.number().integer().min(1).default(600),
+  ENABLE_QUEUE: Joi.boolean().truthy('1').falsy('0').default(true),
+
+  ML_SERVICE_URL: Joi.string()
+    .uri({ scheme: ['http', 'https'] })
+    .default('http://localhost:5002'),
+  ML_SERVICE_TIMEOUT: Joi.number().integer().min(1).default(300000),
+  ML_BREAKER_ERROR_THRESHOLD: Joi.number().min(1).max(100).default(50),
+  ML_BREAKER_VOLUME_THRESHOLD: Joi.number().integer().min(0).default(5),
+  ML_BREAKER_RESET_TIMEOUT: Joi.number().integer().min(1).default(60000),
+
+  UPLOAD_DIR: Joi.string().default('./uploads'),
+  MAX_UPLOAD_BYTES: Joi.number().integer().min(1).default(52428800),
+  MAX_IMAGE_PIXELS: Joi.number().integer().min(1).default(100_000_000),
+
+  JWT_SECRET: Joi.string().min(16).when('NODE_ENV', {
+    is: 'production',
+    then: Joi.required(),
+    otherwise: Joi.optional(),
+  }),
+  JWT_EXPIRES_IN: Joi.string()
+    .pattern(/^\d+[smhd]?$/)
+    .default('1d'),
+  ADMIN_EMAIL: Joi.string().email().allow(''),
+  ADMIN_PASSWORD: Joi.string().min(8).allow(''),
+  CORS_ORIGINS: Joi.string().allow('').default(''),
+
+  SHUTDOWN_TIMEOUT: Joi.number().integer().min(0).default(30000),
+  SEGMENTER_PORT: Joi.number().integer().min(0).max(65535).default(5002),
+  SEGMENTER_THREADS: Joi.number().integer().min(0).default(0),
+}).unknown(true);
+
+export type Env = {
+  NODE_ENV: 'development' | 'production' | 'test';
+  PORT: number;
+  APP_ROLE: 'all' | 'api' | 'worker';
+  LOG_LEVEL: string;
+  DATABASE_URL: string;
+  DATABASE_REPLICA_URLS: string;
+  DATABASE_POOL_MAX: number;
+  DATABASE_POOL_IDLE_TIMEOUT: number;
+  DATABASE_POOL_CONNECTION_TIMEOUT: number;
+  DATABASE_STATEMENT_TIMEOUT: number;
+  DATABASE_SLOW_QUERY_MS: number;
+  DATABASE_MIGRATIONS_RUN: boolean;
+  REDIS_URL: string;
+  REDIS_CLUSTER_NODES: string;
+  REDIS_SENTINELS: string;
+  REDIS_SENTINEL_NAME: string;
+  QUEUE_NAME: string;
+  QUEUE_CONCURRENCY: number;
+  QUEUE_PRIORITY_ENABLED: boolean;
+  QUEUE_MAX_ATTEMPTS: number;
+  QUEUE_BACKOFF_DELAY: number;
+  QUEUE_LOCK_DURATION: number;
+  QUEUE_STALLED_INTERVAL: number;
+  MAX_PENDING_TASKS_PER_USER: number;
+  RATE_LIMIT_PER_MINUTE: number;
+  ENABLE_QUEUE: boolean;
+  ML_SERVICE_URL: string;
+  ML_SERVICE_TIMEOUT: number;
+  ML_BREAKER_ERROR_THRESHOLD: number;
+  ML_BREAKER_VOLUME_THRESHOLD: number;
+  ML_BREAKER_RESET_TIMEOUT: number;
+  UPLOAD_DIR: string;
+  MAX_UPLOAD_BYTES: number;
+  MAX_IMAGE_PIXELS: number;
+  JWT_SECRET?: string;
+  JWT_EXPIRES_IN: string;
+  ADMIN_EMAIL?: string;
+  ADMIN_PASSWORD?: string;
+  CORS_ORIGINS: string;
+  SHUTDOWN_TIMEOUT: number;
+  SEGMENTER_PORT: number;
+  SEGMENTER_THREADS: number;
+};
+
+const KNOWN_KEYS = new Set(Object.keys(envSchema.describe().keys ?? {}));
+
+export class ConfigValidationError extends Error {}
+
+/**
+ * Validates the environment. Throws a ConfigValidationError whose message is one line naming the
+ * variable and what is wrong; the offending value is never echoed (it may be a secret).
+ */
+export function validateEnv(raw: Record<string, unknown>): Env {
+  // An empty string means "unset" for optional variables, as in most twelve-factor services.
+  const input: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(raw)) {
+    if (v !== '' || !KNOWN_KEYS.has(k)) input[k] = v;
+  }
+  const { error, value } = envSchema.validate(input, { abortEarly: true, convert: true, errors: { wrap: { label: false } } });
+  if (error) {
+    const detail = error.details[0];
+    const name = String(detail.path[0] ?? detail.context?.key ?? 'configuration');
+    const what = detail.message.replace(new RegExp(`^"?${name}"?\\s*`), '');
+    throw new ConfigValidationError(`Invalid configuration: ${name} ${what}`);
+  }
+  return value as Env;
+}

@@ -1,0 +1,78 @@
+import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import type { ConfigType } from '@nestjs/config';
+import Redis, { Cluster, RedisOptions } from 'ioredis';
+import { redisConfig } from '../config/configuration';
+import { redactSecrets } from '../common/redact';
+
+export type RedisClient = Redis | Cluster;
+
+/**
+ * The one place every Redis client of the service is made (Bull, Socket.IO adapter and emitter,
+ * rate limiting, health). Single node from REDIS_URL; Cluster and Sentinel topologies plug in here.
+ * Clients made here are closed on shutdown.
+ */
+@Injectable()
+export class RedisFactory implements OnApplicationShutdown {
+  private readonly logger = new Logger(RedisFactory.name);
+  private readonly clients = new Set<RedisClient>();
+
+  constructor(@Inject(redisConfig.KEY) private readonly cfg: ConfigType<typeof redisConfig>) {}
+
+  /** Options for a single-node (or Sentinel) client; `extra` wins. */
+  nodeOptions(extra: RedisOptions = {}): RedisOptions {
+    const u = new URL(this.cfg.url);
+    const base: RedisOptions = {
+      host: u.hostname,
+      port: Number(u.port || 6379),
+      username: u.username ? decodeURIComponent(u.username) : undefined,
+      password: u.password ? decodeURIComponent(u.password) : undefined,
+      db: u.pathname && u.pathname.length > 1 ? Number(u.pathname.slice(1)) : 0,
+      tls: u.protocol === 'rediss:' ? {} : undefined,
+    };
+    if (this.cfg.sentinels.length > 0) {
+      base.sentinels = this.cfg.sentinels.map((hp) => {
+        const [host, port] = hp.split(':');
+        return { host, port: Number(port || 26379) };
+      });
+      base.name = this.cfg.sentinelName;
+      delete base.host;
+      delete base.port;
+    }
+    return { ...base, ...extra };
+  }
+
+  /**
+   * A new client for `purpose` (a label for logs). Errors are logged without credentials and never
+   * crash the process; ioredis reconnects on its own.
+   */
+  create(purpose: string, extra: RedisOptions = {}): RedisClient {
+    const client: RedisClient = new Redis(this.nodeOptions(extra));
+    this.track(purpose, client);
+    return client;
+  }
+
+  track(purpose: string, client: RedisClient): RedisClient {
+    let lastLogged = 0;
+    client.on('error', (err: Error) => {
+      const now = Date.now();
+      if (now - lastLogged < 5000) return; // a down Redis emits an error per retry: log at most every 5 s
+      lastLogged = now;
+      this.logger.warn({ purpose, err: redactSecrets(err.message) }, 'redis client error');
+    });
+    this.clients.add(client);
+    client.once('end', () => this.clients.delete(client));
+    return client;
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await Promise.allSettled(
+      [...this.clients].map(async (c) => {
+        try {
+          await c.quit();
+        } catch {
+          c.disconnect();
+        }
+      }),
+    );
+  }
+}
