@@ -91,3 +91,14 @@ export interface MlHealthResponse {
   status: string;
   model_loaded: boolean;
 }
+
+/** Last known ML availability, as workers report it (read by health and the gateway on connect). */
+export interface MlStatusSnapshot {
+  state: CircuitState;
+  available: boolean;
+}
+/** Injection token of the provider that reads the current MlStatusSnapshot (exported by MlModule). */
+export const ML_STATUS_READER = Symbol('ML_STATUS_READER');
+export interface MlStatusReader {
+  current(): Promise<MlStatusSnapshot>;
+}
