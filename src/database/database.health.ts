@@ -1,25 +1,20 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
-import { PoolStatsService, PoolStats } from './pool-stats.service';
+import { PoolStatsService } from './pool-stats.service';
 import { withTimeout } from '../common/with-timeout';
+import { HealthCheckable, HealthContributor, ServiceCheck } from '../health/health-contributor';
 
-export interface DatabaseProbe {
-  up: boolean;
-  latencyMs: number;
-  error?: string;
-  details: { pool: PoolStats; latencyMs: number; slowQueries: number };
-}
-
-/** One round trip to the primary, bounded in time. */
+/** One round trip to the primary, bounded in time; details carry the pool statistics. */
 @Injectable()
-export class DatabaseHealthIndicator {
+@HealthContributor({ service: 'database', critical: true, readiness: true })
+export class DatabaseHealthIndicator implements HealthCheckable {
   constructor(
     @InjectDataSource() private readonly ds: DataSource,
     private readonly pool: PoolStatsService,
   ) {}
 
-  async probe(timeoutMs = 900): Promise<DatabaseProbe> {
+  async check(timeoutMs = 900): Promise<ServiceCheck> {
     const started = performance.now();
     let up = true;
     let error: string | undefined;
@@ -32,9 +27,12 @@ export class DatabaseHealthIndicator {
     const latencyMs = Math.round((performance.now() - started) * 100) / 100;
     return {
       up,
-      latencyMs,
-      error,
-      details: { pool: this.pool.stats(), latencyMs, slowQueries: this.pool.slowQueryCount() },
+      details: {
+        pool: this.pool.stats(),
+        latencyMs,
+        slowQueries: this.pool.slowQueryCount(),
+        ...(error ? { error } : {}),
+      },
     };
   }
 }

@@ -1,0 +1,33 @@
+import { DynamicModule, Module, Type } from '@nestjs/common';
+import { AppConfigModule } from './config/config.module';
+import { LoggingModule } from './common/logging';
+import { ShutdownModule } from './common/shutdown-state';
+import { MetricsModule } from './metrics/metrics.module';
+import { RedisModule } from './redis/redis.module';
+import { DatabaseModule } from './database/database.module';
+import { HealthModule } from './health/health.module';
+import { AuthModule } from './auth/auth.module';
+
+export type AppRole = 'all' | 'api' | 'worker';
+
+/**
+ * The application for one role (CONTRACT §1): `api` serves REST + Socket.IO and only enqueues,
+ * `worker` consumes the queue and serves only health and metrics, `all` is both in one process.
+ */
+@Module({})
+export class AppModule {
+  static forRole(role: AppRole): DynamicModule {
+    const serves = role === 'api' || role === 'all';
+    const common: Array<Type | DynamicModule> = [
+      AppConfigModule,
+      LoggingModule,
+      ShutdownModule,
+      MetricsModule,
+      RedisModule,
+      DatabaseModule,
+      HealthModule,
+    ];
+    const api: Array<Type | DynamicModule> = serves ? [AuthModule] : [];
+    return { module: AppModule, imports: [...common, ...api] };
+  }
+}

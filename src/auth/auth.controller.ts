@@ -1,0 +1,56 @@
+import { Body, Controller, Get, HttpCode, Param, ParseIntPipe, Patch, Post } from '@nestjs/common';
+import { ApiBearerAuth, ApiOkResponse, ApiCreatedResponse, ApiTags } from '@nestjs/swagger';
+import { Public } from '../common/public.decorator';
+import { AuthService } from './auth.service';
+import { AuthUser, CurrentUser, Roles } from './auth-user';
+import { AuthResponseDto, CredentialsDto, UpdateUserDto, UserDto } from './dto';
+import { toUserView, UserView } from './user.entity';
+import { UsersService } from './users.service';
+import { NotFoundException } from '@nestjs/common';
+
+@ApiTags('auth')
+@Controller('auth')
+export class AuthController {
+  constructor(
+    private readonly auth: AuthService,
+    private readonly users: UsersService,
+  ) {}
+
+  @Public()
+  @Post('register')
+  @ApiCreatedResponse({ type: AuthResponseDto })
+  register(@Body() dto: CredentialsDto) {
+    return this.auth.register(dto.email, dto.password);
+  }
+
+  @Public()
+  @Post('login')
+  @HttpCode(200)
+  @ApiOkResponse({ type: AuthResponseDto })
+  login(@Body() dto: CredentialsDto) {
+    return this.auth.login(dto.email, dto.password);
+  }
+
+  @Get('me')
+  @ApiBearerAuth()
+  @ApiOkResponse({ type: UserDto })
+  async me(@CurrentUser() user: AuthUser): Promise<UserView> {
+    const found = await this.users.findById(user.id);
+    if (!found) throw new NotFoundException('user not found');
+    return toUserView(found);
+  }
+}
+
+@ApiTags('admin')
+@ApiBearerAuth()
+@Controller('admin/users')
+export class AdminUsersController {
+  constructor(private readonly users: UsersService) {}
+
+  @Patch(':id')
+  @Roles('admin')
+  @ApiOkResponse({ type: UserDto })
+  async update(@Param('id', ParseIntPipe) id: number, @Body() dto: UpdateUserDto): Promise<UserView> {
+    return toUserView(await this.users.update(id, dto));
+  }
+}

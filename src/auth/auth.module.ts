@@ -1,0 +1,53 @@
+import { Module } from '@nestjs/common';
+import { APP_GUARD } from '@nestjs/core';
+import type { ConfigType } from '@nestjs/config';
+import { JwtModule } from '@nestjs/jwt';
+import { ThrottlerModule } from '@nestjs/throttler';
+import { ThrottlerStorageRedisService } from '@nest-lab/throttler-storage-redis';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { appConfig, authConfig, queueConfig } from '../config/configuration';
+import { RedisFactory } from '../redis/redis.factory';
+import { AdminUsersController, AuthController } from './auth.controller';
+import { AuthGuard } from './auth.guard';
+import { AuthService } from './auth.service';
+import { AdminSeeder } from './admin-seeder';
+import { RateLimitGuard } from './rate-limit.guard';
+import { UserEntity } from './user.entity';
+import { UsersService } from './users.service';
+
+/**
+ * Accounts, JWT, the global auth + role guard and the shared (Redis) rate limit. Guards run in the
+ * order registered: authentication first, so the rate limit can count per user.
+ */
+@Module({
+  imports: [
+    TypeOrmModule.forFeature([UserEntity]),
+    JwtModule.registerAsync({
+      inject: [authConfig.KEY],
+      useFactory: (cfg: ConfigType<typeof authConfig>) => ({
+        secret: cfg.jwtSecret,
+        signOptions: { algorithm: 'HS256', expiresIn: cfg.jwtExpiresIn as never },
+        verifyOptions: { algorithms: ['HS256'] },
+      }),
+    }),
+    ThrottlerModule.forRootAsync({
+      inject: [appConfig.KEY, queueConfig.KEY, RedisFactory],
+      useFactory: (app: ConfigType<typeof appConfig>, q: ConfigType<typeof queueConfig>, redis: RedisFactory) => ({
+        throttlers: [{ name: 'default', ttl: 60_000, limit: app.rateLimitPerMinute }],
+        storage: new ThrottlerStorageRedisService(
+          redis.create('rate-limit', { keyPrefix: `${q.name}:rl:`, maxRetriesPerRequest: 1 }) as never,
+        ),
+      }),
+    }),
+  ],
+  controllers: [AuthController, AdminUsersController],
+  providers: [
+    UsersService,
+    AuthService,
+    AdminSeeder,
+    { provide: APP_GUARD, useClass: AuthGuard },
+    { provide: APP_GUARD, useClass: RateLimitGuard },
+  ],
+  exports: [AuthService, UsersService],
+})
+export class AuthModule {}

@@ -1,0 +1,43 @@
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { Transform } from 'class-transformer';
+import { IsBoolean, IsEmail, IsIn, IsOptional, IsString, MaxLength, MinLength } from 'class-validator';
+import type { UserRole } from '../common/contracts';
+
+export class CredentialsDto {
+  @ApiProperty({ example: 'ada@example.org' })
+  @Transform(({ value }) => (typeof value === 'string' ? value.trim().toLowerCase() : value))
+  @IsEmail({}, { message: 'email must be a valid email address' })
+  @MaxLength(254)
+  email!: string;
+
+  @ApiProperty({ minLength: 8, example: 'correct horse battery' })
+  @IsString()
+  @MinLength(8, { message: 'password must be at least 8 characters' })
+  @MaxLength(128)
+  password!: string;
+}
+
+export class UpdateUserDto {
+  @ApiPropertyOptional()
+  @IsOptional()
+  @IsBoolean()
+  isPremium?: boolean;
+
+  @ApiPropertyOptional({ enum: ['user', 'admin'] })
+  @IsOptional()
+  @IsIn(['user', 'admin'])
+  role?: UserRole;
+}
+
+export class UserDto {
+  @ApiProperty() id!: number;
+  @ApiProperty() email!: string;
+  @ApiProperty({ enum: ['user', 'admin'] }) role!: UserRole;
+  @ApiProperty() isPremium!: boolean;
+  @ApiProperty() createdAt!: string;
+}
+
+export class AuthResponseDto {
+  @ApiProperty({ type: UserDto }) user!: UserDto;
+  @ApiProperty() accessToken!: string;
+}

@@ -1,0 +1,90 @@
+import { Controller, Get, HttpCode, NotFoundException, Param, Res } from '@nestjs/common';
+import { ApiTags } from '@nestjs/swagger';
+import { HealthCheck, HealthCheckService, HealthIndicatorService } from '@nestjs/terminus';
+import type { FastifyReply } from 'fastify';
+import { Public } from '../common/public.decorator';
+import { ShutdownState } from '../common/shutdown-state';
+import { SkipRateLimit } from '../common/skip-rate-limit.decorator';
+import { HealthRegistry, ServiceReport } from './health.registry';
+
+/** CONTRACT §4. No auth, no rate limit, no secrets. */
+@ApiTags('health')
+@Public()
+@SkipRateLimit()
+@Controller('health')
+export class HealthController {
+  constructor(
+    private readonly registry: HealthRegistry,
+    private readonly terminus: HealthCheckService,
+    private readonly indicator: HealthIndicatorService,
+    private readonly shutdown: ShutdownState,
+  ) {}
+
+  @Get()
+  async summary(@Res({ passthrough: true }) reply: FastifyReply) {
+    const reports = await this.registry.checkAll();
+    return this.respond(reply, reports, false);
+  }
+
+  @Get('detailed')
+  async detailed(@Res({ passthrough: true }) reply: FastifyReply) {
+    const reports = await this.registry.checkAll();
+    return this.respond(reply, reports, true);
+  }
+
+  /** Database and Redis answer within 1 s, and the process is not shutting down. */
+  @Get('ready')
+  @HealthCheck()
+  ready() {
+    return this.terminus.check([
+      async () => {
+        const s = this.indicator.check('process');
+        return this.shutdown.isShuttingDown ? s.down({ message: 'shutting down' }) : s.up();
+      },
+      ...this.registry.services().map((name) => async () => {
+        const r = await this.registry.check(name);
+        const s = this.indicator.check(name);
+        // Only readiness services decide; the others are reported but stay up here (ML down = degraded).
+        if (!r.readiness) return s.up({ reported: r.status });
+        return r.up ? s.up() : s.down({ message: String(r.details.error ?? `${name} unavailable`) });
+      }),
+    ]);
+  }
+
+  /** The event loop answers; no dependency is checked. */
+  @Get('live')
+  @HealthCheck()
+  live() {
+    return this.terminus.check([
+      async () => {
+        const started = performance.now();
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        return this.indicator.check('eventLoop').up({ lagMs: Math.round((performance.now() - started) * 100) / 100 });
+      },
+    ]);
+  }
+
+  @Get('services/:service')
+  @HttpCode(200)
+  async service(@Param('service') service: string, @Res({ passthrough: true }) reply: FastifyReply) {
+    if (!this.registry.has(service)) throw new NotFoundException(`unknown service: ${service.slice(0, 40)}`);
+    const r = await this.registry.check(service);
+    if (!r.up) void reply.status(503);
+    return { service: r.service, status: r.status, details: r.details };
+  }
+
+  private respond(reply: FastifyReply, reports: ServiceReport[], detailed: boolean) {
+    const status = HealthRegistry.overall(reports);
+    if (status === 'unhealthy') void reply.status(503);
+    const order = ['database', 'redis', 'queue', 'ml'];
+    const sorted = [...reports].sort((a, b) => order.indexOf(a.service) - order.indexOf(b.service));
+    const body: Record<string, unknown> = {
+      status,
+      timestamp: new Date().toISOString(),
+      uptime: Math.round(process.uptime() * 10) / 10,
+      services: Object.fromEntries(sorted.map((r) => [r.service, r.status])),
+    };
+    if (detailed) body.details = Object.fromEntries(sorted.map((r) => [r.service, r.details]));
+    return body;
+  }
+}

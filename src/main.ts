@@ -1,0 +1,55 @@
+import 'reflect-metadata';
+import { ConfigValidationError, validateEnv } from './config/env.schema';
+import { ShutdownState } from './common/shutdown-state';
+import { redactSecrets } from './common/redact';
+
+/**
+ * Entry point of the backend. APP_ROLE chooses what runs (CONTRACT §1). On SIGTERM/SIGINT readiness
+ * turns 503 at once, the process stops taking requests and jobs, finishes or hands back active jobs,
+ * closes its pools and exits 0 within SHUTDOWN_TIMEOUT.
+ */
+async function main(): Promise<void> {
+  let env;
+  try {
+    env = validateEnv(process.env);
+  } catch (err) {
+    if (err instanceof ConfigValidationError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+  // Imported after validation so that no module reads an invalid configuration.
+  const { createApp } = await import('./app.factory');
+  const app = await createApp({ role: env.APP_ROLE });
+  const shutdown = app.get(ShutdownState);
+
+  let closing = false;
+  const stop = async (signal: string) => {
+    if (closing) return;
+    closing = true;
+    shutdown.markShuttingDown();
+    const deadline = setTimeout(() => {
+      process.stderr.write(JSON.stringify({ level: 'error', msg: 'shutdown timed out', signal }) + '\n');
+      process.exit(1);
+    }, env.SHUTDOWN_TIMEOUT);
+    deadline.unref();
+    try {
+      await app.close();
+      process.exit(0);
+    } catch (err) {
+      process.stderr.write(JSON.stringify({ level: 'error', msg: 'shutdown failed', err: (err as Error).message }) + '\n');
+      process.exit(1);
+    }
+  };
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  process.once('SIGINT', () => void stop('SIGINT'));
+
+  await app.listen({ port: env.PORT, host: '0.0.0.0' });
+}
+
+main().catch((err: unknown) => {
+  const message = redactSecrets(err instanceof Error ? err.message : String(err));
+  process.stderr.write(JSON.stringify({ level: 'fatal', msg: 'start-up failed', err: message }) + '\n');
+  process.exit(1);
+});
