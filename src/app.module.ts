@@ -19,7 +19,7 @@ export class AppModule {
   static forRole(role: AppRole): DynamicModule {
     const serves = role === 'api' || role === 'all';
     const common: Array<Type | DynamicModule> = [
-      AppConfigModule,
+      AppConfigModule.forRoot(),
       LoggingModule,
       ShutdownModule,
       MetricsModule,
