@@ -70,7 +70,8 @@ export class AllExceptionsFilter implements ExceptionFilter {
     const status = exception instanceof HttpException ? exception.getStatus() : (body.statusCode as number);
     if (status >= 500 && !(exception instanceof HttpException)) this.logUnexpected(exception, status);
     if (status === HttpStatus.SERVICE_UNAVAILABLE && !reply.getHeader('retry-after')) {
-      void reply.header('Retry-After', '5');
+      const retryAfter = (exception as { retryAfter?: number } | undefined)?.retryAfter ?? 5;
+      void reply.header('Retry-After', String(retryAfter));
     }
     void reply.status(status).send(body);
   }

@@ -1,0 +1,96 @@
+import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import type { ConfigType } from '@nestjs/config';
+import type { Job } from 'bull';
+import { appConfig, queueConfig } from '../../config/configuration';
+import { SEGMENT_JOB, SegmentJobData } from '../../common/contracts';
+import { ShutdownState } from '../../common/shutdown-state';
+import { MetricsService } from '../../metrics/metrics.service';
+import { MlService } from '../../ml/ml.service';
+import { FinalTaskError, HandedBackError, TaskRunner } from '../../segmentation/task-runner';
+import { SegmentationQueue } from '../segmentation-queue';
+
+/** Margin kept from SHUTDOWN_TIMEOUT for handing jobs back and closing pools. */
+const SHUTDOWN_MARGIN_MS = 5000;
+
+/**
+ * The consumer: QUEUE_CONCURRENCY jobs at once per process. Consumption is paused locally while the ML
+ * circuit is open (waiting jobs keep their attempts) and on shutdown, when active jobs get until
+ * SHUTDOWN_TIMEOUT minus a margin to finish before they are handed back to the queue.
+ */
+@Injectable()
+export class SegmentationWorker implements OnApplicationBootstrap, BeforeApplicationShutdown {
+  private readonly logger = new Logger(SegmentationWorker.name);
+  private readonly active = new Map<string, { abort: AbortController; done: Promise<unknown> }>();
+  private unsubscribe?: () => void;
+  private cleanupTimer?: NodeJS.Timeout;
+
+  constructor(
+    private readonly queue: SegmentationQueue,
+    private readonly runner: TaskRunner,
+    private readonly ml: MlService,
+    private readonly metrics: MetricsService,
+    private readonly shutdown: ShutdownState,
+    @Inject(queueConfig.KEY) private readonly cfg: ConfigType<typeof queueConfig>,
+    @Inject(appConfig.KEY) private readonly app: ConfigType<typeof appConfig>,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    const q = this.queue.queue;
+    void q.process(SEGMENT_JOB, this.cfg.concurrency, (job: Job<SegmentJobData>) => this.handle(job));
+    q.on('error', (err) => this.logger.warn({ err: err.message }, 'queue error'));
+    this.unsubscribe = this.ml.onStateChange((state) => {
+      if (this.shutdown.isShuttingDown) return;
+      if (state === 'open') void q.pause(true, true).catch(() => undefined);
+      else void q.resume(true).catch(() => undefined);
+    });
+    this.shutdown.onShutdown(() => void q.pause(true, true).catch(() => undefined));
+    this.cleanupTimer = setInterval(() => void this.cleanup(), 10 * 60_000);
+    this.cleanupTimer.unref();
+  }
+
+  private async handle(job: Job<SegmentJobData>): Promise<string> {
+    if (job.processedOn) this.metrics.jobWait.observe(Math.max(0, job.processedOn - job.timestamp) / 1000);
+    const endTimer = this.metrics.jobDuration.startTimer();
+    const abort = new AbortController();
+    const done = this.runner
+      .run(job.data, { signal: abort.signal, progress: (p) => job.progress(p).catch(() => undefined) })
+      .finally(() => endTimer());
+    this.active.set(String(job.id), { abort, done });
+    try {
+      return await done;
+    } catch (err) {
+      if (err instanceof FinalTaskError) await job.discard();
+      if (!(err instanceof FinalTaskError) && !(err instanceof HandedBackError)) {
+        this.logger.warn({ taskId: job.data.taskId, err: (err as Error).message }, 'job attempt failed');
+      }
+      throw err;
+    } finally {
+      this.active.delete(String(job.id));
+    }
+  }
+
+  /** Stop taking jobs, let active ones finish within the budget, then hand the rest back. */
+  async beforeApplicationShutdown(): Promise<void> {
+    this.unsubscribe?.();
+    clearInterval(this.cleanupTimer);
+    await this.queue.queue.pause(true, true).catch(() => undefined);
+    const budget = Math.max(0, this.app.shutdownTimeoutMs - SHUTDOWN_MARGIN_MS);
+    const all = () => Promise.allSettled([...this.active.values()].map((a) => a.done));
+    const timer = new Promise((r) => setTimeout(r, budget).unref());
+    await Promise.race([all(), timer]);
+    if (this.active.size > 0) {
+      this.logger.warn({ jobs: this.active.size }, 'handing active jobs back to the queue');
+      for (const a of this.active.values()) a.abort.abort();
+      await all();
+    }
+  }
+
+  private async cleanup(): Promise<void> {
+    try {
+      await this.queue.queue.clean(24 * 3600_000, 'completed');
+      await this.queue.queue.clean(7 * 24 * 3600_000, 'failed');
+    } catch (err) {
+      this.logger.warn({ err: (err as Error).message }, 'queue cleanup failed');
+    }
+  }
+}

@@ -1,0 +1,39 @@
+import { DynamicModule, Module } from '@nestjs/common';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import type { AppRole } from '../app.module';
+import { ImageEntity } from '../images/image.entity';
+import { ImagesModule } from '../images/images.module';
+import { MlModule } from '../ml/ml.module';
+import { QueueModule } from '../queue/queue.module';
+import { RealtimeModule } from '../realtime/realtime.module';
+import { QueueMetricsService } from './queue-metrics.service';
+import { ResultEntity } from './result.entity';
+import { QueueAdminController, SegmentationController } from './segmentation.controller';
+import { SegmentationService } from './segmentation.service';
+import { TaskEntity } from './task.entity';
+import { TaskRunner } from './task-runner';
+import { TaskStore } from './task.store';
+
+/**
+ * Task lifecycle. Serving roles get the REST routes and the enqueue side; every role gets the store,
+ * the queue metrics/health and the runner the worker uses.
+ */
+@Module({})
+export class SegmentationModule {
+  static forRole(role: AppRole): DynamicModule {
+    const serves = role !== 'worker';
+    return {
+      module: SegmentationModule,
+      imports: [
+        TypeOrmModule.forFeature([TaskEntity, ResultEntity, ImageEntity]),
+        QueueModule,
+        MlModule,
+        RealtimeModule.forRole(role),
+        ...(serves ? [ImagesModule] : []),
+      ],
+      controllers: serves ? [SegmentationController, QueueAdminController] : [],
+      providers: [TaskStore, TaskRunner, QueueMetricsService, ...(serves ? [SegmentationService] : [])],
+      exports: [TaskStore, TaskRunner, QueueMetricsService],
+    };
+  }
+}

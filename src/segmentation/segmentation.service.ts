@@ -1,0 +1,239 @@
+import {
+  BadRequestException,
+  ConflictException,
+  HttpException,
+  HttpStatus,
+  Inject,
+  Injectable,
+  Logger,
+  NotFoundException,
+  OnModuleInit,
+  Optional,
+} from '@nestjs/common';
+import type { ConfigType } from '@nestjs/config';
+import { randomUUID } from 'node:crypto';
+import { mlConfig, queueConfig } from '../config/configuration';
+import { OPEN_TASK_STATUSES, TaskStatus } from '../common/contracts';
+import { withTimeout } from '../common/with-timeout';
+import type { AuthUser } from '../auth/auth-user';
+import { ImagesService } from '../images/images.service';
+import { ImageEntity } from '../images/image.entity';
+import { SegmentationQueue } from '../queue/segmentation-queue';
+import { RealtimePublisher } from '../realtime/realtime.publisher';
+import { MlService } from '../ml/ml.service';
+import { MlBadInputError, MlCircuitOpenError } from '../ml/ml.errors';
+import { TaskStore } from './task.store';
+import { TaskEntity } from './task.entity';
+import { toResultView, toTaskView, ResultView, TaskView } from './views';
+
+const REDIS_ENQUEUE_TIMEOUT_MS = 2000;
+
+/**
+ * Task lifecycle on the API side: enqueue (single, batch), read, list, cancel, results, dead-letter
+ * retry and the synchronous rollback path. A task's row is written before its job is queued; if Redis
+ * cannot take the job now, the task stays `queued` in PostgreSQL and the reconciler queues it later.
+ */
+@Injectable()
+export class SegmentationService implements OnModuleInit {
+  private readonly logger = new Logger(SegmentationService.name);
+
+  constructor(
+    private readonly store: TaskStore,
+    private readonly queue: SegmentationQueue,
+    private readonly images: ImagesService,
+    private readonly realtime: RealtimePublisher,
+    @Inject(queueConfig.KEY) private readonly cfg: ConfigType<typeof queueConfig>,
+    @Inject(mlConfig.KEY) private readonly mlCfg: ConfigType<typeof mlConfig>,
+    @Optional() private readonly ml?: MlService,
+  ) {}
+
+  onModuleInit(): void {
+    // Deleting an image cancels its open task first (its rows then go with the image).
+    this.images.onBeforeDelete(async (image: ImageEntity) => {
+      const open = await this.store.transaction((m) => this.store.openTasksForImages(m, [image.id]));
+      for (const task of open) await this.cancelTask(task);
+    });
+  }
+
+  resolvePriority(user: AuthUser, requested?: number): number {
+    if (requested === undefined) return user.isPremium ? 10 : 1;
+    if (!user.isPremium && requested > 5) {
+      throw new BadRequestException(['priority must not be greater than 5 for non-premium users']);
+    }
+    return requested;
+  }
+
+  /** 202 with a new task, or 200 with the image's open task (idempotent). */
+  async enqueue(user: AuthUser, imageId: number, requested?: number): Promise<{ created: boolean; task: TaskView }> {
+    const image = await this.images.findOwned(user.id, imageId);
+    const priority = this.resolvePriority(user, requested);
+    if (!this.cfg.enabled) return { created: false, task: await this.segmentNow(user, image, priority) };
+    const { created, tasks } = await this.createTasks(user, [image.id], priority);
+    await this.dispatch(created);
+    return { created: created.length > 0, task: toTaskView(tasks[0]) };
+  }
+
+  async enqueueBatch(user: AuthUser, imageIds: number[], requested?: number): Promise<TaskView[]> {
+    const ids = [...new Set(imageIds)];
+    const owned = await this.images.countOwned(user.id, ids);
+    if (owned !== ids.length) throw new NotFoundException('one or more images were not found');
+    const priority = this.resolvePriority(user, requested);
+    const { created, tasks } = await this.createTasks(user, ids, priority);
+    await this.dispatch(created);
+    const byImage = new Map(tasks.map((t) => [t.imageId, t]));
+    return ids.map((id) => toTaskView(byImage.get(id)!));
+  }
+
+  /** In one transaction, under the user's lock: reuse open tasks, check the limit, insert the rest. */
+  private async createTasks(user: AuthUser, imageIds: number[], priority: number) {
+    return this.store.transaction(async (m) => {
+      await this.store.lockUser(m, user.id);
+      const open = await this.store.openTasksForImages(m, imageIds);
+      const openImages = new Set(open.map((t) => t.imageId));
+      const missing = imageIds.filter((id) => !openImages.has(id));
+      if (missing.length > 0) {
+        const pending = await this.store.countOpenForUser(m, user.id);
+        if (pending + missing.length > this.cfg.maxPendingTasksPerUser) {
+          throw new HttpException(
+            `too many pending tasks: ${pending} open, limit ${this.cfg.maxPendingTasksPerUser}`,
+            HttpStatus.TOO_MANY_REQUESTS,
+          );
+        }
+      }
+      const created = await this.store.insertQueued(
+        m,
+        missing.map((imageId) => ({ taskId: randomUUID(), imageId, userId: user.id, priority })),
+      );
+      return { created, tasks: [...open, ...created] };
+    });
+  }
+
+  /** Hands new tasks to Bull. A Redis failure is logged, not returned: the task is recorded and will be queued. */
+  async dispatch(tasks: TaskEntity[]): Promise<void> {
+    if (tasks.length === 0) return;
+    try {
+      await withTimeout(
+        this.queue.addBulk(
+          tasks.map((t) => ({ jobId: t.jobId, priority: t.priority, data: { taskId: t.taskId, imageId: t.imageId, userId: t.userId } })),
+        ),
+        REDIS_ENQUEUE_TIMEOUT_MS,
+        'queue did not accept the jobs in time',
+      );
+      await Promise.all(tasks.map((t) => this.store.markEnqueued(t.taskId)));
+    } catch (err) {
+      this.logger.warn({ tasks: tasks.length, err: (err as Error).message }, 'jobs not queued now; the reconciler will queue them');
+    }
+    for (const t of tasks) {
+      this.realtime.toUser(t.userId, 'segmentation:queued', { taskId: t.taskId, imageId: t.imageId, priority: t.priority });
+    }
+  }
+
+  async getTask(user: AuthUser, taskId: string): Promise<TaskView> {
+    return toTaskView(await this.ownedTask(user, taskId));
+  }
+
+  async listTasks(user: AuthUser, status: TaskStatus | undefined, page: number, limit: number) {
+    const { items, total } = await this.store.listOwned(user.id, status, page, limit);
+    return { items: items.map(toTaskView), total, page, limit };
+  }
+
+  async cancel(user: AuthUser, taskId: string): Promise<TaskView> {
+    const task = await this.ownedTask(user, taskId);
+    const cancelled = await this.cancelTask(task);
+    if (!cancelled) throw new ConflictException(`task is already ${(await this.store.findById(taskId))?.status ?? 'finished'}`);
+    return toTaskView(cancelled);
+  }
+
+  /** Queued: its job is removed. Processing: the worker drops the result when it arrives. */
+  private async cancelTask(task: TaskEntity): Promise<TaskEntity | null> {
+    const cancelled = await this.store.transaction(async (m) => {
+      const t = await this.store.transition(task.taskId, OPEN_TASK_STATUSES, { status: 'cancelled', completed: true }, m);
+      if (t) await this.store.setImageStatus(m, [t.imageId], 'cancelled');
+      return t;
+    });
+    if (!cancelled) return null;
+    await this.queue.removeIfNotActive(cancelled.jobId).catch(() => false);
+    this.realtime.toUser(cancelled.userId, 'segmentation:cancelled', { taskId: cancelled.taskId, imageId: cancelled.imageId });
+    return cancelled;
+  }
+
+  async result(user: AuthUser, imageId: number): Promise<ResultView> {
+    await this.images.findOwned(user.id, imageId);
+    const r = await this.store.currentResult(imageId);
+    if (!r) throw new NotFoundException('no segmentation result for this image');
+    return toResultView(r);
+  }
+
+  deadLetter(): Promise<TaskView[]> {
+    return this.store.listDeadLettered().then((rows) => rows.map(toTaskView));
+  }
+
+  /** Queues a dead-lettered task again with its attempts reset, under a new job id. */
+  async retryDeadLetter(taskId: string): Promise<TaskView> {
+    const task = await this.store.findById(taskId);
+    if (!task || !task.deadLettered) throw new NotFoundException('no dead-lettered task with this id');
+    const jobId = `${task.taskId}:r${Date.now().toString(36)}`;
+    let requeued: TaskEntity | null;
+    try {
+      requeued = await this.store.transaction(async (m) => {
+        const t = await this.store.transition(
+          taskId,
+          ['failed'],
+          { status: 'queued', deadLettered: false, resetAttempts: true, progress: 0, errorMessage: null, jobId, clearTimes: true },
+          m,
+        );
+        if (t) await this.store.setImageStatus(m, [t.imageId], 'queued');
+        return t;
+      });
+    } catch (err) {
+      if ((err as { code?: string }).code === '23505') throw new ConflictException('the image already has an open task');
+      throw err;
+    }
+    if (!requeued) throw new ConflictException('task is no longer dead-lettered');
+    await this.queue.removeFromDeadLetter(task.jobId).catch(() => undefined);
+    await this.dispatch([requeued]);
+    return toTaskView(requeued);
+  }
+
+  /** ENABLE_QUEUE=false: segment in the request through the breaker (CONTRACT §3). */
+  private async segmentNow(user: AuthUser, image: ImageEntity, priority: number): Promise<TaskView> {
+    if (!this.ml) throw new HttpException('segmentation is not available in this process', HttpStatus.SERVICE_UNAVAILABLE);
+    if (!this.ml.isCallable()) throw this.circuitOpen();
+    const { created, tasks } = await this.createTasks(user, [image.id], priority);
+    const task = created[0] ?? tasks[0];
+    if (!created.length) return toTaskView(task); // already open (queued by an earlier queue-mode request)
+    await this.store.transition(task.taskId, ['queued'], { status: 'processing', started: true, progress: 10 });
+    try {
+      const results = await this.ml.segment({ image_path: image.storagePath, task_id: task.taskId });
+      const done = await this.store.complete(task.taskId, results);
+      return toTaskView(done ?? (await this.store.findById(task.taskId))!);
+    } catch (err) {
+      const reached = !(err instanceof MlCircuitOpenError);
+      await this.store.transaction(async (m) => {
+        await this.store.transition(
+          task.taskId,
+          OPEN_TASK_STATUSES,
+          { status: 'failed', errorMessage: (err as Error).message, attemptsDelta: reached ? 1 : 0, completed: true },
+          m,
+        );
+        await this.store.setImageStatus(m, [image.id], 'failed');
+      });
+      if (err instanceof MlCircuitOpenError) throw this.circuitOpen();
+      if (err instanceof MlBadInputError) throw new HttpException(`the ML service rejected the image: ${err.message}`, 422);
+      throw new HttpException('the ML service failed', HttpStatus.BAD_GATEWAY);
+    }
+  }
+
+  private circuitOpen(): HttpException {
+    const retryAfter = Math.max(1, Math.ceil(this.mlCfg.resetTimeoutMs / 1000));
+    const e = new HttpException('the ML service is unavailable, retry later', HttpStatus.SERVICE_UNAVAILABLE);
+    (e as HttpException & { retryAfter?: number }).retryAfter = retryAfter;
+    return e;
+  }
+
+  private async ownedTask(user: AuthUser, taskId: string): Promise<TaskEntity> {
+    const task = /^[0-9a-f-]{36}$/i.test(taskId) ? await this.store.findOwned(user.id, taskId) : null;
+    if (!task) throw new NotFoundException('task not found');
+    return task;
+  }
+}

@@ -1,0 +1,51 @@
+import { Column, CreateDateColumn, Entity, PrimaryColumn, UpdateDateColumn } from 'typeorm';
+import type { TaskStatus } from '../common/contracts';
+
+/** One row per segmentation task: PostgreSQL is the record of every task (CONTRACT §7). */
+@Entity('queue_jobs')
+export class TaskEntity {
+  @PrimaryColumn({ name: 'task_id', type: 'uuid' })
+  taskId!: string;
+
+  @Column({ name: 'job_id', type: 'varchar', length: 128 })
+  jobId!: string;
+
+  @Column({ name: 'image_id', type: 'integer' })
+  imageId!: number;
+
+  @Column({ name: 'user_id', type: 'integer' })
+  userId!: number;
+
+  @Column({ type: 'varchar', length: 16 })
+  status!: TaskStatus;
+
+  @Column({ type: 'smallint' })
+  priority!: number;
+
+  @Column({ type: 'smallint', default: 0 })
+  progress!: number;
+
+  @Column({ type: 'integer', default: 0 })
+  attempts!: number;
+
+  @Column({ name: 'error_message', type: 'text', nullable: true })
+  errorMessage!: string | null;
+
+  @Column({ name: 'dead_lettered', type: 'boolean', default: false })
+  deadLettered!: boolean;
+
+  @Column({ name: 'enqueued_at', type: 'timestamptz', nullable: true })
+  enqueuedAt!: Date | null;
+
+  @Column({ name: 'processing_started_at', type: 'timestamptz', nullable: true })
+  startedAt!: Date | null;
+
+  @Column({ name: 'processing_completed_at', type: 'timestamptz', nullable: true })
+  completedAt!: Date | null;
+
+  @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
+  createdAt!: Date;
+
+  @UpdateDateColumn({ name: 'updated_at', type: 'timestamptz' })
+  updatedAt!: Date;
+}

@@ -1,0 +1,63 @@
+import type { MlPolygon, TaskStatus } from '../common/contracts';
+import type { ResultEntity, ResultPolygon } from './result.entity';
+import type { TaskEntity } from './task.entity';
+
+/** The public `task` of CONTRACT §3. */
+export interface TaskView {
+  taskId: string;
+  imageId: number;
+  status: TaskStatus;
+  priority: number;
+  progress: number;
+  attempts: number;
+  error: string | null;
+  createdAt: string;
+  startedAt: string | null;
+  completedAt: string | null;
+}
+
+export const toTaskView = (t: TaskEntity): TaskView => ({
+  taskId: t.taskId,
+  imageId: t.imageId,
+  status: t.status,
+  priority: t.priority,
+  progress: t.progress,
+  attempts: t.attempts,
+  error: t.errorMessage,
+  createdAt: t.createdAt.toISOString(),
+  startedAt: t.startedAt?.toISOString() ?? null,
+  completedAt: t.completedAt?.toISOString() ?? null,
+});
+
+export interface ResultView {
+  taskId: string;
+  imageId: number;
+  imageWidth: number;
+  imageHeight: number;
+  processingTimeMs: number;
+  createdAt: string;
+  polygons: ResultPolygon[];
+}
+
+export const toResultView = (r: ResultEntity): ResultView => ({
+  taskId: r.taskId,
+  imageId: r.imageId,
+  imageWidth: r.imageWidth,
+  imageHeight: r.imageHeight,
+  processingTimeMs: r.processingTimeMs,
+  createdAt: r.createdAt.toISOString(),
+  polygons: r.polygons,
+});
+
+/** ML wire polygon (snake_case) → API polygon (camelCase). Features keep their own keys, camelCased. */
+export const fromWirePolygon = (p: MlPolygon): ResultPolygon => ({
+  id: p.id,
+  type: p.type,
+  parentId: p.parent_id ?? null,
+  points: p.points,
+  class: p.class,
+  confidence: p.confidence,
+  features: Object.fromEntries(
+    Object.entries(p.features ?? {}).map(([k, v]) => [k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase()), v]),
+  ),
+});
