@@ -7,6 +7,11 @@ import { RedisModule } from './redis/redis.module';
 import { DatabaseModule } from './database/database.module';
 import { HealthModule } from './health/health.module';
 import { AuthModule } from './auth/auth.module';
+import { ImagesModule } from './images/images.module';
+import { SegmentationModule } from './segmentation/segmentation.module';
+import { QueueWorkerModule } from './queue/worker/queue-worker.module';
+import { RealtimeModule } from './realtime/realtime.module';
+import { MlModule } from './ml/ml.module';
 
 export type AppRole = 'all' | 'api' | 'worker';
 
@@ -27,7 +32,18 @@ export class AppModule {
       DatabaseModule,
       HealthModule,
     ];
-    const api: Array<Type | DynamicModule> = serves ? [AuthModule] : [];
-    return { module: AppModule, imports: [...common, ...api] };
+    const api: Array<Type | DynamicModule> = serves ? [AuthModule, ImagesModule] : [];
+    const consumes = role === 'worker' || role === 'all';
+    return {
+      module: AppModule,
+      imports: [
+        ...common,
+        ...api,
+        MlModule,
+        RealtimeModule.forRole(role),
+        SegmentationModule.forRole(role),
+        ...(consumes ? [QueueWorkerModule.forRole(role)] : []),
+      ],
+    };
   }
 }

@@ -9,7 +9,7 @@ import { OPEN_TASK_STATUSES, SegmentJobData } from '../common/contracts';
 import { ImageEntity } from '../images/image.entity';
 import { MetricsService } from '../metrics/metrics.service';
 import { MlService } from '../ml/ml.service';
-import { MlBadInputError, MlCircuitOpenError } from '../ml/ml.errors';
+import { MlAbortedError, MlBadInputError, MlCircuitOpenError } from '../ml/ml.errors';
 import { SegmentationQueue } from '../queue/segmentation-queue';
 import { RealtimePublisher } from '../realtime/realtime.publisher';
 import { TaskStore } from './task.store';
@@ -68,9 +68,10 @@ export class TaskRunner {
         return this.handBack(task);
       }
       try {
-        const results = await this.ml.segment({ image_path: image.storagePath, task_id: task.taskId });
+        const results = await this.ml.segment({ image_path: image.storagePath, task_id: task.taskId }, { signal: ctx.signal });
         return await this.succeed(task, results, ctx);
       } catch (err) {
+        if (err instanceof MlAbortedError) return this.handBack(task);
         if (err instanceof MlCircuitOpenError) continue; // did not reach the ML service: wait, keep the attempt
         if (err instanceof MlBadInputError) return this.fail(task, err.message, true);
         return this.failedAttempt(task, err as Error);

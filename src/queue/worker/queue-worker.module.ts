@@ -1,12 +1,19 @@
-import { Module } from '@nestjs/common';
+import { DynamicModule, Module } from '@nestjs/common';
+import type { AppRole } from '../../app.module';
 import { MlModule } from '../../ml/ml.module';
 import { SegmentationModule } from '../../segmentation/segmentation.module';
 import { QueueModule } from '../queue.module';
 import { SegmentationWorker } from './segmentation.worker';
 
 /** Queue consumption; imported only by `worker` and `all` processes (an `api` process never processes). */
-@Module({
-  imports: [QueueModule, MlModule, SegmentationModule.forRole('worker')],
-  providers: [SegmentationWorker],
-})
-export class QueueWorkerModule {}
+@Module({})
+export class QueueWorkerModule {
+  static forRole(role: AppRole): DynamicModule {
+    return {
+      module: QueueWorkerModule,
+      // Same dynamic module as the app's, so Nest shares one instance of the segmentation providers.
+      imports: [QueueModule, MlModule, SegmentationModule.forRole(role)],
+      providers: [SegmentationWorker],
+    };
+  }
+}

@@ -1,0 +1,264 @@
+import { DataSource } from 'typeorm';
+import { getDataSourceToken } from '@nestjs/typeorm';
+import { startTestApp, TestApp } from '../support/app';
+import { MlStub } from '../support/ml-stub';
+import { eventually, uploadImage, waitForTask, TaskBody } from '../support/fixtures';
+
+const ADMIN = { email: `admin_pipe_${Date.now()}@example.org`, password: 'admin-password-1' };
+
+async function adminToken(t: TestApp): Promise<string> {
+  const res = await t.request('/api/auth/login', { method: 'POST', json: ADMIN });
+  return ((await res.json()) as { accessToken: string }).accessToken;
+}
+
+describe('segmentation pipeline (one all-role process, ML test server)', () => {
+  const stub = new MlStub({ imageWidth: 64, imageHeight: 48 });
+  let t: TestApp;
+  let admin: string;
+  let ds: DataSource;
+
+  beforeAll(async () => {
+    await stub.start();
+    t = await startTestApp({
+      QUEUE_NAME: `${process.env.QUEUE_NAME}_pipe`,
+      ML_SERVICE_URL: stub.url,
+      QUEUE_CONCURRENCY: '1',
+      QUEUE_BACKOFF_DELAY: '50',
+      QUEUE_MAX_ATTEMPTS: '3',
+      ML_BREAKER_VOLUME_THRESHOLD: '1000', // this suite checks retries, not the breaker
+      ADMIN_EMAIL: ADMIN.email,
+      ADMIN_PASSWORD: ADMIN.password,
+    });
+    admin = await adminToken(t);
+    ds = t.app.get(getDataSourceToken());
+  });
+  afterAll(async () => {
+    await t.close();
+    await stub.stop();
+  });
+  beforeEach(() => stub.reset());
+
+  const enqueue = async (token: string, imageId: number, json: object = {}) =>
+    t.request(`/api/images/${imageId}/segmentation`, { method: 'POST', token, json });
+
+  it('takes a task from POST to completed, with its result and a queue_jobs row', async () => {
+    const { token } = await t.register();
+    const imageId = await uploadImage(t, token);
+    const res = await enqueue(token, imageId);
+    expect(res.status).toBe(202);
+    const task = (await res.json()) as TaskBody;
+    expect(task).toMatchObject({ imageId, status: 'queued', priority: 1, progress: 0, attempts: 0, error: null });
+    expect(task.taskId).toMatch(/^[0-9a-f-]{36}$/);
+
+    const done = await waitForTask(t, token, task.taskId);
+    expect(done).toMatchObject({ status: 'completed', progress: 100, attempts: 1 });
+    expect(done.startedAt).not.toBeNull();
+    expect(done.completedAt).not.toBeNull();
+    expect(stub.calls).toHaveLength(1);
+    expect((stub.calls[0].body as { task_id: string }).task_id).toBe(task.taskId);
+
+    const result = await (await t.request(`/api/images/${imageId}/segmentation`, { token })).json();
+    expect(result).toMatchObject({ taskId: task.taskId, imageId, imageWidth: 64, imageHeight: 48 });
+    expect(result.polygons[0]).toMatchObject({ type: 'external', parentId: null, class: 'spheroid' });
+    expect(Object.keys(result.polygons[0].features)).toEqual(
+      expect.arrayContaining(['area', 'perimeter', 'circularity', 'majorAxis', 'centroidX']),
+    );
+    const image = await (await t.request(`/api/images/${imageId}`, { token })).json();
+    expect(image.segmentationStatus).toBe('completed');
+    const rows = await ds.query('SELECT status, job_id FROM queue_jobs WHERE task_id = $1', [task.taskId]);
+    expect(rows).toEqual([{ status: 'completed', job_id: task.taskId }]);
+  });
+
+  it('is idempotent while a task is open: same task (200), one job', async () => {
+    await t.request('/api/queue/pause', { method: 'POST', token: admin });
+    try {
+      const { token } = await t.register();
+      const imageId = await uploadImage(t, token);
+      const first = await enqueue(token, imageId);
+      const second = await enqueue(token, imageId);
+      expect(first.status).toBe(202);
+      expect(second.status).toBe(200);
+      const a = (await first.json()) as TaskBody;
+      const b = (await second.json()) as TaskBody;
+      expect(b.taskId).toBe(a.taskId);
+      const count = await ds.query('SELECT count(*)::int AS n FROM queue_jobs WHERE image_id = $1', [imageId]);
+      expect(count[0].n).toBe(1);
+    } finally {
+      await t.request('/api/queue/resume', { method: 'POST', token: admin });
+    }
+  });
+
+  it('validates priority: 400 above 5 for non-premium users, 400 outside 1..10', async () => {
+    const { token } = await t.register();
+    const imageId = await uploadImage(t, token);
+    expect((await enqueue(token, imageId, { priority: 6 })).status).toBe(400);
+    expect((await enqueue(token, imageId, { priority: 0 })).status).toBe(400);
+    expect((await enqueue(token, imageId, { priority: 'high' })).status).toBe(400);
+    const rows = await ds.query('SELECT count(*)::int AS n FROM queue_jobs WHERE image_id = $1', [imageId]);
+    expect(rows[0].n).toBe(0);
+    expect((await enqueue(999_999_999 as never, imageId)).status).toBe(401);
+  });
+
+  it('serves premium tasks before normal ones when both wait for one worker', async () => {
+    const normal = await t.register();
+    const premium = await t.register();
+    const patch = await t.request(`/api/admin/users/${premium.user.id}`, { method: 'PATCH', token: admin, json: { isPremium: true } });
+    expect(patch.status).toBe(200);
+    await t.request('/api/queue/pause', { method: 'POST', token: admin });
+    const normalTasks: string[] = [];
+    const premiumTasks: string[] = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        const id = await uploadImage(t, normal.token);
+        normalTasks.push(((await (await enqueue(normal.token, id)).json()) as TaskBody).taskId);
+      }
+      for (let i = 0; i < 3; i++) {
+        const id = await uploadImage(t, premium.token);
+        const task = (await (await enqueue(premium.token, id)).json()) as TaskBody;
+        expect(task.priority).toBe(10);
+        premiumTasks.push(task.taskId);
+      }
+    } finally {
+      await t.request('/api/queue/resume', { method: 'POST', token: admin });
+    }
+    const doneN = await Promise.all(normalTasks.map((id) => waitForTask(t, normal.token, id)));
+    const doneP = await Promise.all(premiumTasks.map((id) => waitForTask(t, premium.token, id)));
+    const order = stub.calls.map((c) => (c.body as { task_id: string }).task_id);
+    expect(order.slice(0, 3).sort()).toEqual([...premiumTasks].sort());
+    expect(order.slice(3).sort()).toEqual([...normalTasks].sort());
+    const lastPremium = Math.max(...doneP.map((d) => Date.parse(d.startedAt!)));
+    const firstNormal = Math.min(...doneN.map((d) => Date.parse(d.startedAt!)));
+    expect(lastPremium).toBeLessThanOrEqual(firstNormal);
+  });
+
+  it('cancels a queued task (its job is removed) and answers 409 once finished', async () => {
+    await t.request('/api/queue/pause', { method: 'POST', token: admin });
+    const { token } = await t.register();
+    const imageId = await uploadImage(t, token);
+    const task = (await (await enqueue(token, imageId)).json()) as TaskBody;
+    const res = await t.request(`/api/segmentation/tasks/${task.taskId}`, { method: 'DELETE', token });
+    await t.request('/api/queue/resume', { method: 'POST', token: admin });
+    expect(res.status).toBe(200);
+    expect((await res.json()).status).toBe('cancelled');
+    expect((await t.request(`/api/segmentation/tasks/${task.taskId}`, { method: 'DELETE', token })).status).toBe(409);
+    // A later task of the same user runs, the cancelled one never reaches the ML service.
+    const other = (await (await enqueue(token, await uploadImage(t, token))).json()) as TaskBody;
+    await waitForTask(t, token, other.taskId);
+    expect(stub.calls.map((c) => (c.body as { task_id: string }).task_id)).not.toContain(task.taskId);
+  });
+
+  it('cancels a processing task and drops its result when the ML answer arrives', async () => {
+    stub.behave({ latencyMs: 1500 });
+    const { token } = await t.register();
+    const imageId = await uploadImage(t, token);
+    const task = (await (await enqueue(token, imageId)).json()) as TaskBody;
+    await waitForTask(t, token, task.taskId, (x) => x.status === 'processing');
+    await stub.waitForCalls(1);
+    const res = await t.request(`/api/segmentation/tasks/${task.taskId}`, { method: 'DELETE', token });
+    expect(res.status).toBe(200);
+    await new Promise((r) => setTimeout(r, 2000));
+    const after = await waitForTask(t, token, task.taskId);
+    expect(after.status).toBe('cancelled');
+    expect((await t.request(`/api/images/${imageId}/segmentation`, { token })).status).toBe(404);
+    const rows = await ds.query('SELECT count(*)::int AS n FROM segmentation_results WHERE task_id = $1', [task.taskId]);
+    expect(rows[0].n).toBe(0);
+  });
+
+  it('fails at once on an ML 400: one attempt, not dead-lettered, circuit closed', async () => {
+    stub.behave({ status: 400, body: { success: false, error: 'unreadable image' } });
+    const { token } = await t.register();
+    const task = (await (await enqueue(token, await uploadImage(t, token))).json()) as TaskBody;
+    const done = await waitForTask(t, token, task.taskId);
+    expect(done).toMatchObject({ status: 'failed', attempts: 1 });
+    expect(done.error).toContain('unreadable image');
+    expect(stub.calls).toHaveLength(1);
+    const dl = await (await t.request('/api/queue/dead-letter', { token: admin })).json();
+    expect(dl.items.map((x: TaskBody) => x.taskId)).not.toContain(task.taskId);
+    const ml = await (await t.request('/api/health/services/ml')).json();
+    expect(ml.details.circuit).toBe('closed');
+  });
+
+  it('dead-letters after QUEUE_MAX_ATTEMPTS ML 500s, and a retry from the dead-letter list completes', async () => {
+    stub.behave({ status: 500 });
+    const { token } = await t.register();
+    const task = (await (await enqueue(token, await uploadImage(t, token))).json()) as TaskBody;
+    const done = await waitForTask(t, token, task.taskId);
+    expect(done).toMatchObject({ status: 'failed', attempts: 3 });
+    expect(stub.calls).toHaveLength(3);
+    const dl = await (await t.request('/api/queue/dead-letter', { token: admin })).json();
+    expect(dl.items.map((x: TaskBody) => x.taskId)).toContain(task.taskId);
+    const metrics = await (await t.request('/api/queue/metrics', { token: admin })).json();
+    expect(metrics.deadLettered).toBeGreaterThanOrEqual(1);
+
+    stub.behave({});
+    const forbidden = await t.request(`/api/queue/dead-letter/${task.taskId}/retry`, { method: 'POST', token });
+    expect(forbidden.status).toBe(403);
+    const retry = await t.request(`/api/queue/dead-letter/${task.taskId}/retry`, { method: 'POST', token: admin });
+    expect(retry.status).toBe(202);
+    expect(await retry.json()).toMatchObject({ taskId: task.taskId, status: 'queued', attempts: 0 });
+    const again = await waitForTask(t, token, task.taskId);
+    expect(again).toMatchObject({ status: 'completed', attempts: 1 });
+    const dl2 = await (await t.request('/api/queue/dead-letter', { token: admin })).json();
+    expect(dl2.items.map((x: TaskBody) => x.taskId)).not.toContain(task.taskId);
+  });
+
+  it('queues a batch all or nothing, reusing open tasks', async () => {
+    const { token } = await t.register();
+    const other = await t.register();
+    const a = await uploadImage(t, token);
+    const b = await uploadImage(t, token);
+    const foreign = await uploadImage(t, other.token);
+    const refused = await t.request('/api/segmentation/batch', { method: 'POST', token, json: { imageIds: [a, foreign] } });
+    expect(refused.status).toBe(404);
+    const none = await ds.query('SELECT count(*)::int AS n FROM queue_jobs WHERE image_id = ANY($1::int[])', [[a, b]]);
+    expect(none[0].n).toBe(0);
+    expect((await t.request('/api/segmentation/batch', { method: 'POST', token, json: { imageIds: [] } })).status).toBe(400);
+
+    const ok = await t.request('/api/segmentation/batch', { method: 'POST', token, json: { imageIds: [a, b] } });
+    expect(ok.status).toBe(202);
+    const { tasks } = (await ok.json()) as { tasks: TaskBody[] };
+    expect(tasks.map((x) => x.imageId)).toEqual([a, b]);
+    await Promise.all(tasks.map((x) => waitForTask(t, token, x.taskId)));
+    const list = await (await t.request('/api/segmentation/tasks?status=completed&page=1&limit=1', { token })).json();
+    expect(list).toMatchObject({ total: 2, page: 1, limit: 1 });
+    expect(list.items).toHaveLength(1);
+  });
+
+  it("keeps other users' tasks invisible (404)", async () => {
+    const a = await t.register();
+    const b = await t.register();
+    const task = (await (await enqueue(a.token, await uploadImage(t, a.token))).json()) as TaskBody;
+    expect((await t.request(`/api/segmentation/tasks/${task.taskId}`, { token: b.token })).status).toBe(404);
+    expect((await t.request(`/api/segmentation/tasks/${task.taskId}`, { method: 'DELETE', token: b.token })).status).toBe(404);
+    expect((await t.request(`/api/segmentation/tasks/not-a-uuid`, { token: b.token })).status).toBe(404);
+    await waitForTask(t, a.token, task.taskId);
+  });
+
+  it('exposes queue metrics and Prometheus series', async () => {
+    const m = await (await t.request('/api/queue/metrics', { token: admin })).json();
+    for (const k of ['waiting', 'active', 'completed', 'failed', 'delayed', 'paused', 'deadLettered', 'processingRatePerMinute', 'avgWaitMs', 'avgProcessingMs']) {
+      expect(typeof m[k]).toBe('number');
+    }
+    expect(typeof m.isPaused).toBe('boolean');
+    expect(m.processingRatePerMinute).toBeGreaterThan(0);
+    const text = await (await t.request('/api/metrics')).text();
+    for (const series of [
+      'segmentation_queue_jobs{state="waiting"}',
+      'segmentation_jobs_total{result="completed"}',
+      'segmentation_job_duration_seconds_bucket',
+      'segmentation_job_wait_seconds_bucket',
+      'ml_circuit_state',
+      'ml_requests_total{result="success"}',
+      'ml_request_duration_seconds_bucket',
+      'db_pool_connections{state="total"}',
+      'db_pool_acquire_seconds_bucket',
+      'db_query_duration_seconds_bucket',
+      'db_slow_queries_total',
+      'http_request_duration_seconds_bucket',
+      'process_cpu_user_seconds_total',
+    ]) {
+      expect(text).toContain(series);
+    }
+    await eventually(async () => (await t.request('/api/health')).status === 200);
+  });
+});
