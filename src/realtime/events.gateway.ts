@@ -1,0 +1,132 @@
+import { Inject, Logger } from '@nestjs/common';
+import { JwtService } from '@nestjs/jwt';
+import { OnGatewayConnection, OnGatewayInit, WebSocketGateway } from '@nestjs/websockets';
+import type { DefaultEventsMap, ExtendedError, Server, Socket } from 'socket.io';
+import { RedisAdapter } from '@socket.io/redis-adapter';
+import {
+  ML_STATUS_READER,
+  MlStatusReader,
+  MlStatusSnapshot,
+  ServerToClientEvents,
+  userRoom,
+} from '../common/contracts';
+import { withTimeout } from '../common/with-timeout';
+import { SOCKET_FLOOD_MAX_PACKETS_PER_SECOND, SOCKET_MAX_HTTP_BUFFER_BYTES } from './realtime.constants';
+import { RateLimitedWarner } from './rate-limited-logger';
+import { handshakeToken, RealtimeSocketData, verifySocketToken } from './socket-auth';
+
+export type RealtimeServer = Server<DefaultEventsMap, ServerToClientEvents, DefaultEventsMap, RealtimeSocketData>;
+export type RealtimeSocket = Socket<DefaultEventsMap, ServerToClientEvents, DefaultEventsMap, RealtimeSocketData>;
+
+/** Largest delay setTimeout accepts; longer token lifetimes are re-armed. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const STATUS_READ_TIMEOUT_MS = 2000;
+/** What a socket is told when the status cannot be read: the same as "no worker reports the ML service". */
+const UNKNOWN_STATUS: MlStatusSnapshot = { state: 'open', available: false };
+
+/**
+ * Socket.IO endpoint of CONTRACT §6, on the API port at `/socket.io` (roles `api` and `all`).
+ *
+ * - Handshake authentication in a Socket.IO middleware: a missing or invalid token refuses the
+ *   connection with `connect_error` "unauthorized"; the connection handler never runs for it.
+ * - Each socket joins its user's room; events reach it from any process through the Redis adapter
+ *   (see RedisIoAdapter / RealtimePublisher) and it receives `ml:status` once right after connecting.
+ * - A socket is disconnected when its token expires, and when it sends more than
+ *   SOCKET_FLOOD_MAX_PACKETS_PER_SECOND packets in a second (the contract has no client → server events).
+ *
+ * CORS is not set here: decorator options are static, so the adapter adds the configured policy
+ * (`socketCorsOptions`, from CORS_ORIGINS / NODE_ENV) when it creates the server.
+ */
+@WebSocketGateway({
+  path: '/socket.io',
+  serveClient: false,
+  maxHttpBufferSize: SOCKET_MAX_HTTP_BUFFER_BYTES,
+  connectTimeout: 10_000,
+})
+export class EventsGateway implements OnGatewayInit<RealtimeServer>, OnGatewayConnection<RealtimeSocket> {
+  private readonly logger = new Logger(EventsGateway.name);
+  private readonly floodWarner = new RateLimitedWarner(this.logger);
+
+  constructor(
+    private readonly jwt: JwtService,
+    @Inject(ML_STATUS_READER) private readonly status: MlStatusReader,
+  ) {}
+
+  afterInit(server: RealtimeServer): void {
+    server.use((socket, next) => void this.authenticate(socket, next));
+    if (!(server.of('/').adapter instanceof RedisAdapter)) {
+      this.logger.warn(
+        'Socket.IO runs without the Redis adapter: events published by other processes will not arrive (call useRealtimeAdapter(app) before listen)',
+      );
+    }
+  }
+
+  handleConnection(socket: RealtimeSocket): void {
+    // Everything synchronous first, so no packet and no disconnect can slip in before it is set up.
+    this.guardAgainstFlooding(socket);
+    this.disconnectAtExpiry(socket);
+    void socket.join(userRoom(socket.data.user.sub));
+    void this.sendStatus(socket);
+  }
+
+  private async authenticate(socket: RealtimeSocket, next: (err?: ExtendedError) => void): Promise<void> {
+    try {
+      const token = handshakeToken(socket.handshake);
+      const verified = token ? await verifySocketToken(this.jwt, token) : null;
+      if (!verified) return next(new Error('unauthorized'));
+      socket.data.user = verified.user;
+      socket.data.exp = verified.exp;
+      next();
+    } catch {
+      next(new Error('unauthorized'));
+    }
+  }
+
+  private async sendStatus(socket: RealtimeSocket): Promise<void> {
+    let snapshot: MlStatusSnapshot;
+    try {
+      snapshot = await withTimeout(this.status.current(), STATUS_READ_TIMEOUT_MS, 'ml status read timed out');
+    } catch (err) {
+      this.logger.debug({ err: err instanceof Error ? err.message : String(err) }, 'ml status unavailable on connect');
+      snapshot = UNKNOWN_STATUS;
+    }
+    if (socket.connected) socket.emit('ml:status', { state: snapshot.state, available: snapshot.available });
+  }
+
+  private disconnectAtExpiry(socket: RealtimeSocket): void {
+    const exp = socket.data.exp;
+    if (exp === undefined) return;
+    let timer: NodeJS.Timeout | undefined;
+    const check = () => {
+      const left = exp * 1000 - Date.now();
+      if (left <= 0) {
+        socket.disconnect(true);
+        return;
+      }
+      timer = setTimeout(check, Math.min(left, MAX_TIMER_MS));
+      timer.unref();
+    };
+    socket.once('disconnect', () => clearTimeout(timer));
+    check();
+  }
+
+  private guardAgainstFlooding(socket: RealtimeSocket): void {
+    let windowStart = Date.now();
+    let count = 0;
+    socket.use((_packet, next) => {
+      const now = Date.now();
+      if (now - windowStart >= 1000) {
+        windowStart = now;
+        count = 0;
+      }
+      if (++count > SOCKET_FLOOD_MAX_PACKETS_PER_SECOND) {
+        if (socket.connected) {
+          this.floodWarner.warn({ userId: socket.data.user.sub }, 'socket disconnected for flooding');
+          socket.disconnect(true);
+        }
+        return; // dropped: never passed on
+      }
+      next();
+    });
+  }
+}

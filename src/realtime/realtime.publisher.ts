@@ -1,0 +1,76 @@
+import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import type { ConfigType } from '@nestjs/config';
+import { Emitter } from '@socket.io/redis-emitter';
+import { queueConfig } from '../config/configuration';
+import { MlStatusSnapshot, ServerEventPayload, UserEventName, userRoom } from '../common/contracts';
+import { redactSecrets } from '../common/redact';
+import { RedisClient, RedisFactory } from '../redis/redis.factory';
+import { socketIoKey } from './realtime.constants';
+import { RateLimitedWarner } from './rate-limited-logger';
+
+/**
+ * Sends Socket.IO events (CONTRACT §6) from any process: `api`, `worker` or `all`. There is one code
+ * path for every role: events are published to Redis with `@socket.io/redis-emitter` on the channel
+ * key of this deployment (`socket.io#<QUEUE_NAME>`), and every `api` process's Redis adapter delivers
+ * them to the sockets it holds. Events published from one process keep their order (one connection).
+ *
+ * Best-effort: publishing never throws into the caller and never blocks it. While Redis is
+ * unreachable events are queued briefly by the client, then dropped with a (rate-limited) warning.
+ */
+@Injectable()
+export class RealtimePublisher implements OnApplicationShutdown {
+  private readonly logger = new Logger(RealtimePublisher.name);
+  private readonly warner = new RateLimitedWarner(this.logger);
+  private readonly client: RedisClient;
+  private readonly emitter: Emitter;
+  private stopped = false;
+
+  constructor(redis: RedisFactory, @Inject(queueConfig.KEY) queue: ConfigType<typeof queueConfig>) {
+    this.client = redis.create('socket.io-emitter', {
+      // Keep the offline queue (events published during start-up or a short blip are sent once
+      // connected, in order) but fail queued commands after a few reconnection attempts, so an
+      // outage cannot grow memory without bound.
+      maxRetriesPerRequest: 2,
+      connectTimeout: 2000,
+      retryStrategy: (times) => Math.min(times * 200, 2000),
+    });
+    // The emitter calls `publish` without handling its promise: give it a sink that does.
+    const sink = {
+      publish: (channel: string, message: string | Buffer): Promise<unknown> =>
+        this.client.publish(channel, message).catch((err: unknown) => this.dropped(err)),
+    };
+    this.emitter = new Emitter(sink, { key: socketIoKey(queue.name) });
+  }
+
+  /** Sends `event` to every socket of `userId`, on whichever api process it is connected to. */
+  toUser<E extends UserEventName>(userId: number, event: E, payload: ServerEventPayload<E>): void {
+    this.emit(userRoom(userId), event, payload);
+  }
+
+  /** Sends the ML circuit state to every connected socket. */
+  broadcastMlStatus(snapshot: MlStatusSnapshot): void {
+    this.emit(undefined, 'ml:status', { state: snapshot.state, available: snapshot.available });
+  }
+
+  onApplicationShutdown(): void {
+    // The client itself is closed by RedisFactory; later events are dropped silently.
+    this.stopped = true;
+  }
+
+  private emit(room: string | undefined, event: string, payload: unknown): void {
+    if (this.stopped) return;
+    try {
+      const target = room === undefined ? this.emitter : this.emitter.to(room);
+      target.emit(event, payload);
+    } catch (err) {
+      // e.g. a payload the encoder rejects; never the caller's problem.
+      this.dropped(err);
+    }
+  }
+
+  private dropped(err: unknown): void {
+    if (this.stopped) return;
+    const message = err instanceof Error ? err.message : String(err);
+    this.warner.warn({ err: redactSecrets(message) }, 'socket.io event dropped');
+  }
+}
