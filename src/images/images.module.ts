@@ -1,0 +1,20 @@
+import { Module } from '@nestjs/common';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { ImageEntity } from './image.entity';
+import { ImageInspector } from './image-inspector';
+import { ImageStorage } from './image-storage';
+import { ImagesController } from './images.controller';
+import { ImagesService } from './images.service';
+
+/**
+ * `/api/images`: upload, list, read, delete. Exports ImagesService (ownership checks, status updates,
+ * the before-delete hook registry), ImageStorage (path resolution under UPLOAD_DIR) and ImageInspector.
+ * Needs the bootstrap to register @fastify/multipart with `limits: { fileSize: MAX_UPLOAD_BYTES, files: 1 }`.
+ */
+@Module({
+  imports: [TypeOrmModule.forFeature([ImageEntity])],
+  controllers: [ImagesController],
+  providers: [ImageStorage, ImageInspector, ImagesService],
+  exports: [ImagesService, ImageStorage, ImageInspector, TypeOrmModule],
+})
+export class ImagesModule {}

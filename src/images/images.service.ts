@@ -1,0 +1,140 @@
+import { Injectable, Logger, NotFoundException } from '@nestjs/common';
+import { InjectRepository } from '@nestjs/typeorm';
+import type { Readable } from 'node:stream';
+import { EntityManager, In, Repository } from 'typeorm';
+import type { ImageSegmentationStatus } from '../common/contracts';
+import { ImageEntity } from './image.entity';
+import { ImageInspector } from './image-inspector';
+import { ImageStorage, StagedFile, StoredFile, tooLarge } from './image-storage';
+import { sanitizeOriginalName } from './original-name';
+
+/** Runs before an image row is deleted (e.g. to cancel its open segmentation task). */
+export type BeforeDeleteHook = (image: ImageEntity) => Promise<void>;
+
+/** An uploaded file as the controller hands it over (independent of the multipart library). */
+export interface IncomingUpload {
+  stream: Readable;
+  /** Client-supplied name; metadata only. */
+  filename?: string;
+  /** True when the transport cut the stream at its size limit (checked after the stream ends). */
+  truncated(): boolean;
+  /** The byte cap the transport enforces; used in the 413 message. */
+  maxBytes: number;
+}
+
+const MAX_INT4 = 2_147_483_647;
+const isDbId = (id: number): boolean => Number.isInteger(id) && id >= 1 && id <= MAX_INT4;
+
+/**
+ * Images: upload (stream → stage → inspect → commit → row), listing, ownership checks and deletion.
+ *
+ * Deletion hooks: other modules register `onBeforeDelete(fn)` (the segmentation module cancels the
+ * image's queued/processing task there). On `DELETE /images/:id` every hook runs, in registration
+ * order, after the ownership check and before the row is deleted; a hook that throws aborts the delete
+ * (nothing is removed). The row delete cascades to the image's tasks and results (FK ON DELETE
+ * CASCADE); the file is removed last, and a failure to remove it is logged, not returned.
+ */
+@Injectable()
+export class ImagesService {
+  private readonly logger = new Logger(ImagesService.name);
+  private readonly beforeDelete: BeforeDeleteHook[] = [];
+
+  constructor(
+    @InjectRepository(ImageEntity) private readonly repo: Repository<ImageEntity>,
+    private readonly storage: ImageStorage,
+    private readonly inspector: ImageInspector,
+  ) {}
+
+  /** Registers a hook run before every image deletion; returns a function that unregisters it. */
+  onBeforeDelete(fn: BeforeDeleteHook): () => void {
+    this.beforeDelete.push(fn);
+    return () => {
+      const i = this.beforeDelete.indexOf(fn);
+      if (i >= 0) this.beforeDelete.splice(i, 1);
+    };
+  }
+
+  /**
+   * Stores an upload for `userId`. 413 over the byte or pixel limit, 415 for anything but PNG, JPEG,
+   * TIFF or BMP (by content), 400 when it does not decode. On any failure no file and no row remain.
+   */
+  async upload(userId: number, file: IncomingUpload): Promise<ImageEntity> {
+    const staged: StagedFile = await this.storage.stage(file.stream);
+    let stored: StoredFile;
+    let info;
+    try {
+      if (file.truncated()) throw tooLarge(file.maxBytes);
+      info = await this.inspector.inspect(staged.tempPath);
+      stored = await this.storage.commit(staged, info.ext);
+    } catch (err) {
+      await this.storage.discard(staged);
+      throw err;
+    }
+    try {
+      const row = this.repo.create({
+        userId,
+        originalName: sanitizeOriginalName(file.filename, `image.${info.ext}`),
+        storagePath: stored.storagePath,
+        mimeType: info.mime,
+        sizeBytes: stored.bytes,
+        width: info.width,
+        height: info.height,
+        segmentationStatus: 'none',
+      });
+      return await this.repo.save(row);
+    } catch (err) {
+      await this.storage.remove(stored.storagePath).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Own images, newest first. */
+  async list(userId: number, page: number, limit: number): Promise<{ items: ImageEntity[]; total: number }> {
+    const [items, total] = await this.repo.findAndCount({
+      where: { userId },
+      order: { createdAt: 'DESC', id: 'DESC' },
+      skip: (page - 1) * limit,
+      take: limit,
+    });
+    return { items, total };
+  }
+
+  /** The image if it exists and belongs to `userId`; 404 otherwise (the two cases look the same). */
+  async findOwned(userId: number, id: number): Promise<ImageEntity> {
+    const image = isDbId(id) ? await this.repo.findOneBy({ id, userId }) : null;
+    if (!image) throw new NotFoundException('image not found');
+    return image;
+  }
+
+  /** Any user's image, or null (for internal callers such as workers). */
+  findById(id: number): Promise<ImageEntity | null> {
+    return isDbId(id) ? this.repo.findOneBy({ id }) : Promise.resolve(null);
+  }
+
+  /** How many of `ids` (distinct) exist and belong to `userId`. */
+  async countOwned(userId: number, ids: number[]): Promise<number> {
+    const valid = [...new Set(ids)].filter(isDbId);
+    if (valid.length === 0) return 0;
+    return this.repo.countBy({ userId, id: In(valid) });
+  }
+
+  /** Sets `segmentation_status` (and `updated_at`), inside the caller's transaction when `manager` is given. */
+  async setSegmentationStatus(id: number, status: ImageSegmentationStatus, manager?: EntityManager): Promise<void> {
+    const repo = manager ? manager.getRepository(ImageEntity) : this.repo;
+    await repo.update({ id }, { segmentationStatus: status });
+  }
+
+  /** Deletes an own image: hooks, then the row (cascading to tasks and results), then the file. */
+  async delete(userId: number, id: number): Promise<void> {
+    const image = await this.findOwned(userId, id);
+    for (const hook of [...this.beforeDelete]) await hook(image);
+    const res = await this.repo.delete({ id: image.id, userId });
+    if (!res.affected) throw new NotFoundException('image not found'); // deleted concurrently
+    try {
+      await this.storage.remove(image.storagePath);
+    } catch (err) {
+      this.logger.warn({ imageId: image.id, err: (err as Error).message }, 'image row deleted but its file could not be removed');
+    }
+  }
+}
+
