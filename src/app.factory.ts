@@ -8,6 +8,7 @@ import { AppModule, AppRole } from './app.module';
 import { AllExceptionsFilter } from './common/http-exception.filter';
 import { randomUUID } from 'node:crypto';
 import { uploadsConfig } from './config/configuration';
+import { useRealtimeAdapter } from './realtime/redis-io.adapter';
 
 export interface CreateAppOptions {
   role: AppRole;
@@ -37,6 +38,7 @@ export async function createApp(opts: CreateAppOptions): Promise<NestFastifyAppl
     const uploads = app.get<{ maxBytes: number }>(uploadsConfig.KEY);
     await app.register(multipart as never, { limits: { fileSize: uploads.maxBytes, files: 1, fields: 5, parts: 6 } });
     setupSwagger(app);
+    await useRealtimeAdapter(app);
   }
 
   app.useGlobalPipes(

@@ -20,7 +20,16 @@ import { TaskStore } from './task.store';
  */
 @Module({})
 export class SegmentationModule {
+  private static readonly byRole = new Map<AppRole, DynamicModule>();
+
+  /** One dynamic module per role, so every importer shares the same providers. */
   static forRole(role: AppRole): DynamicModule {
+    let mod = SegmentationModule.byRole.get(role);
+    if (!mod) SegmentationModule.byRole.set(role, (mod = SegmentationModule.build(role)));
+    return mod;
+  }
+
+  private static build(role: AppRole): DynamicModule {
     const serves = role !== 'worker';
     return {
       module: SegmentationModule,

@@ -3,6 +3,10 @@ import { randomBytes } from 'node:crypto';
 import { createApp } from '../../src/app.factory';
 import type { AppRole } from '../../src/app.module';
 
+/** A fetch Response whose JSON body tests read without casts. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type TestResponse = Omit<Response, 'json'> & { json(): Promise<any> };
+
 export interface TestApp {
   app: NestFastifyApplication;
   /** Base URL, e.g. http://127.0.0.1:40123 */
@@ -11,7 +15,7 @@ export interface TestApp {
   /** Registers a fresh user; returns its token and public user. */
   register(email?: string, password?: string): Promise<{ token: string; user: { id: number; email: string } }>;
   /** fetch() against the app with an optional bearer token. */
-  request(path: string, init?: RequestInit & { token?: string; json?: unknown }): Promise<Response>;
+  request(path: string, init?: RequestInit & { token?: string; json?: unknown }): Promise<TestResponse>;
 }
 
 /**
@@ -37,7 +41,7 @@ export async function startTestApp(env: Record<string, string> = {}, role: AppRo
       headers.set('content-type', 'application/json');
       body = JSON.stringify(init.json);
     }
-    return fetch(url + path, { ...init, headers, body });
+    return fetch(url + path, { ...init, headers, body }) as Promise<TestResponse>;
   };
 
   const register: TestApp['register'] = async (email, password = 'password-123') => {

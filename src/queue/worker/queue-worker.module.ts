@@ -3,6 +3,7 @@ import type { AppRole } from '../../app.module';
 import { MlModule } from '../../ml/ml.module';
 import { SegmentationModule } from '../../segmentation/segmentation.module';
 import { QueueModule } from '../queue.module';
+import { RealtimeModule } from '../../realtime/realtime.module';
 import { SegmentationWorker } from './segmentation.worker';
 
 /** Queue consumption; imported only by `worker` and `all` processes (an `api` process never processes). */
@@ -12,7 +13,7 @@ export class QueueWorkerModule {
     return {
       module: QueueWorkerModule,
       // Same dynamic module as the app's, so Nest shares one instance of the segmentation providers.
-      imports: [QueueModule, MlModule, SegmentationModule.forRole(role)],
+      imports: [QueueModule, MlModule, RealtimeModule.forRole(role), SegmentationModule.forRole(role)],
       providers: [SegmentationWorker],
     };
   }

@@ -8,6 +8,7 @@ import { MetricsService } from '../../metrics/metrics.service';
 import { MlService } from '../../ml/ml.service';
 import { FinalTaskError, HandedBackError, TaskRunner } from '../../segmentation/task-runner';
 import { SegmentationQueue } from '../segmentation-queue';
+import { RealtimePublisher } from '../../realtime/realtime.publisher';
 
 /** Margin kept from SHUTDOWN_TIMEOUT for handing jobs back and closing pools. */
 const SHUTDOWN_MARGIN_MS = 5000;
@@ -30,6 +31,7 @@ export class SegmentationWorker implements OnApplicationBootstrap, BeforeApplica
     private readonly ml: MlService,
     private readonly metrics: MetricsService,
     private readonly shutdown: ShutdownState,
+    private readonly realtime: RealtimePublisher,
     @Inject(queueConfig.KEY) private readonly cfg: ConfigType<typeof queueConfig>,
     @Inject(appConfig.KEY) private readonly app: ConfigType<typeof appConfig>,
   ) {}
@@ -39,6 +41,7 @@ export class SegmentationWorker implements OnApplicationBootstrap, BeforeApplica
     void q.process(SEGMENT_JOB, this.cfg.concurrency, (job: Job<SegmentJobData>) => this.handle(job));
     q.on('error', (err) => this.logger.warn({ err: err.message }, 'queue error'));
     this.unsubscribe = this.ml.onStateChange((state) => {
+      this.realtime.broadcastMlStatus({ state, available: state !== 'open' });
       if (this.shutdown.isShuttingDown) return;
       if (state === 'open') void q.pause(true, true).catch(() => undefined);
       else void q.resume(true).catch(() => undefined);
