@@ -53,7 +53,13 @@ export class MlHttpClient {
 
   private async request(
     path: string,
-    init: { method: string; headers: Record<string, string>; body?: string; signal: AbortSignal; timeoutMs?: number },
+    init: {
+      method: string;
+      headers: Record<string, string>;
+      body?: string;
+      signal: AbortSignal;
+      timeoutMs?: number;
+    },
   ): Promise<unknown> {
     const { signal } = init;
     let res: Response;
@@ -79,14 +85,19 @@ export class MlHttpClient {
     if (res.status >= 400 && res.status < 500) {
       const parsed = tryJson(text);
       const message = isObject(parsed) ? parsed.error : undefined;
-      throw new MlBadInputError(sanitizeMlMessage(message, `ML service rejected the input (${res.status})`), res.status);
+      throw new MlBadInputError(
+        sanitizeMlMessage(message, `ML service rejected the input (${res.status})`),
+        res.status,
+      );
     }
-    if (res.status >= 500) throw new MlServiceError(`ML service failed with status ${res.status}`, res.status);
+    if (res.status >= 500)
+      throw new MlServiceError(`ML service failed with status ${res.status}`, res.status);
     if (res.status < 200 || res.status >= 300) {
       throw new MlServiceError(`ML service answered with unexpected status ${res.status}`, res.status);
     }
     const parsed = tryJson(text);
-    if (parsed === undefined) throw new MlServiceError('ML service returned a body that is not JSON', res.status);
+    if (parsed === undefined)
+      throw new MlServiceError('ML service returned a body that is not JSON', res.status);
     return parsed;
   }
 
@@ -95,7 +106,8 @@ export class MlHttpClient {
     if (signal.aborted) {
       const reason: unknown = signal.reason;
       if (reason instanceof MlError) return reason;
-      if (reason instanceof Error && reason.name === 'TimeoutError') {
+      // AbortSignal.timeout() aborts with a DOMException named TimeoutError (not always `instanceof Error`)
+      if ((reason as { name?: unknown } | null)?.name === 'TimeoutError') {
         return new MlTimeoutError(timeoutMs ?? this.cfg.timeoutMs);
       }
       return new MlAbortedError();

@@ -109,7 +109,10 @@ export class MlStatusService implements MlStatusReader, OnModuleInit, OnModuleDe
     try {
       await this.client.set(this.key, JSON.stringify(this.local()), 'PX', ML_STATUS_TTL_MS);
     } catch (err) {
-      this.logger.debug({ err: err instanceof Error ? err.message : String(err) }, 'ml status publish failed');
+      this.logger.debug(
+        { err: err instanceof Error ? err.message : String(err) },
+        'ml status publish failed',
+      );
     }
   }
 
@@ -123,7 +126,12 @@ export class MlStatusService implements MlStatusReader, OnModuleInit, OnModuleDe
 
   private local(): MlPublishedStatus {
     const state = this.ml.state();
-    return { state, available: state !== 'open', stats: this.ml.stats(), updatedAt: new Date().toISOString() };
+    return {
+      state,
+      available: state !== 'open',
+      stats: this.ml.stats(),
+      updatedAt: new Date().toISOString(),
+    };
   }
 }
 

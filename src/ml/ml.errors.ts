@@ -81,6 +81,7 @@ const MAX_MESSAGE = 300;
 export function sanitizeMlMessage(raw: unknown, fallback = 'ML service rejected the input'): string {
   if (typeof raw !== 'string') return fallback;
   let s = raw
+    // eslint-disable-next-line no-control-regex -- stripping control characters is the point
     .replace(/[\u0000-\u001f\u007f]+/g, ' ')
     .replace(/\b[a-z][a-z0-9+.-]*:\/\/\S+/gi, '<url>')
     .replace(/(password|passwd|pwd|secret|token)(["']?\s*[:=]\s*["']?)[^\s"',}]+/gi, '$1$2***')

@@ -72,10 +72,13 @@ export class MlService implements OnApplicationShutdown {
       errorFilter: (err: unknown) => err instanceof MlBadInputError || err instanceof MlAbortedError,
     });
     // opossum emits 'timeout' with (error, latency, args) though @types/opossum declares only the error.
-    (this.breaker as unknown as EventEmitter).on('timeout', (_err: unknown, _latency: unknown, args: unknown) => {
-      const controller = Array.isArray(args) ? (args[1] as AbortController | undefined) : undefined;
-      controller?.abort(new MlTimeoutError(this.cfg.timeoutMs));
-    });
+    (this.breaker as unknown as EventEmitter).on(
+      'timeout',
+      (_err: unknown, _latency: unknown, args: unknown) => {
+        const controller = Array.isArray(args) ? (args[1] as AbortController | undefined) : undefined;
+        controller?.abort(new MlTimeoutError(this.cfg.timeoutMs));
+      },
+    );
     this.breaker.on('open', () => this.changed('open'));
     this.breaker.on('halfOpen', () => this.changed('halfOpen'));
     this.breaker.on('close', () => this.changed('closed'));
@@ -159,7 +162,8 @@ export class MlService implements OnApplicationShutdown {
       failures: s.failures,
       timeouts: s.timeouts,
       rejects: s.rejects,
-      latencyMeanMs: Number.isFinite(s.latencyMean) && s.latencyMean >= 0 ? Math.round(s.latencyMean * 100) / 100 : 0,
+      latencyMeanMs:
+        Number.isFinite(s.latencyMean) && s.latencyMean >= 0 ? Math.round(s.latencyMean * 100) / 100 : 0,
     };
   }
 
@@ -169,7 +173,10 @@ export class MlService implements OnApplicationShutdown {
       try {
         listener(s);
       } catch (err) {
-        this.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'ml state listener failed');
+        this.logger.warn(
+          { err: err instanceof Error ? err.message : String(err) },
+          'ml state listener failed',
+        );
       }
     };
     this.events.on('state', safe);

@@ -184,7 +184,8 @@ export class MlStub {
   async waitForPendingRequests(n: number, timeoutMs = 5000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (this.pending.size > n) {
-      if (Date.now() > deadline) throw new Error(`ml-stub: ${this.pending.size} requests still pending, expected <= ${n}`);
+      if (Date.now() > deadline)
+        throw new Error(`ml-stub: ${this.pending.size} requests still pending, expected <= ${n}`);
       await new Promise((r) => setTimeout(r, 10));
     }
   }
@@ -211,7 +212,8 @@ export class MlStub {
   async waitForOpenSockets(n: number, timeoutMs = 15_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (this.sockets.size > n) {
-      if (Date.now() > deadline) throw new Error(`ml-stub: ${this.sockets.size} sockets still open, expected <= ${n}`);
+      if (Date.now() > deadline)
+        throw new Error(`ml-stub: ${this.sockets.size} sockets still open, expected <= ${n}`);
       await new Promise((r) => setTimeout(r, 10));
     }
   }
@@ -234,7 +236,10 @@ export class MlStub {
     const points: [number, number][] = [];
     for (let i = 0; i < 8; i++) {
       const a = (i * Math.PI) / 4;
-      points.push([Math.round((cx + r * Math.cos(a)) * 100) / 100, Math.round((cy + r * Math.sin(a)) * 100) / 100]);
+      points.push([
+        Math.round((cx + r * Math.cos(a)) * 100) / 100,
+        Math.round((cy + r * Math.sin(a)) * 100) / 100,
+      ]);
     }
     const area = 2 * Math.SQRT2 * r * r;
     const perimeter = 16 * r * Math.sin(Math.PI / 8);

@@ -9,7 +9,9 @@ import { MetricsService } from '../../../src/metrics/metrics.service';
  * Builds MlModule with real config, metrics and Redis. `env` is applied to process.env before the
  * module is compiled (config is read then) and restored by `close()`.
  */
-export async function buildMlModule(env: Record<string, string>): Promise<{ ref: TestingModule; close: () => Promise<void> }> {
+export async function buildMlModule(
+  env: Record<string, string>,
+): Promise<{ ref: TestingModule; close: () => Promise<void> }> {
   const saved: Record<string, string | undefined> = {};
   for (const [k, v] of Object.entries(env)) {
     saved[k] = process.env[k];
@@ -36,7 +38,11 @@ export async function buildMlModule(env: Record<string, string>): Promise<{ ref:
 
 /** Value of a counter/gauge series with the given labels (0 when absent). */
 export async function metricValue(
-  metric: { get(): Promise<{ values: Array<{ value: number; labels: Record<string, unknown>; metricName?: string }> }> },
+  metric: {
+    get(): Promise<{
+      values: Array<{ value: number; labels: Record<string, unknown>; metricName?: string }>;
+    }>;
+  },
   labels: Record<string, string> = {},
   metricName?: string,
 ): Promise<number> {
