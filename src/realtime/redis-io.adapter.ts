@@ -49,19 +49,15 @@ export class RedisIoAdapter extends IoAdapter {
     return server;
   }
 
+  /**
+   * Called by Nest when the application closes (after the servers are closed, before the shutdown
+   * hooks): closes the adapter's clients and waits for them to end, so RedisFactory does not close
+   * them a second time.
+   */
   override async dispose(): Promise<void> {
     await super.dispose();
     const clients = this.clients.splice(0);
-    await Promise.allSettled(
-      clients.map(async (c) => {
-        if (c.status === 'end') return;
-        try {
-          await c.quit();
-        } catch {
-          c.disconnect();
-        }
-      }),
-    );
+    await Promise.allSettled(clients.map((c) => closeClient(c)));
   }
 
   private corsFromConfig(): ServerOptions['cors'] | undefined {
@@ -100,4 +96,16 @@ function whenReady(client: RedisClient): Promise<boolean> {
     timer.unref();
     client.on('ready', onReady);
   });
+}
+
+async function closeClient(client: RedisClient): Promise<void> {
+  if (client.status === 'end') return;
+  const ended = new Promise<void>((resolve) => client.once('end', () => resolve()));
+  try {
+    await client.quit();
+  } catch {
+    client.disconnect();
+  }
+  // 'end' follows quit/disconnect; the bound only guards against a client stuck in between.
+  await Promise.race([ended, new Promise<void>((resolve) => setTimeout(resolve, 3000).unref())]);
 }
