@@ -15,8 +15,18 @@ import { SOCKET_FLOOD_MAX_PACKETS_PER_SECOND, SOCKET_MAX_HTTP_BUFFER_BYTES } fro
 import { RateLimitedWarner } from './rate-limited-logger';
 import { handshakeToken, RealtimeSocketData, verifySocketToken } from './socket-auth';
 
-export type RealtimeServer = Server<DefaultEventsMap, ServerToClientEvents, DefaultEventsMap, RealtimeSocketData>;
-export type RealtimeSocket = Socket<DefaultEventsMap, ServerToClientEvents, DefaultEventsMap, RealtimeSocketData>;
+export type RealtimeServer = Server<
+  DefaultEventsMap,
+  ServerToClientEvents,
+  DefaultEventsMap,
+  RealtimeSocketData
+>;
+export type RealtimeSocket = Socket<
+  DefaultEventsMap,
+  ServerToClientEvents,
+  DefaultEventsMap,
+  RealtimeSocketData
+>;
 
 /** Largest delay setTimeout accepts; longer token lifetimes are re-armed. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -87,7 +97,10 @@ export class EventsGateway implements OnGatewayInit<RealtimeServer>, OnGatewayCo
     try {
       snapshot = await withTimeout(this.status.current(), STATUS_READ_TIMEOUT_MS, 'ml status read timed out');
     } catch (err) {
-      this.logger.debug({ err: err instanceof Error ? err.message : String(err) }, 'ml status unavailable on connect');
+      this.logger.debug(
+        { err: err instanceof Error ? err.message : String(err) },
+        'ml status unavailable on connect',
+      );
       snapshot = UNKNOWN_STATUS;
     }
     if (socket.connected) socket.emit('ml:status', { state: snapshot.state, available: snapshot.available });

@@ -44,7 +44,10 @@ export class RedisIoAdapter extends IoAdapter {
 
   override createIOServer(port: number, options?: ServerOptions): Server {
     const cors = this.corsFromConfig();
-    const server = super.createIOServer(port, cors && !options?.cors ? { ...options, cors } : options) as Server;
+    const server = super.createIOServer(
+      port,
+      cors && !options?.cors ? { ...options, cors } : options,
+    ) as Server;
     if (this.adapterConstructor) server.adapter(this.adapterConstructor);
     return server;
   }

@@ -13,7 +13,10 @@ export interface RealtimeSocketData {
 const BEARER = /^Bearer\s+(\S+)\s*$/i;
 
 /** The access token of a handshake: `auth.token` (a bare token or `Bearer <token>`), else the `Authorization` header. */
-export function handshakeToken(handshake: { auth?: unknown; headers: IncomingHttpHeaders }): string | undefined {
+export function handshakeToken(handshake: {
+  auth?: unknown;
+  headers: IncomingHttpHeaders;
+}): string | undefined {
   const auth = handshake.auth as { token?: unknown } | undefined;
   let raw: string | undefined;
   if (auth && typeof auth.token === 'string' && auth.token.trim() !== '') raw = auth.token.trim();

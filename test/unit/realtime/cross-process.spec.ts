@@ -84,15 +84,35 @@ describe('Realtime across processes (Redis adapter + emitter)', () => {
     const other = await openUser(api2.url, 112);
 
     worker.publisher.toUser(111, 'segmentation:progress', { taskId: 'w', imageId: 9, progress: 10 });
-    worker.publisher.toUser(111, 'segmentation:failed', { taskId: 'w', imageId: 9, error: 'ML down', attempt: 1, willRetry: true });
+    worker.publisher.toUser(111, 'segmentation:failed', {
+      taskId: 'w',
+      imageId: 9,
+      error: 'ML down',
+      attempt: 1,
+      willRetry: true,
+    });
     worker.publisher.toUser(111, 'segmentation:progress', { taskId: 'w', imageId: 9, progress: 10 });
-    worker.publisher.toUser(111, 'segmentation:completed', { taskId: 'w', imageId: 9, polygonCount: 0, processingTimeMs: 1 });
+    worker.publisher.toUser(111, 'segmentation:completed', {
+      taskId: 'w',
+      imageId: 9,
+      polygonCount: 0,
+      processingTimeMs: 1,
+    });
     worker.publisher.toUser(112, 'segmentation:cancelled', { taskId: 'o', imageId: 10 }); // after 111's, same connection
 
     await waitFor(() => other.named('segmentation:cancelled').length === 1, "the other user's own event");
-    await waitFor(() => a1.named('segmentation:completed').length === 1 && a2.named('segmentation:completed').length === 1, 'completion on both');
+    await waitFor(
+      () =>
+        a1.named('segmentation:completed').length === 1 && a2.named('segmentation:completed').length === 1,
+      'completion on both',
+    );
     const seq = (c: TestClient) => c.events.filter((e) => e.event !== 'ml:status').map((e) => e.event);
-    const expected = ['segmentation:progress', 'segmentation:failed', 'segmentation:progress', 'segmentation:completed'];
+    const expected = [
+      'segmentation:progress',
+      'segmentation:failed',
+      'segmentation:progress',
+      'segmentation:completed',
+    ];
     expect(seq(a1)).toEqual(expected);
     expect(seq(a2)).toEqual(expected);
     expect(seq(other)).toEqual(['segmentation:cancelled']);
@@ -102,7 +122,10 @@ describe('Realtime across processes (Redis adapter + emitter)', () => {
     const c1 = await openUser(api1.url, 121);
     const c2 = await openUser(api2.url, 122);
     worker.publisher.broadcastMlStatus({ state: 'open', available: false });
-    await waitFor(() => c1.named('ml:status').length === 2 && c2.named('ml:status').length === 2, 'broadcast on both');
+    await waitFor(
+      () => c1.named('ml:status').length === 2 && c2.named('ml:status').length === 2,
+      'broadcast on both',
+    );
     expect(c1.named('ml:status')[1]).toEqual({ state: 'open', available: false });
     expect(c2.named('ml:status')[1]).toEqual({ state: 'open', available: false });
   });

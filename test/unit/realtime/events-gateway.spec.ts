@@ -16,7 +16,12 @@ import {
 } from './realtime-harness';
 
 const JWT_SECRET = randomBytes(24).toString('hex');
-const restoreEnv = setEnv({ QUEUE_NAME: uniqueQueueName('gw'), JWT_SECRET, NODE_ENV: 'test', CORS_ORIGINS: '' });
+const restoreEnv = setEnv({
+  QUEUE_NAME: uniqueQueueName('gw'),
+  JWT_SECRET,
+  NODE_ENV: 'test',
+  CORS_ORIGINS: '',
+});
 const sign = tokens(JWT_SECRET);
 
 describe('EventsGateway (real Nest app on Fastify, real Redis)', () => {
@@ -58,19 +63,24 @@ describe('EventsGateway (real Nest app on Fastify, real Redis)', () => {
         'an unsigned (alg none) token',
         () => {
           const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
-          return { token: `${b64({ alg: 'none', typ: 'JWT' })}.${b64({ sub: 1, email: 'x@y.z', role: 'admin' })}.` };
+          return {
+            token: `${b64({ alg: 'none', typ: 'JWT' })}.${b64({ sub: 1, email: 'x@y.z', role: 'admin' })}.`,
+          };
         },
       ],
     ];
 
-    it.each(refusedCases)('refuses %s with connect_error "unauthorized" and never runs the connection handler', async (_, auth) => {
-      const readsBefore = reader.calls;
-      const c = open(auth());
-      await expect(refused(c)).resolves.toBe('unauthorized');
-      expect(c.socket.connected).toBe(false);
-      expect(c.events).toEqual([]);
-      expect(reader.calls).toBe(readsBefore); // the connection handler (which reads the status) did not run
-    });
+    it.each(refusedCases)(
+      'refuses %s with connect_error "unauthorized" and never runs the connection handler',
+      async (_, auth) => {
+        const readsBefore = reader.calls;
+        const c = open(auth());
+        await expect(refused(c)).resolves.toBe('unauthorized');
+        expect(c.socket.connected).toBe(false);
+        expect(c.events).toEqual([]);
+        expect(reader.calls).toBe(readsBefore); // the connection handler (which reads the status) did not run
+      },
+    );
 
     it('refuses over the WebSocket transport too', async () => {
       const c = open({ token: 'nope' }, { transports: ['websocket'] });
@@ -94,7 +104,10 @@ describe('EventsGateway (real Nest app on Fastify, real Redis)', () => {
       expect(b.named('ml:status')).toEqual([{ state: 'halfOpen', available: true }]);
 
       rt.publisher.broadcastMlStatus({ state: 'open', available: false });
-      await waitFor(() => a.named('ml:status').length === 2 && b.named('ml:status').length === 2, 'broadcast ml:status');
+      await waitFor(
+        () => a.named('ml:status').length === 2 && b.named('ml:status').length === 2,
+        'broadcast ml:status',
+      );
       expect(a.named('ml:status')[1]).toEqual({ state: 'open', available: false });
       expect(b.named('ml:status')[1]).toEqual({ state: 'open', available: false });
       // Exactly one initial status each: nothing else arrived meanwhile.
@@ -103,27 +116,41 @@ describe('EventsGateway (real Nest app on Fastify, real Redis)', () => {
   });
 
   describe('per-user events', () => {
-    it('delivers only the user\'s own events, to each of their sockets, in publication order', async () => {
+    it("delivers only the user's own events, to each of their sockets, in publication order", async () => {
       const a1 = await openUser(31);
       const a2 = await openUser(31, { transports: ['websocket'] });
       const b = await openUser(32);
 
       const taskId = 't-31';
       rt.publisher.toUser(31, 'segmentation:queued', { taskId, imageId: 5, priority: 1 });
-      for (let p = 10; p <= 90; p += 10) rt.publisher.toUser(31, 'segmentation:progress', { taskId, imageId: 5, progress: p });
-      rt.publisher.toUser(31, 'segmentation:completed', { taskId, imageId: 5, polygonCount: 3, processingTimeMs: 42 });
+      for (let p = 10; p <= 90; p += 10)
+        rt.publisher.toUser(31, 'segmentation:progress', { taskId, imageId: 5, progress: p });
+      rt.publisher.toUser(31, 'segmentation:completed', {
+        taskId,
+        imageId: 5,
+        polygonCount: 3,
+        processingTimeMs: 42,
+      });
       // Published after all of A's on the same connection: once B has it, A's events were all delivered.
       rt.publisher.toUser(32, 'segmentation:cancelled', { taskId: 't-32', imageId: 6 });
 
       await waitFor(() => b.named('segmentation:cancelled').length === 1, "B's own event");
-      await waitFor(() => a1.named('segmentation:completed').length === 1 && a2.named('segmentation:completed').length === 1, "A's last event");
+      await waitFor(
+        () =>
+          a1.named('segmentation:completed').length === 1 && a2.named('segmentation:completed').length === 1,
+        "A's last event",
+      );
 
       const expected = [
         ['segmentation:queued', { taskId, imageId: 5, priority: 1 }],
-        ...[10, 20, 30, 40, 50, 60, 70, 80, 90].map((progress) => ['segmentation:progress', { taskId, imageId: 5, progress }]),
+        ...[10, 20, 30, 40, 50, 60, 70, 80, 90].map((progress) => [
+          'segmentation:progress',
+          { taskId, imageId: 5, progress },
+        ]),
         ['segmentation:completed', { taskId, imageId: 5, polygonCount: 3, processingTimeMs: 42 }],
       ];
-      const userEvents = (c: TestClient) => c.events.filter((e) => e.event !== 'ml:status').map((e) => [e.event, e.payload]);
+      const userEvents = (c: TestClient) =>
+        c.events.filter((e) => e.event !== 'ml:status').map((e) => [e.event, e.payload]);
       expect(userEvents(a1)).toEqual(expected);
       expect(userEvents(a2)).toEqual(expected);
       expect(userEvents(b)).toEqual([['segmentation:cancelled', { taskId: 't-32', imageId: 6 }]]);

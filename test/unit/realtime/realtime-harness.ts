@@ -15,7 +15,8 @@ import { RedisIoAdapter, useRealtimeAdapter } from '../../../src/realtime/redis-
 import { socketIoKey } from '../../../src/realtime/realtime.constants';
 
 /** A unique deployment (QUEUE_NAME) per test file, so runs sharing one Redis never cross-talk. */
-export const uniqueQueueName = (tag: string): string => `test_rt_${tag}_${process.pid}_${randomBytes(4).toString('hex')}`;
+export const uniqueQueueName = (tag: string): string =>
+  `test_rt_${tag}_${process.pid}_${randomBytes(4).toString('hex')}`;
 
 /** Sets variables for the duration of a file; returns the restore function. */
 export function setEnv(vars: Record<string, string>): () => void {
@@ -70,7 +71,9 @@ export async function startRealtimeApp(
 ): Promise<RealtimeTestApp> {
   const serves = role !== 'worker';
   const realtime = serves
-    ? RealtimeModule.forRole(role, { statusImports: [fakeStatusModule(opts.reader ?? new FakeStatusReader())] })
+    ? RealtimeModule.forRole(role, {
+        statusImports: [fakeStatusModule(opts.reader ?? new FakeStatusReader())],
+      })
     : RealtimeModule.forRole(role);
   const ref = await Test.createTestingModule({
     imports: [AppConfigModule.forRoot(), RedisModule, realtime],
@@ -82,7 +85,10 @@ export async function startRealtimeApp(
       await useRealtimeAdapter(app);
     } else {
       const adapter = new RedisIoAdapter(app);
-      await adapter.connectToRedis(app.get(RedisFactory), socketIoKey(process.env.QUEUE_NAME ?? 'segmentation'));
+      await adapter.connectToRedis(
+        app.get(RedisFactory),
+        socketIoKey(process.env.QUEUE_NAME ?? 'segmentation'),
+      );
       app.useWebSocketAdapter(adapter);
     }
     await app.listen(0, '127.0.0.1');
@@ -108,8 +114,19 @@ export interface TestClient {
   disconnectReason?: string;
 }
 
-export function client(url: string, auth: Record<string, unknown> = {}, extra: Parameters<typeof io>[1] = {}): TestClient {
-  const socket = io(url, { path: '/socket.io', auth, reconnection: false, forceNew: true, timeout: 5000, ...extra });
+export function client(
+  url: string,
+  auth: Record<string, unknown> = {},
+  extra: Parameters<typeof io>[1] = {},
+): TestClient {
+  const socket = io(url, {
+    path: '/socket.io',
+    auth,
+    reconnection: false,
+    forceNew: true,
+    timeout: 5000,
+    ...extra,
+  });
   const c: TestClient = {
     socket,
     events: [],
