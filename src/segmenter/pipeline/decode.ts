@@ -30,8 +30,13 @@ async function decodeWithSharp(bytes: Buffer, maxPixels: number): Promise<GreyIm
       .greyscale()
       .raw({ depth: 'uchar' })
       .toBuffer({ resolveWithObject: true });
-    if (info.channels !== 1) throw new ImageDecodeError('unexpected channel count after greyscale conversion');
-    return { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) };
+    if (info.channels !== 1)
+      throw new ImageDecodeError('unexpected channel count after greyscale conversion');
+    return {
+      width: info.width,
+      height: info.height,
+      data: new Uint8Array(data.buffer, data.byteOffset, data.length),
+    };
   } catch (err) {
     if (err instanceof ImageDecodeError) throw err;
     const message = err instanceof Error ? err.message : '';
@@ -45,7 +50,8 @@ function decodeBmpToGrey(bytes: Buffer, maxPixels: number): GreyImage {
   try {
     const header = imageSize(bytes);
     if (!header.width || !header.height) throw new ImageDecodeError('BMP header has no dimensions');
-    if (header.width * header.height > maxPixels) throw new ImageDecodeError(`image has more than ${maxPixels} pixels`);
+    if (header.width * header.height > maxPixels)
+      throw new ImageDecodeError(`image has more than ${maxPixels} pixels`);
     rgba = decodeBmp(bytes);
   } catch (err) {
     if (err instanceof ImageDecodeError) throw err;

@@ -120,7 +120,11 @@ export function classifyRegion(r: RegionStats, g: Geometry, p: SegmentParams): O
  * 0..1 from three cues: contrast against the background (half the weight), solidity and circularity
  * (a quarter each; a round compact body scores 1).
  */
-export function spheroidConfidence(r: RegionStats, shape: { solidity: number; circularity: number }, p: SegmentParams): number {
+export function spheroidConfidence(
+  r: RegionStats,
+  shape: { solidity: number; circularity: number },
+  p: SegmentParams,
+): number {
   const clamp = (v: number) => Math.min(1, Math.max(0, v));
   const contrast = clamp((p.flatLevel - r.meanGrey) / (p.flatLevel - p.thresholdMin));
   const score = 0.5 * contrast + 0.25 * clamp(shape.solidity) + 0.25 * clamp(shape.circularity / 0.85);

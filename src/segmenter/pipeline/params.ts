@@ -49,7 +49,7 @@ export const DEFAULT_PARAMS: Readonly<SegmentParams> = Object.freeze({
   maxMeanGrey: 130,
   bubbleCoreMargin: 8,
   minPeakRadius: 20,
-  neckRatio: 0.7,
+  neckRatio: 0.8,
   simplifyEpsilon: 1,
 });
 
@@ -82,5 +82,6 @@ export function geometryOf(width: number, height: number, params: SegmentParams)
 }
 
 /** A reference length in working pixels, at least 1 unless the reference length is 0. */
-export const refLength = (g: Geometry, ref: number): number => (ref <= 0 ? 0 : Math.max(1, Math.round(ref * g.perRef)));
+export const refLength = (g: Geometry, ref: number): number =>
+  ref <= 0 ? 0 : Math.max(1, Math.round(ref * g.perRef));
 export const refArea = (g: Geometry, ref: number): number => ref * g.perRef * g.perRef;

@@ -48,7 +48,11 @@ export function traceRegion(
   return { external: simplify(scope, scope.track(contours.get(outer)), opts.epsilon), holes };
 }
 
-function cropMask(scope: MatScope, regions: LabelImage, region: RegionStats): { mat: Mat; x: number; y: number } {
+function cropMask(
+  scope: MatScope,
+  regions: LabelImage,
+  region: RegionStats,
+): { mat: Mat; x: number; y: number } {
   const { cv } = scope;
   const x = region.box.x - PAD;
   const y = region.box.y - PAD;
@@ -57,7 +61,8 @@ function cropMask(scope: MatScope, regions: LabelImage, region: RegionStats): { 
   const pixels = new Uint8Array(width * height);
   for (let row = Math.max(0, y); row < Math.min(regions.height, y + height); row++) {
     for (let col = Math.max(0, x); col < Math.min(regions.width, x + width); col++) {
-      if (regions.labels[row * regions.width + col] === region.id) pixels[(row - y) * width + (col - x)] = 255;
+      if (regions.labels[row * regions.width + col] === region.id)
+        pixels[(row - y) * width + (col - x)] = 255;
     }
   }
   const mat = scope.track(new cv.Mat(height, width, cv.CV_8UC1));
@@ -65,7 +70,11 @@ function cropMask(scope: MatScope, regions: LabelImage, region: RegionStats): { 
   return { mat, x, y };
 }
 
-function largestExternal(scope: MatScope, contours: InstanceType<MatScope['cv']['MatVector']>, links: Int32Array): number {
+function largestExternal(
+  scope: MatScope,
+  contours: InstanceType<MatScope['cv']['MatVector']>,
+  links: Int32Array,
+): number {
   let best = -1;
   let bestArea = -1;
   for (let i = 0; i < contours.size(); i++) {
@@ -110,16 +119,14 @@ export function toWirePolygons(
     confidence: confidence(features),
     features,
   };
-  const internals = outline.holes.map(
-    (hole, index): MlPolygon => ({
-      id: firstId + 1 + index,
-      type: 'internal',
-      parent_id: firstId,
-      points: pointsOf(hole),
-      class: 'spheroid',
-      confidence: external.confidence,
-      features: contourFeatures(scope.cv, hole),
-    }),
-  );
+  const internals = outline.holes.map((hole, index): MlPolygon => ({
+    id: firstId + 1 + index,
+    type: 'internal',
+    parent_id: firstId,
+    points: pointsOf(hole),
+    class: 'spheroid',
+    confidence: external.confidence,
+    features: contourFeatures(scope.cv, hole),
+  }));
   return [external, ...internals];
 }

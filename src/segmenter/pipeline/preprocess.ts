@@ -26,7 +26,10 @@ export function flattenIllumination(scope: MatScope, image: GreyImage, g: Geomet
 function estimateBackground(scope: MatScope, work: Mat, g: Geometry, p: SegmentParams): Mat {
   const { cv } = scope;
   const cell = refLength(g, p.backgroundCell);
-  const grid = new cv.Size(Math.max(1, Math.round(g.workWidth / cell)), Math.max(1, Math.round(g.workHeight / cell)));
+  const grid = new cv.Size(
+    Math.max(1, Math.round(g.workWidth / cell)),
+    Math.max(1, Math.round(g.workHeight / cell)),
+  );
   const radius = Math.max(1, Math.round(p.backgroundRadius / p.backgroundCell));
 
   const coarse = scope.mat();

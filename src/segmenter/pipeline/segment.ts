@@ -31,7 +31,11 @@ export function segmentGrey(cv: Cv, image: GreyImage, params: SegmentParams = DE
 }
 
 /** Decodes the file and segments it; `processing_time_ms` covers both. */
-export async function segmentImageFile(cv: Cv, filePath: string, maxPixels: number): Promise<MlSegmentResults> {
+export async function segmentImageFile(
+  cv: Cv,
+  filePath: string,
+  maxPixels: number,
+): Promise<MlSegmentResults> {
   const started = performance.now();
   const image = await decodeToGrey(filePath, maxPixels);
   const polygons = segmentGrey(cv, image);
@@ -76,12 +80,16 @@ function tracePolygons(
   params: SegmentParams,
 ): MlPolygon[] {
   const polygons: MlPolygon[] = [];
-  const traceOptions = { epsilon: params.simplifyEpsilon, minHoleArea: refArea(g, params.holeFillArea) * g.upscale ** 2 };
+  const traceOptions = {
+    epsilon: params.simplifyEpsilon,
+    minHoleArea: refArea(g, params.holeFillArea) * g.upscale ** 2,
+  };
   for (const region of measureRegions(regions, flat, distance)) {
     if (classifyRegion(region, g, params) !== 'spheroid') continue;
     const outline = traceRegion(scope, regions, region, g, traceOptions);
     if (!outline) continue;
-    const confidence = (shape: { solidity: number; circularity: number }) => spheroidConfidence(region, shape, params);
+    const confidence = (shape: { solidity: number; circularity: number }) =>
+      spheroidConfidence(region, shape, params);
     polygons.push(...toWirePolygons(scope, outline, polygons.length + 1, confidence));
   }
   return polygons;

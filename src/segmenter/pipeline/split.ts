@@ -28,7 +28,11 @@ interface Peak {
 /** Number of distance levels per working pixel in the growth queue. */
 const LEVELS_PER_PIXEL = 4;
 
-export function splitTouching(components: LabelImage, distance: Float32Array, options: SplitOptions): LabelImage {
+export function splitTouching(
+  components: LabelImage,
+  distance: Float32Array,
+  options: SplitOptions,
+): LabelImage {
   const peaks = findSeeds(components, distance, options);
   const regions = new Int32Array(components.labels.length);
   let count = 0;
@@ -111,7 +115,12 @@ function minAlongSegment(from: number, to: number, width: number, distance: Floa
 }
 
 /** Priority flood from the seeds over their own components, highest distance first. */
-function growFromSeeds(components: LabelImage, distance: Float32Array, regions: Int32Array, seeds: Peak[]): void {
+function growFromSeeds(
+  components: LabelImage,
+  distance: Float32Array,
+  regions: Int32Array,
+  seeds: Peak[],
+): void {
   if (seeds.length === 0) return;
   const { width, height, labels } = components;
   const levelOf = (i: number) => Math.floor(distance[i] * LEVELS_PER_PIXEL);
@@ -132,7 +141,8 @@ function growFromSeeds(components: LabelImage, distance: Float32Array, regions: 
       for (const offset of offsets) {
         const j = i + offset;
         const jx = j % width;
-        if (j < 0 || j >= width * height || Math.abs(jx - x) > 1 || Math.abs((j - jx) / width - y) > 1) continue;
+        if (j < 0 || j >= width * height || Math.abs(jx - x) > 1 || Math.abs((j - jx) / width - y) > 1)
+          continue;
         if (regions[j] !== 0 || labels[j] !== labels[i]) continue;
         regions[j] = regions[i];
         (buckets[Math.min(level, levelOf(j))] ??= []).push(j);
