@@ -1,5 +1,6 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 
@@ -70,7 +71,11 @@ export interface BackendProcess {
   register(email?: string, password?: string): Promise<{ token: string; user: { id: number; email: string } }>;
 }
 
-const MAIN = path.resolve(__dirname, '..', '..', 'dist', 'src', 'main.js');
+/**
+ * The compiled entry point: `dist/src/main.js` (built by `npm test`'s pretest), or BACKEND_MAIN, e.g. a
+ * build in a directory of its own while others rebuild `dist/` (`nest build` deletes it first).
+ */
+const MAIN = process.env.BACKEND_MAIN ?? path.resolve(__dirname, '..', '..', 'dist', 'src', 'main.js');
 const LOG_CAP = 4 * 1024 * 1024;
 const running = new Set<BackendProcess>();
 let counter = 0;
@@ -110,6 +115,7 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 /** Spawns `node dist/src/main.js` for a role and (by default) waits until it is live. */
 export async function startProcess(opts: StartProcessOptions): Promise<BackendProcess> {
   installExitHook();
+  if (!existsSync(MAIN)) throw new Error(`${MAIN} does not exist: build first (npx nest build)`);
   const port = await freePort();
   const name = opts.name ?? `${opts.role}#${++counter}`;
   const env: Record<string, string> = {};
