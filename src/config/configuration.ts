@@ -61,6 +61,8 @@ export const queueConfig = registerAs('queue', () => {
     lockDurationMs: e.QUEUE_LOCK_DURATION,
     stalledIntervalMs: e.QUEUE_STALLED_INTERVAL,
     maxPendingTasksPerUser: e.MAX_PENDING_TASKS_PER_USER,
+    reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
+    reconcileGraceMs: e.RECONCILE_GRACE_MS,
   };
 });
 

@@ -34,6 +34,8 @@ export const envSchema = Joi.object({
   QUEUE_BACKOFF_DELAY: Joi.number().integer().min(0).default(2000),
   QUEUE_LOCK_DURATION: Joi.number().integer().min(1000).default(30000),
   QUEUE_STALLED_INTERVAL: Joi.number().integer().min(1000).default(30000),
+  RECONCILE_INTERVAL_MS: Joi.number().integer().min(0).default(30000),
+  RECONCILE_GRACE_MS: Joi.number().integer().min(0).default(15000),
   MAX_PENDING_TASKS_PER_USER: Joi.number().integer().min(1).default(1000),
   RATE_LIMIT_PER_MINUTE: Joi.number().integer().min(1).default(600),
   ENABLE_QUEUE: Joi.boolean().truthy('1').falsy('0').default(true),
@@ -91,6 +93,8 @@ export type Env = {
   QUEUE_BACKOFF_DELAY: number;
   QUEUE_LOCK_DURATION: number;
   QUEUE_STALLED_INTERVAL: number;
+  RECONCILE_INTERVAL_MS: number;
+  RECONCILE_GRACE_MS: number;
   MAX_PENDING_TASKS_PER_USER: number;
   RATE_LIMIT_PER_MINUTE: number;
   ENABLE_QUEUE: boolean;

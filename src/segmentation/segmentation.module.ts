@@ -13,6 +13,7 @@ import { SegmentationService } from './segmentation.service';
 import { TaskEntity } from './task.entity';
 import { TaskRunner } from './task-runner';
 import { TaskStore } from './task.store';
+import { Reconciler } from './reconciler';
 
 /**
  * Task lifecycle. Serving roles get the REST routes and the enqueue side; every role gets the store,
@@ -41,8 +42,8 @@ export class SegmentationModule {
         ...(serves ? [ImagesModule] : []),
       ],
       controllers: serves ? [SegmentationController, QueueAdminController] : [],
-      providers: [TaskStore, TaskRunner, QueueMetricsService, ...(serves ? [SegmentationService] : [])],
-      exports: [TaskStore, TaskRunner, QueueMetricsService],
+      providers: [TaskStore, TaskRunner, QueueMetricsService, Reconciler, ...(serves ? [SegmentationService] : [])],
+      exports: [TaskStore, TaskRunner, QueueMetricsService, Reconciler],
     };
   }
 }

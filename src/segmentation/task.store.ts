@@ -197,4 +197,35 @@ export class TaskStore {
       avgProcessingMs: Math.round(Number(r.avg_proc)),
     };
   }
+
+  /**
+   * Runs `fn` only if this process wins the cluster-wide reconciliation lock (one pass at a time).
+   * Returns undefined when another process holds it.
+   */
+  async withReconcileLock<T>(fn: () => Promise<T>): Promise<T | undefined> {
+    const runner = this.ds.createQueryRunner('master');
+    await runner.connect();
+    try {
+      const [{ locked }] = (await runner.query('SELECT pg_try_advisory_lock(727274003) AS locked')) as Array<{ locked: boolean }>;
+      if (!locked) return undefined;
+      try {
+        return await fn();
+      } finally {
+        await runner.query('SELECT pg_advisory_unlock(727274003)');
+      }
+    } finally {
+      await runner.release();
+    }
+  }
+
+  /** Open tasks not touched for `graceMs`: candidates whose Bull job may be gone or stuck. */
+  staleOpenTasks(graceMs: number, limit = 500): Promise<TaskEntity[]> {
+    return this.tasks
+      .createQueryBuilder('t')
+      .where('t.status IN (:...open)', { open: [...OPEN_TASK_STATUSES] })
+      .andWhere(`t.updatedAt < now() - make_interval(secs => :secs)`, { secs: graceMs / 1000 })
+      .orderBy('t.updatedAt', 'ASC')
+      .take(limit)
+      .getMany();
+  }
 }

@@ -3,6 +3,8 @@ import { getDataSourceToken } from '@nestjs/typeorm';
 import { startTestApp, TestApp } from '../support/app';
 import { MlStub } from '../support/ml-stub';
 import { eventually, uploadImage, waitForTask, TaskBody } from '../support/fixtures';
+import { Reconciler } from '../../src/segmentation/reconciler';
+import { SegmentationQueue } from '../../src/queue/segmentation-queue';
 
 const ADMIN = { email: `admin_pipe_${Date.now()}@example.org`, password: 'admin-password-1' };
 
@@ -28,6 +30,8 @@ describe('segmentation pipeline (one all-role process, ML test server)', () => {
       ML_BREAKER_VOLUME_THRESHOLD: '1000', // this suite checks retries, not the breaker
       ADMIN_EMAIL: ADMIN.email,
       ADMIN_PASSWORD: ADMIN.password,
+      RECONCILE_INTERVAL_MS: '0', // passes are run by the test
+      RECONCILE_GRACE_MS: '0',
     });
     admin = await adminToken(t);
     ds = t.app.get(getDataSourceToken());
@@ -260,5 +264,24 @@ describe('segmentation pipeline (one all-role process, ML test server)', () => {
       expect(text).toContain(series);
     }
     await eventually(async () => (await t.request('/api/health')).status === 200);
+  });
+
+  it('queues again a task whose Bull job was lost, and it completes with one result', async () => {
+    await t.request('/api/queue/pause', { method: 'POST', token: admin });
+    const { token } = await t.register();
+    const imageId = await uploadImage(t, token);
+    const task = (await (await enqueue(token, imageId)).json()) as TaskBody;
+    const queue = t.app.get(SegmentationQueue);
+    await (await queue.getJob(task.taskId))!.remove(); // what a Redis flush does to it
+    expect(await queue.getJob(task.taskId)).toBeNull();
+
+    const reconciler = t.app.get(Reconciler);
+    expect(await reconciler.reconcileOnce()).toBeGreaterThanOrEqual(1);
+    expect(await queue.getJob(task.taskId)).not.toBeNull();
+    expect(await reconciler.reconcileOnce()).toBe(0); // live jobs are left alone
+    await t.request('/api/queue/resume', { method: 'POST', token: admin });
+    expect((await waitForTask(t, token, task.taskId)).status).toBe('completed');
+    const rows = await ds.query('SELECT count(*)::int AS n FROM segmentation_results WHERE task_id = $1', [task.taskId]);
+    expect(rows[0].n).toBe(1);
   });
 });
