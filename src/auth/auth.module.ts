@@ -12,6 +12,7 @@ import { AuthGuard } from './auth.guard';
 import { AuthService } from './auth.service';
 import { AdminSeeder } from './admin-seeder';
 import { RateLimitGuard } from './rate-limit.guard';
+import { FailOpenThrottlerStorage } from './fail-open.storage';
 import { UserEntity } from './user.entity';
 import { UsersService } from './users.service';
 
@@ -34,8 +35,10 @@ import { UsersService } from './users.service';
       inject: [appConfig.KEY, queueConfig.KEY, RedisFactory],
       useFactory: (app: ConfigType<typeof appConfig>, q: ConfigType<typeof queueConfig>, redis: RedisFactory) => ({
         throttlers: [{ name: 'default', ttl: 60_000, limit: app.rateLimitPerMinute }],
-        storage: new ThrottlerStorageRedisService(
-          redis.create('rate-limit', { keyPrefix: `${q.name}:rl:`, maxRetriesPerRequest: 1 }) as never,
+        storage: new FailOpenThrottlerStorage(
+          new ThrottlerStorageRedisService(
+            redis.create('rate-limit', { keyPrefix: `${q.name}:rl:`, maxRetriesPerRequest: 1, enableOfflineQueue: false }) as never,
+          ),
         ),
       }),
     }),

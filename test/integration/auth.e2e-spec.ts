@@ -74,3 +74,33 @@ describe('auth (CONTRACT §3 Auth)', () => {
     expect((await t.request('/api/metrics')).status).toBe(200);
   });
 });
+
+describe('rate limit (RATE_LIMIT_PER_MINUTE, shared through Redis)', () => {
+  let a: TestApp;
+  let b: TestApp;
+  beforeAll(async () => {
+    const env = { RATE_LIMIT_PER_MINUTE: '5', QUEUE_NAME: `${process.env.QUEUE_NAME}_rl_${Date.now()}` };
+    a = await startTestApp(env);
+    b = await startTestApp(env);
+  });
+  afterAll(async () => {
+    await a.close();
+    await b.close();
+  });
+
+  it('answers 429 past the limit for one user across two processes, and never limits health or metrics', async () => {
+    const { token } = await a.register();
+    const statuses: number[] = [];
+    for (let i = 0; i < 6; i++) statuses.push((await (i % 2 ? b : a).request('/api/auth/me', { token })).status);
+    expect(statuses.slice(0, 5)).toEqual([200, 200, 200, 200, 200]);
+    expect(statuses[5]).toBe(429);
+    const limited = await a.request('/api/auth/me', { token });
+    expect(await limited.json()).toMatchObject({ statusCode: 429, error: 'Too Many Requests' });
+    const other = await b.register();
+    expect((await a.request('/api/auth/me', { token: other.token })).status).toBe(200);
+    for (let i = 0; i < 10; i++) {
+      expect((await a.request('/api/health/live')).status).toBe(200);
+      expect((await a.request('/api/metrics')).status).toBe(200);
+    }
+  });
+});
