@@ -154,6 +154,31 @@ export class MlService implements OnApplicationShutdown {
     });
   }
 
+  /**
+   * After a call was refused ({@link MlCircuitOpenError}) while the circuit looked callable — the
+   * half-open trial of another caller is in flight — wait for the next state change (or `maxWaitMs`)
+   * instead of retrying at once, which would spin the event loop.
+   */
+  waitForStateChange(signal?: AbortSignal, maxWaitMs = 1000): Promise<void> {
+    if (signal?.aborted) return Promise.reject(abortReason(signal));
+    return new Promise<void>((resolve, reject) => {
+      const done = (err?: Error) => {
+        clearTimeout(timer);
+        this.waiters.delete(done);
+        unsubscribe();
+        signal?.removeEventListener('abort', onAbort);
+        if (err) reject(err);
+        else resolve();
+      };
+      const timer = setTimeout(() => done(), maxWaitMs);
+      timer.unref();
+      const onAbort = () => done(abortReason(signal!));
+      const unsubscribe = this.onStateChange(() => done());
+      this.waiters.add(done);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
   /** opossum's rolling-window counters. */
   stats(): MlStats {
     const s = this.breaker.stats;

@@ -72,7 +72,11 @@ export class TaskRunner {
         return await this.succeed(task, results, ctx);
       } catch (err) {
         if (err instanceof MlAbortedError) return this.handBack(task);
-        if (err instanceof MlCircuitOpenError) continue; // did not reach the ML service: wait, keep the attempt
+        if (err instanceof MlCircuitOpenError) {
+          // Did not reach the ML service: keep the attempt, wait for the circuit to move on.
+          await this.ml.waitForStateChange(ctx.signal).catch(() => undefined);
+          continue;
+        }
         if (err instanceof MlBadInputError) return this.fail(task, err.message, true);
         return this.failedAttempt(task, err as Error);
       }
