@@ -59,7 +59,8 @@ describe('crashes and shutdown (real processes from the build)', () => {
   };
   const getTask = async (taskId: string): Promise<TaskBody> =>
     (await (await api.request(`/api/segmentation/tasks/${taskId}`, { token })).json()) as TaskBody;
-  const callsFor = (taskId: string) => stub.calls.filter((c) => (c.body as { task_id?: string }).task_id === taskId).length;
+  const callsFor = (taskId: string) =>
+    stub.calls.filter((c) => (c.body as { task_id?: string }).task_id === taskId).length;
 
   it('a worker killed with SIGKILL mid-job: another worker completes the task, with exactly one result', async () => {
     const fast = { QUEUE_LOCK_DURATION: '2000', QUEUE_STALLED_INTERVAL: '1000' };
@@ -94,7 +95,9 @@ describe('crashes and shutdown (real processes from the build)', () => {
     expect(await w.waitExit(12_000)).toEqual({ code: 0, signal: null });
     const after = await getTask(task.taskId);
     expect(after).toMatchObject({ status: 'completed', progress: 100 });
-    const rows = await db.query('SELECT count(*)::int AS n FROM segmentation_results WHERE task_id = $1', [task.taskId]);
+    const rows = await db.query('SELECT count(*)::int AS n FROM segmentation_results WHERE task_id = $1', [
+      task.taskId,
+    ]);
     expect(rows.rows[0].n).toBe(1);
     expect(callsFor(task.taskId)).toBe(1);
   });
@@ -125,7 +128,11 @@ describe('crashes and shutdown (real processes from the build)', () => {
 
   it('SIGTERM to an api process under load: requests sent before it all succeed, none the server took fails, exit 0', async () => {
     // LOG_LEVEL=info: the server logs every request it handled, which tells which ones it took.
-    const p = await start('api', { RATE_LIMIT_PER_MINUTE: '1000000', SHUTDOWN_TIMEOUT: '10000', LOG_LEVEL: 'info' });
+    const p = await start('api', {
+      RATE_LIMIT_PER_MINUTE: '1000000',
+      SHUTDOWN_TIMEOUT: '10000',
+      LOG_LEVEL: 'info',
+    });
     const me = await p.register();
 
     interface Outcome {
@@ -144,7 +151,14 @@ describe('crashes and shutdown (real processes from the build)', () => {
       new Promise<Outcome>((resolve) => {
         const o: Outcome = { writtenBeforeSignal: false, connected: false };
         const req = http.request(
-          { host: '127.0.0.1', port: p.port, path: '/api/auth/me', agent: false, timeout: 10_000, headers: { authorization: `Bearer ${me.token}` } },
+          {
+            host: '127.0.0.1',
+            port: p.port,
+            path: '/api/auth/me',
+            agent: false,
+            timeout: 10_000,
+            headers: { authorization: `Bearer ${me.token}` },
+          },
           (res) => {
             o.status = res.statusCode;
             res.resume();
@@ -184,7 +198,9 @@ describe('crashes and shutdown (real processes from the build)', () => {
     expect(before.filter((o) => !(o.status !== undefined && o.status >= 200 && o.status < 300))).toEqual([]);
     // After it: either answered below 500, or refused/reset before any byte of an answer.
     const bad = after.filter((o) =>
-      o.status !== undefined ? o.status >= 500 || o.error !== undefined : !['ECONNREFUSED', 'ECONNRESET'].includes(o.error ?? ''),
+      o.status !== undefined
+        ? o.status >= 500 || o.error !== undefined
+        : !['ECONNREFUSED', 'ECONNRESET'].includes(o.error ?? ''),
     );
     expect(bad).toEqual([]);
 

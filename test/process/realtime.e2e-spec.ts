@@ -25,9 +25,17 @@ describe('realtime across processes (2 api + 2 workers)', () => {
   let workers: BackendProcess[] = [];
 
   /** Connects to `p` and records every event from the first one on. Resolves once connected. */
-  const connect = async (p: BackendProcess, token: string): Promise<{ socket: ClientSocket; events: Received[] }> => {
+  const connect = async (
+    p: BackendProcess,
+    token: string,
+  ): Promise<{ socket: ClientSocket; events: Received[] }> => {
     const events: Received[] = [];
-    const socket: ClientSocket = io(p.url, { path: '/socket.io', auth: { token }, transports: ['websocket'], reconnection: false });
+    const socket: ClientSocket = io(p.url, {
+      path: '/socket.io',
+      auth: { token },
+      transports: ['websocket'],
+      reconnection: false,
+    });
     sockets.push(socket);
     socket.onAny((event: string, payload: Received['payload']) => events.push({ event, payload }));
     await new Promise<void>((resolve, reject) => {
@@ -78,18 +86,34 @@ describe('realtime across processes (2 api + 2 workers)', () => {
     const sb1 = await connect(api1, b.token);
 
     const imageId = await uploadImage(api1, a.token, png);
-    const res = await api1.request(`/api/images/${imageId}/segmentation`, { method: 'POST', token: a.token, json: {} });
+    const res = await api1.request(`/api/images/${imageId}/segmentation`, {
+      method: 'POST',
+      token: a.token,
+      json: {},
+    });
     expect(res.status).toBe(202);
     const task = (await res.json()) as TaskBody;
 
-    await eventually(async () => sa.events.some((e) => e.event === 'segmentation:completed' && e.payload.taskId === task.taskId), 20_000);
+    await eventually(
+      async () =>
+        sa.events.some((e) => e.event === 'segmentation:completed' && e.payload.taskId === task.taskId),
+      20_000,
+    );
     const mine = sa.events.filter((e) => e.payload.taskId === task.taskId).map((e) => e.event);
     expect(mine[0]).toBe('segmentation:queued');
     expect(mine[mine.length - 1]).toBe('segmentation:completed');
     expect(mine.slice(1, -1).length).toBeGreaterThanOrEqual(1);
     expect(mine.slice(1, -1).every((e) => e === 'segmentation:progress')).toBe(true);
-    expect(sa.events.find((e) => e.event === 'segmentation:queued')?.payload).toEqual({ taskId: task.taskId, imageId, priority: 1 });
-    expect(sa.events.find((e) => e.event === 'segmentation:completed')?.payload).toMatchObject({ taskId: task.taskId, imageId, polygonCount: 1 });
+    expect(sa.events.find((e) => e.event === 'segmentation:queued')?.payload).toEqual({
+      taskId: task.taskId,
+      imageId,
+      priority: 1,
+    });
+    expect(sa.events.find((e) => e.event === 'segmentation:completed')?.payload).toMatchObject({
+      taskId: task.taskId,
+      imageId,
+      polygonCount: 1,
+    });
 
     await new Promise((r) => setTimeout(r, 500)); // anything misrouted would have arrived by now
     for (const other of [sb1, sb2]) {
@@ -109,7 +133,15 @@ describe('realtime across processes (2 api + 2 workers)', () => {
     const tasks: TaskBody[] = [];
     for (let i = 0; i < 4; i++) {
       const imageId = await uploadImage(api1, u.token, png);
-      tasks.push((await (await api1.request(`/api/images/${imageId}/segmentation`, { method: 'POST', token: u.token, json: {} })).json()) as TaskBody);
+      tasks.push(
+        (await (
+          await api1.request(`/api/images/${imageId}/segmentation`, {
+            method: 'POST',
+            token: u.token,
+            json: {},
+          })
+        ).json()) as TaskBody,
+      );
     }
     const statuses = () => watcher.events.filter((e) => e.event === 'ml:status').map((e) => e.payload);
     await eventually(async () => statuses().some((s) => s.state === 'open'), 30_000);
@@ -117,8 +149,18 @@ describe('realtime across processes (2 api + 2 workers)', () => {
     expect(statuses()[openAt]).toEqual({ state: 'open', available: false });
 
     await stub.restart();
-    await eventually(async () => statuses().slice(openAt + 1).some((s) => s.state === 'closed'), 30_000);
-    expect(statuses().slice(openAt + 1).find((s) => s.state === 'closed')).toEqual({ state: 'closed', available: true });
+    await eventually(
+      async () =>
+        statuses()
+          .slice(openAt + 1)
+          .some((s) => s.state === 'closed'),
+      30_000,
+    );
+    expect(
+      statuses()
+        .slice(openAt + 1)
+        .find((s) => s.state === 'closed'),
+    ).toEqual({ state: 'closed', available: true });
 
     // The tasks waited out the outage and ran once the circuit closed.
     // Every worker is still responsive once the circuit has closed (its event loop is not starved).

