@@ -46,9 +46,31 @@ export class RedisFactory implements OnApplicationShutdown {
    * crash the process; ioredis reconnects on its own.
    */
   create(purpose: string, extra: RedisOptions = {}): RedisClient {
-    const client: RedisClient = new Redis(this.nodeOptions(extra));
+    const client: RedisClient = this.cfg.clusterNodes.length > 0 ? this.cluster(extra) : new Redis(this.nodeOptions(extra));
     this.track(purpose, client);
     return client;
+  }
+
+  /** True when REDIS_CLUSTER_NODES is set. */
+  get isCluster(): boolean {
+    return this.cfg.clusterNodes.length > 0;
+  }
+
+  /** A Redis Cluster client from REDIS_CLUSTER_NODES; credentials and TLS come from REDIS_URL. */
+  private cluster(extra: RedisOptions): Cluster {
+    const nodes = this.cfg.clusterNodes.map((hp) => {
+      const [host, port] = hp.split(':');
+      return { host, port: Number(port || 6379) };
+    });
+    const { host: _h, port: _p, db: _db, sentinels: _s, name: _n, keyPrefix, enableOfflineQueue, enableReadyCheck, ...redisOptions } =
+      this.nodeOptions(extra);
+    return new Cluster(nodes, {
+      redisOptions,
+      keyPrefix,
+      enableOfflineQueue: enableOfflineQueue ?? true,
+      enableReadyCheck: enableReadyCheck ?? true,
+      slotsRefreshTimeout: 2000,
+    });
   }
 
   track(purpose: string, client: RedisClient): RedisClient {
