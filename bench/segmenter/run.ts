@@ -1,0 +1,185 @@
+/**
+ * Benchmark of the reference segmenter (build first: `npm run build`, then
+ * `node dist/bench/segmenter/run.js`). Measures, on 1000×1000 images decoded from PNG files:
+ *  - latency: median ms per image on one worker thread (decode + segmentation, as /segment does),
+ *    and the segmentation alone;
+ *  - throughput with two worker threads against one;
+ *  - quality over the seeded synthetic suite and the real sample.
+ * Writes bench/RESULTS-segmenter.md and prints the same figures as JSON.
+ */
+import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { SegmenterPool } from '../../src/segmenter/segmenter-pool';
+import { greyPng } from '../../test/fixtures/image-files';
+import { type QualitySummary, median, runQualitySuite } from '../../test/fixtures/quality';
+import { generateSynthetic, suiteOptions } from '../../test/fixtures/synthetic';
+
+const REPO_ROOT = path.resolve(__dirname, '../../..');
+const SAMPLE = path.resolve(REPO_ROOT, '../shared/samples/test_spheroid.png');
+const WORKER_SCRIPT = path.resolve(__dirname, '../../src/segmenter/segment.worker.js');
+const RESULTS_FILE = path.join(REPO_ROOT, 'bench/RESULTS-segmenter.md');
+const LATENCY_IMAGES = 30;
+const THROUGHPUT_TASKS = 40;
+/** Throughput rounds, alternating one and two threads; the best round of each counts (the machine is shared). */
+const THROUGHPUT_ROUNDS = 3;
+const QUALITY_SCENES = 60;
+const MAX_PIXELS = 100_000_000;
+
+interface Figures {
+  latency: { images: number; medianMs: number; p90Ms: number; medianSegmentOnlyMs: number };
+  throughput: {
+    tasks: number;
+    rounds: number;
+    oneThreadPerSecond: number;
+    twoThreadsPerSecond: number;
+    ratio: number;
+  };
+  loadAverage: { start: number; end: number };
+  quality: QualitySummary;
+  sample: { externalPolygons: number; processingTimeMs: number };
+}
+
+async function writeImages(dir: string, count: number): Promise<string[]> {
+  const files: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const scene = generateSynthetic(5000 + i, suiteOptions(i));
+    const file = path.join(dir, `scene-${i}.png`);
+    await writeFile(file, await greyPng({ width: scene.width, height: scene.height, data: scene.grey }));
+    files.push(file);
+  }
+  return files;
+}
+
+async function withPool<T>(threads: number, use: (pool: SegmenterPool) => Promise<T>): Promise<T> {
+  const pool = new SegmenterPool({ threads, script: WORKER_SCRIPT });
+  await pool.start();
+  try {
+    return await use(pool);
+  } finally {
+    await pool.close();
+  }
+}
+
+/** One image at a time on one thread, after a warm-up pass; the worker's own processing_time_ms. */
+async function measureLatency(files: string[]): Promise<{ medianMs: number; p90Ms: number }> {
+  return withPool(1, async (pool) => {
+    for (const file of files.slice(0, 5)) await pool.run(file, MAX_PIXELS);
+    const times: number[] = [];
+    for (const file of files) times.push((await pool.run(file, MAX_PIXELS)).processing_time_ms);
+    times.sort((a, b) => a - b);
+    return { medianMs: median(times), p90Ms: times[Math.floor(times.length * 0.9)] };
+  });
+}
+
+/** Images per second with every task queued at once. */
+async function measureThroughput(files: string[], threads: number): Promise<number> {
+  return withPool(threads, async (pool) => {
+    await Promise.all(files.slice(0, 2 * threads).map((f) => pool.run(f, MAX_PIXELS)));
+    const tasks = Array.from({ length: THROUGHPUT_TASKS }, (_, i) => files[i % files.length]);
+    const started = performance.now();
+    await Promise.all(tasks.map((f) => pool.run(f, MAX_PIXELS)));
+    return THROUGHPUT_TASKS / ((performance.now() - started) / 1000);
+  });
+}
+
+async function measureSample(dir: string): Promise<Figures['sample']> {
+  const file = path.join(dir, 'sample.png');
+  await copyFile(SAMPLE, file);
+  return withPool(1, async (pool) => {
+    await pool.run(file, MAX_PIXELS);
+    const results = await pool.run(file, MAX_PIXELS);
+    return {
+      externalPolygons: results.polygons.filter((p) => p.type === 'external').length,
+      processingTimeMs: results.processing_time_ms,
+    };
+  });
+}
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'segmenter-bench-'));
+  try {
+    const loadAtStart = loadavg()[0];
+    const files = await writeImages(dir, LATENCY_IMAGES);
+    const latency = await measureLatency(files);
+    let one = 0;
+    let two = 0;
+    for (let round = 0; round < THROUGHPUT_ROUNDS; round++) {
+      one = Math.max(one, await measureThroughput(files, 1));
+      two = Math.max(two, await measureThroughput(files, 2));
+    }
+    const quality = await runQualitySuite(QUALITY_SCENES);
+    const sample = await measureSample(dir);
+    const figures: Figures = {
+      latency: { images: LATENCY_IMAGES, ...latency, medianSegmentOnlyMs: quality.medianSegmentMs },
+      throughput: {
+        tasks: THROUGHPUT_TASKS,
+        rounds: THROUGHPUT_ROUNDS,
+        oneThreadPerSecond: one,
+        twoThreadsPerSecond: two,
+        ratio: two / one,
+      },
+      loadAverage: { start: loadAtStart, end: loadavg()[0] },
+      quality,
+      sample,
+    };
+    process.stdout.write(JSON.stringify(figures, null, 2) + '\n');
+    await writeFile(RESULTS_FILE, report(figures));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+const f1 = (v: number) => v.toFixed(1);
+const f3 = (v: number) => v.toFixed(3);
+
+function report(f: Figures): string {
+  const cpu = cpus();
+  return `# Reference segmenter benchmark
+
+Produced by \`bench/segmenter/run.ts\` on ${new Date().toISOString().slice(0, 10)}: ${cpu.length} × ${cpu[0]?.model ?? 'unknown CPU'}, Node ${process.version}.
+The machine was shared with other work: 1-minute load average ${f.loadAverage.start.toFixed(1)} at the start and
+${f.loadAverage.end.toFixed(1)} at the end of the run, so the timings are upper bounds and the thread scaling is a lower bound.
+
+## Commands
+
+\`\`\`sh
+npm run build                                # compiles src/, bench/ and test/fixtures/ to dist/
+node dist/bench/segmenter/run.js             # this benchmark; rewrites bench/RESULTS-segmenter.md
+npx jest --selectProjects segmenter          # the segmenter test suite (quality gates included)
+\`\`\`
+
+## Speed (1000×1000 PNG images, seeded synthetic scenes)
+
+| figure | value | target |
+|---|---|---|
+| median ms per image, one worker thread (PNG decode + segmentation) | ${f1(f.latency.medianMs)} | ≤ 100 |
+| 90th percentile ms per image, one worker thread | ${f1(f.latency.p90Ms)} | |
+| median ms of the segmentation alone (no decode) | ${f1(f.latency.medianSegmentOnlyMs)} | |
+| throughput, 1 thread (images/s, ${f.throughput.tasks} queued, best of ${f.throughput.rounds}) | ${f1(f.throughput.oneThreadPerSecond)} | |
+| throughput, 2 threads (images/s, best of ${f.throughput.rounds}) | ${f1(f.throughput.twoThreadsPerSecond)} | |
+| 2 threads / 1 thread | ${f.throughput.ratio.toFixed(2)} | ≥ 1.7 |
+
+## Quality
+
+Synthetic suite: ${f.quality.scenes} seeded scenes (seeds ${1000}–${1000 + f.quality.scenes - 1}), ${f.quality.touchingPairScenes} with a touching pair,
+${f.quality.spheroids} spheroids in all, with debris, bubbles (some leaning on a spheroid), a fibre, loose and faint cells,
+uneven illumination and noise.
+
+| figure | value | target |
+|---|---|---|
+| mean per-spheroid IoU (best match) | ${f3(f.quality.meanSpheroidIoU)} | ≥ 0.90 |
+| lowest per-spheroid IoU | ${f3(f.quality.minSpheroidIoU)} | |
+| mean whole-image IoU | ${f3(f.quality.meanImageIoU)} | ≥ 0.93 |
+| extra polygons (matching no spheroid) | ${f.quality.extras.length} | 0 |
+| of which on debris, a bubble or a fibre | ${f.quality.extras.filter((e) => e.covers !== 'background').length} | 0 |
+| real sample \`test_spheroid.png\`: external polygons | ${f.sample.externalPolygons} | 2 |
+| real sample: processing_time_ms (one thread, warm) | ${f.sample.processingTimeMs} | |
+`;
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});
