@@ -123,9 +123,10 @@ export class MlService implements OnApplicationShutdown {
     return 'open';
   }
 
-  /** True when a call may go through (closed, or half-open for the trial call). */
+  /** True when a call may go through: closed, or half-open while the trial slot is still free. */
   isCallable(): boolean {
-    return !this.destroyed && this.state() !== 'open';
+    if (this.destroyed) return false;
+    return this.breaker.closed || (this.breaker.halfOpen && this.breaker.pendingClose);
   }
 
   /**
