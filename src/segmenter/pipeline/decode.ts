@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
-import decodeBmp = require('decode-bmp');
+import decodeBmp from 'decode-bmp';
 import { imageSize } from 'image-size';
 import type { GreyImage } from './grey-image';
 

@@ -1,4 +1,4 @@
-import cvModule = require('@techstark/opencv-js');
+import cvModule from '@techstark/opencv-js';
 
 /** The OpenCV.js namespace (OpenCV 4.12 compiled to WebAssembly). */
 export type Cv = typeof cvModule;
