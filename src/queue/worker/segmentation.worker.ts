@@ -77,7 +77,8 @@ export class SegmentationWorker implements OnApplicationBootstrap, BeforeApplica
     this.unsubscribe?.();
     clearInterval(this.cleanupTimer);
     await this.queue.queue.pause(true, true).catch(() => undefined);
-    const budget = Math.max(0, this.app.shutdownTimeoutMs - SHUTDOWN_MARGIN_MS);
+    // While the circuit is open the active jobs are only waiting for it: hand them back at once.
+    const budget = this.ml.state() === 'open' ? 0 : Math.max(0, this.app.shutdownTimeoutMs - SHUTDOWN_MARGIN_MS);
     const all = () => Promise.allSettled([...this.active.values()].map((a) => a.done));
     const timer = new Promise((r) => setTimeout(r, budget).unref());
     await Promise.race([all(), timer]);
