@@ -26,9 +26,14 @@ export class ListImagesQuery {
 /** The public `image` (CONTRACT §3). */
 export class ImageDto {
   @ApiProperty() id!: number;
-  @ApiProperty({ description: 'file name the client sent, kept as metadata only (no path, at most 255 characters)' })
+  @ApiProperty({
+    description: 'file name the client sent, kept as metadata only (no path, at most 255 characters)',
+  })
   originalName!: string;
-  @ApiProperty({ enum: ['image/png', 'image/jpeg', 'image/tiff', 'image/bmp'], description: 'detected from the content' })
+  @ApiProperty({
+    enum: ['image/png', 'image/jpeg', 'image/tiff', 'image/bmp'],
+    description: 'detected from the content',
+  })
   mimeType!: string;
   @ApiProperty() sizeBytes!: number;
   @ApiProperty() width!: number;
@@ -47,5 +52,6 @@ export class ImageListDto {
 export class ErrorDto {
   @ApiProperty() statusCode!: number;
   @ApiProperty() error!: string;
-  @ApiProperty({ oneOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }] }) message!: string | string[];
+  @ApiProperty({ oneOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }] }) message!:
+    string | string[];
 }

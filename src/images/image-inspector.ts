@@ -67,7 +67,8 @@ export class ImageInspector {
 
     if (accepted.mime === 'image/bmp') {
       const bmp = parseBmpHeader(head, size);
-      if (typeof bmp === 'string') throw new BadRequestException(`the file is not a decodable BMP image: ${bmp}`);
+      if (typeof bmp === 'string')
+        throw new BadRequestException(`the file is not a decodable BMP image: ${bmp}`);
       this.checkPixels(bmp.width, bmp.height);
       return { ...accepted, width: bmp.width, height: bmp.height };
     }
@@ -82,12 +83,17 @@ export class ImageInspector {
     } catch {
       throw new BadRequestException(`the file is not a decodable ${name} image: unreadable header`);
     }
-    if (!width || !height) throw new BadRequestException(`the file is not a decodable ${name} image: no dimensions`);
+    if (!width || !height)
+      throw new BadRequestException(`the file is not a decodable ${name} image: no dimensions`);
     this.checkPixels(width, height);
 
     try {
       // Full decode, streamed by libvips (no full-size buffer), failing on errors and truncated data.
-      await sharp(absPath, { limitInputPixels: this.cfg.maxPixels, failOn: 'error', sequentialRead: true }).stats();
+      await sharp(absPath, {
+        limitInputPixels: this.cfg.maxPixels,
+        failOn: 'error',
+        sequentialRead: true,
+      }).stats();
     } catch {
       throw new BadRequestException(`the file is not a decodable ${name} image: corrupt or truncated data`);
     }
@@ -178,7 +184,8 @@ export function parseBmpHeader(head: Buffer, fileSize: number): BmpHeader | stri
     if (dataOffset + rowBytes * absHeight > fileSize) return 'pixel data is truncated';
   } else if (compression === BI_RLE8 || compression === BI_RLE4) {
     if (height < 0) return 'RLE bitmaps cannot be top-down';
-    if ((compression === BI_RLE8 && bpp !== 8) || (compression === BI_RLE4 && bpp !== 4)) return 'RLE bit depth mismatch';
+    if ((compression === BI_RLE8 && bpp !== 8) || (compression === BI_RLE4 && bpp !== 4))
+      return 'RLE bit depth mismatch';
   } else {
     return `unsupported compression ${compression}`;
   }

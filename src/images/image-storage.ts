@@ -126,7 +126,12 @@ export class ImageStorage implements OnModuleInit {
 
   /** Absolute path of a stored file; throws StoragePathError for anything that would leave UPLOAD_DIR. */
   resolve(storagePath: string): string {
-    if (typeof storagePath !== 'string' || storagePath.length === 0 || storagePath.includes('\0') || path.isAbsolute(storagePath)) {
+    if (
+      typeof storagePath !== 'string' ||
+      storagePath.length === 0 ||
+      storagePath.includes('\0') ||
+      path.isAbsolute(storagePath)
+    ) {
       throw new StoragePathError();
     }
     const abs = path.resolve(this.root, storagePath);
@@ -148,7 +153,8 @@ export class ImageStorage implements OnModuleInit {
 
   private async unlinkQuietly(p: string): Promise<void> {
     await unlink(p).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'ENOENT') this.logger.warn({ err: err.code ?? err.message }, 'could not delete a staged upload');
+      if (err.code !== 'ENOENT')
+        this.logger.warn({ err: err.code ?? err.message }, 'could not delete a staged upload');
     });
   }
 

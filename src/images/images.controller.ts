@@ -88,16 +88,25 @@ export class ImagesController {
     schema: {
       type: 'object',
       required: [FILE_FIELD],
-      properties: { [FILE_FIELD]: { type: 'string', format: 'binary', description: 'PNG, JPEG, TIFF or BMP' } },
+      properties: {
+        [FILE_FIELD]: { type: 'string', format: 'binary', description: 'PNG, JPEG, TIFF or BMP' },
+      },
     },
   })
   @ApiCreatedResponse({ type: ImageDto })
-  @ApiBadRequestResponse({ type: ErrorDto, description: 'no `file` field, not multipart, or the image does not decode' })
-  @ApiPayloadTooLargeResponse({ type: ErrorDto, description: 'over MAX_UPLOAD_BYTES, or over MAX_IMAGE_PIXELS (width × height)' })
+  @ApiBadRequestResponse({
+    type: ErrorDto,
+    description: 'no `file` field, not multipart, or the image does not decode',
+  })
+  @ApiPayloadTooLargeResponse({
+    type: ErrorDto,
+    description: 'over MAX_UPLOAD_BYTES, or over MAX_IMAGE_PIXELS (width × height)',
+  })
   @ApiUnsupportedMediaTypeResponse({ type: ErrorDto, description: 'content is not PNG, JPEG, TIFF or BMP' })
   async upload(@CurrentUser() user: AuthUser, @Req() req: FastifyRequest): Promise<ImageView> {
     const maxBytes = this.uploads.maxBytes;
-    if (typeof req.isMultipart !== 'function' || !req.isMultipart()) throw new BadRequestException(NOT_MULTIPART);
+    if (typeof req.isMultipart !== 'function' || !req.isMultipart())
+      throw new BadRequestException(NOT_MULTIPART);
     let part: MultipartFile | undefined;
     try {
       part = await req.file();
@@ -107,7 +116,9 @@ export class ImagesController {
     if (!part) throw new BadRequestException(NOT_MULTIPART);
     if (part.fieldname !== FILE_FIELD) {
       await drain(part);
-      throw new BadRequestException(`file is required: the image must be sent in the field "${FILE_FIELD}", not "${part.fieldname.slice(0, 64)}"`);
+      throw new BadRequestException(
+        `file is required: the image must be sent in the field "${FILE_FIELD}", not "${part.fieldname.slice(0, 64)}"`,
+      );
     }
     const file = part.file;
     try {
@@ -126,7 +137,10 @@ export class ImagesController {
   @Get()
   @ApiOkResponse({ type: ImageListDto, description: 'own images, newest first' })
   @ApiBadRequestResponse({ type: ErrorDto })
-  async list(@CurrentUser() user: AuthUser, @Query() q: ListImagesQuery): Promise<{ items: ImageView[]; total: number; page: number; limit: number }> {
+  async list(
+    @CurrentUser() user: AuthUser,
+    @Query() q: ListImagesQuery,
+  ): Promise<{ items: ImageView[]; total: number; page: number; limit: number }> {
     const { items, total } = await this.images.list(user.id, q.page, q.limit);
     return { items: items.map(toImageView), total, page: q.page, limit: q.limit };
   }

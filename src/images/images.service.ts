@@ -119,7 +119,11 @@ export class ImagesService {
   }
 
   /** Sets `segmentation_status` (and `updated_at`), inside the caller's transaction when `manager` is given. */
-  async setSegmentationStatus(id: number, status: ImageSegmentationStatus, manager?: EntityManager): Promise<void> {
+  async setSegmentationStatus(
+    id: number,
+    status: ImageSegmentationStatus,
+    manager?: EntityManager,
+  ): Promise<void> {
     const repo = manager ? manager.getRepository(ImageEntity) : this.repo;
     await repo.update({ id }, { segmentationStatus: status });
   }
@@ -133,8 +137,10 @@ export class ImagesService {
     try {
       await this.storage.remove(image.storagePath);
     } catch (err) {
-      this.logger.warn({ imageId: image.id, err: (err as Error).message }, 'image row deleted but its file could not be removed');
+      this.logger.warn(
+        { imageId: image.id, err: (err as Error).message },
+        'image row deleted but its file could not be removed',
+      );
     }
   }
 }
-

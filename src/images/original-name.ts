@@ -12,6 +12,7 @@ export function sanitizeOriginalName(raw: string | undefined | null, fallback = 
   const cleaned = base
     .normalize('NFC')
     // C0/C1 controls, DEL, and bidi overrides/isolates that could disguise an extension
+    // eslint-disable-next-line no-control-regex -- matching control characters is the point
     .replace(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, '')
     .trim();
   if (cleaned === '' || cleaned === '.' || cleaned === '..') return fallback;

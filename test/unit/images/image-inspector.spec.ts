@@ -43,7 +43,12 @@ describe('ImageInspector', () => {
   });
 
   it('accepts a hand-written 24-bit BMP', async () => {
-    await expect(inspector.inspect(file(makeBmp(7, 5), 'x.bmp'))).resolves.toEqual({ mime: 'image/bmp', ext: 'bmp', width: 7, height: 5 });
+    await expect(inspector.inspect(file(makeBmp(7, 5), 'x.bmp'))).resolves.toEqual({
+      mime: 'image/bmp',
+      ext: 'bmp',
+      width: 7,
+      height: 5,
+    });
   });
 
   it('decides by content, not by name: a PNG named .jpg is a PNG', async () => {
@@ -58,7 +63,9 @@ describe('ImageInspector', () => {
   });
 
   it('refuses text named .png, an empty file and a GIF with 415', async () => {
-    expect((await refusal(file(Buffer.from('hello, I am not an image\n'.repeat(20)), 'a.png'))).status).toBe(415);
+    expect((await refusal(file(Buffer.from('hello, I am not an image\n'.repeat(20)), 'a.png'))).status).toBe(
+      415,
+    );
     expect((await refusal(file(Buffer.alloc(0), 'empty.png'))).status).toBe(415);
     const gif = Buffer.from('R0lGODlhAQABAIAAAAAAAP///ywAAAAAAQABAAACAUwAOw==', 'base64');
     expect((await refusal(file(gif, 'a.png'))).status).toBe(415);
@@ -99,7 +106,10 @@ describe('ImageInspector', () => {
     const strict = new ImageInspector(cfg(1000));
     expect((await refusal(file(await makeImage('jpeg', 40, 30), 'a.jpg'), strict)).status).toBe(413);
     expect((await refusal(file(makeBmp(40, 30), 'a.bmp'), strict)).status).toBe(413);
-    await expect(strict.inspect(file(makeBmp(40, 25), 'b.bmp'))).resolves.toMatchObject({ width: 40, height: 25 });
+    await expect(strict.inspect(file(makeBmp(40, 25), 'b.bmp'))).resolves.toMatchObject({
+      width: 40,
+      height: 25,
+    });
   });
 
   it('never puts the server path in a message', async () => {

@@ -85,7 +85,16 @@ describe('ImageStorage', () => {
   });
 
   it('resolve refuses anything that escapes UPLOAD_DIR', () => {
-    for (const bad of ['../x.png', '2026/../../x.png', '..', '', '/etc/passwd', path.join(root, 'a.png'), 'a\0.png', '.']) {
+    for (const bad of [
+      '../x.png',
+      '2026/../../x.png',
+      '..',
+      '',
+      '/etc/passwd',
+      path.join(root, 'a.png'),
+      'a\0.png',
+      '.',
+    ]) {
       expect(() => storage.resolve(bad)).toThrow(StoragePathError);
     }
     expect(storage.resolve('2026/01/a.png')).toBe(path.join(root, '2026/01/a.png'));
