@@ -1,0 +1,414 @@
+/**
+ * Shared plumbing of the benches: one database and one queue name per run (dropped/deleted at the
+ * end), real backend processes from the build, an ML stub that records when it answers, fast image
+ * seeding, percentiles and the RESULTS.md writer. Loopback only.
+ */
+import { ChildProcess, execSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import * as http from 'node:http';
+import { AddressInfo, createServer, Socket } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import Redis from 'ioredis';
+import { Client } from 'pg';
+import { MlStub } from '../../test/support/ml-stub';
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+export const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const PG_BASE = process.env.BENCH_PG_URL ?? 'postgresql://postgres@127.0.0.1:5432';
+
+/** `dist/bench/common` → `dist/src/main.js` (works for any outDir of the same build). */
+export const BACKEND_MAIN = process.env.BACKEND_MAIN ?? path.resolve(__dirname, '..', '..', 'src', 'main.js');
+
+const WATCHDOG = `data:text/javascript,${encodeURIComponent(
+  "const parent = process.ppid; setInterval(() => { if (process.ppid !== parent) process.kill(process.pid, 'SIGKILL'); }, 500).unref();",
+)}`;
+
+// ---------------------------------------------------------------------------------------------
+// Per-run environment
+
+export interface BenchEnv {
+  tag: string;
+  dbName: string;
+  databaseUrl: string;
+  uploadDir: string;
+  jwtSecret: string;
+  adminEmail: string;
+  adminPassword: string;
+  /** Every queue name made by this run (all contain `tag`), deleted at cleanup. */
+  queue(name: string): string;
+  pg(): Promise<Client>;
+  cleanup(): Promise<void>;
+}
+
+const cleanups: Array<() => Promise<void>> = [];
+let cleaning: Promise<void> | undefined;
+export function runCleanups(): Promise<void> {
+  cleaning ??= (async () => {
+    for (const c of cleanups.reverse()) await c().catch((e: unknown) => console.error('cleanup:', (e as Error).message));
+  })();
+  return cleaning;
+}
+process.once('SIGINT', () => void runCleanups().then(() => process.exit(130)));
+process.once('SIGTERM', () => void runCleanups().then(() => process.exit(143)));
+
+export function benchEnv(kind: string): BenchEnv {
+  const tag = `bench_${kind}_${randomBytes(4).toString('hex')}`;
+  const dbName = `spheroseg_${tag}`;
+  const uploadDir = mkdtempSync(path.join(os.tmpdir(), `${tag}-uploads-`));
+  const clients: Client[] = [];
+  const env: BenchEnv = {
+    tag,
+    dbName,
+    databaseUrl: `${PG_BASE}/${dbName}`,
+    uploadDir,
+    jwtSecret: randomBytes(24).toString('hex'),
+    adminEmail: `admin_${tag}@example.org`,
+    adminPassword: randomBytes(12).toString('hex'),
+    queue: (name) => `${tag}_${name}`,
+    pg: async () => {
+      const c = new Client({ connectionString: `${PG_BASE}/${dbName}` });
+      await c.connect();
+      clients.push(c);
+      return c;
+    },
+    cleanup: async () => {
+      for (const c of clients) await c.end().catch(() => undefined);
+      await stopAllBackends();
+      const admin = new Client({ connectionString: `${PG_BASE}/postgres` });
+      await admin.connect();
+      try {
+        await admin.query(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
+      } finally {
+        await admin.end();
+      }
+      await deleteRedisKeys(`*${tag}*`);
+      rmSync(uploadDir, { recursive: true, force: true });
+    },
+  };
+  cleanups.push(env.cleanup);
+  return env;
+}
+
+/** SCAN + UNLINK of every key matching `pattern` (the run's tag), in batches. */
+export async function deleteRedisKeys(pattern: string): Promise<number> {
+  const r = new Redis(REDIS_URL, { lazyConnect: true });
+  await r.connect();
+  let cursor = '0';
+  let n = 0;
+  try {
+    do {
+      const [next, keys] = await r.scan(cursor, 'MATCH', pattern, 'COUNT', 5000);
+      cursor = next;
+      if (keys.length) n += await r.unlink(...keys);
+    } while (cursor !== '0');
+  } finally {
+    r.disconnect();
+  }
+  return n;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backend processes
+
+export interface Backend {
+  name: string;
+  role: string;
+  url: string;
+  pid: number;
+  child: ChildProcess;
+  logs(): string;
+  stop(graceMs?: number): Promise<void>;
+  request(p: string, init?: { method?: string; token?: string; json?: unknown; timeoutMs?: number }): Promise<Response>;
+  /** `process_resident_memory_bytes` from the process's own /api/metrics. */
+  rss(): Promise<number>;
+}
+
+const backends = new Set<Backend>();
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export async function startBackend(
+  env: BenchEnv,
+  role: 'api' | 'worker' | 'all',
+  extra: Record<string, string>,
+  name: string = role,
+  nodeArgs: string[] = [],
+): Promise<Backend> {
+  if (!existsSync(BACKEND_MAIN)) throw new Error(`${BACKEND_MAIN} does not exist: build first`);
+  const port = await freePort();
+  const childEnv: Record<string, string> = {
+    PATH: process.env.PATH ?? '',
+    HOME: process.env.HOME ?? '/tmp',
+    ...(process.env.NODE_PATH ? { NODE_PATH: process.env.NODE_PATH } : {}),
+    NODE_ENV: 'production',
+    APP_ROLE: role,
+    PORT: String(port),
+    DATABASE_URL: env.databaseUrl,
+    REDIS_URL,
+    UPLOAD_DIR: env.uploadDir,
+    JWT_SECRET: env.jwtSecret,
+    // Only serving processes seed the admin account (workers never need it).
+    ...(role === 'worker' ? {} : { ADMIN_EMAIL: env.adminEmail, ADMIN_PASSWORD: env.adminPassword }),
+    LOG_LEVEL: 'warn',
+    RATE_LIMIT_PER_MINUTE: '1000000000',
+    MAX_PENDING_TASKS_PER_USER: '1000000',
+    ...extra,
+  };
+  const child = spawn(process.execPath, ['--import', WATCHDOG, ...nodeArgs, BACKEND_MAIN], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  let logs = '';
+  const add = (c: Buffer) => {
+    if (logs.length < 1 << 20) logs += c.toString('utf8');
+  };
+  child.stdout!.on('data', add);
+  child.stderr!.on('data', add);
+  let exited = false;
+  const exit = new Promise<void>((r) => child.once('exit', () => ((exited = true), r())));
+  const url = `http://127.0.0.1:${port}`;
+  const b: Backend = {
+    name,
+    role,
+    url,
+    pid: child.pid ?? -1,
+    child,
+    logs: () => logs,
+    stop: async (graceMs = 15_000) => {
+      backends.delete(b);
+      if (exited) return;
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      await exit;
+      clearTimeout(t);
+    },
+    request: (p, init = {}) => {
+      const headers: Record<string, string> = {};
+      if (init.token) headers.authorization = `Bearer ${init.token}`;
+      let body: string | undefined;
+      if (init.json !== undefined) {
+        headers['content-type'] = 'application/json';
+        body = JSON.stringify(init.json);
+      }
+      return fetch(url + p, { method: init.method ?? (body ? 'POST' : 'GET'), headers, body, signal: AbortSignal.timeout(init.timeoutMs ?? 30_000) });
+    },
+    rss: async () => {
+      const text = await (await fetch(`${url}/api/metrics`)).text();
+      const m = /^process_resident_memory_bytes\s+(\S+)/m.exec(text);
+      return m ? Number(m[1]) : NaN;
+    },
+  };
+  backends.add(b);
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (exited) throw new Error(`${name} exited before it was live:\n${logs.slice(-4000)}`);
+    try {
+      const res = await fetch(`${url}/api/health/live`, { signal: AbortSignal.timeout(1000) });
+      if (res.status === 200) return b;
+    } catch {
+      /* not yet */
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`${name} not live in 60 s:\n${logs.slice(-4000)}`);
+    }
+    await sleep(100);
+  }
+}
+
+export async function stopAllBackends(): Promise<void> {
+  await Promise.all([...backends].map((b) => b.stop()));
+}
+
+export async function json<T = any>(res: Response | Promise<Response>, expect?: number | number[]): Promise<T> {
+  const r = await res;
+  const text = await r.text();
+  const ok = expect === undefined ? r.ok : ([] as number[]).concat(expect).includes(r.status);
+  if (!ok) throw new Error(`HTTP ${r.status}: ${text.slice(0, 500)}`);
+  return (text ? JSON.parse(text) : undefined) as T;
+}
+
+export async function register(api: Backend): Promise<{ token: string; id: number }> {
+  const b = await json<{ accessToken: string; user: { id: number } }>(
+    api.request('/api/auth/register', { json: { email: `u_${randomBytes(6).toString('hex')}@example.org`, password: 'password-123' } }),
+    201,
+  );
+  return { token: b.accessToken, id: b.user.id };
+}
+
+export async function adminToken(api: Backend, env: BenchEnv): Promise<string> {
+  const b = await json<{ accessToken: string }>(api.request('/api/auth/login', { json: { email: env.adminEmail, password: env.adminPassword } }), 200);
+  return b.accessToken;
+}
+
+/** Uploads one real PNG through the API, then clones its row `n` times (each with its own file). */
+export async function seedImages(api: Backend, env: BenchEnv, pg: Client, token: string, userId: number, n: number): Promise<number[]> {
+  const png = await import('../../test/support/fixtures').then((f) => f.makePng(64, 48));
+  await import('../../test/support/fixtures').then((f) => f.uploadImage({ url: api.url }, token, png));
+  const { rows } = await pg.query<{ id: number; storage_path: string; width: number; height: number; mime_type: string; size_bytes: string }>(
+    'SELECT id, storage_path, width, height, mime_type, size_bytes FROM images WHERE user_id = $1 ORDER BY id LIMIT 1',
+    [userId],
+  );
+  const src = rows[0];
+  const dir = `bench/${randomBytes(4).toString('hex')}`;
+  mkdirSync(path.join(env.uploadDir, dir), { recursive: true });
+  const bytes = readFileSync(path.join(env.uploadDir, src.storage_path));
+  for (let i = 0; i < n; i++) writeFileSync(path.join(env.uploadDir, dir, `${i}.png`), bytes);
+  const res = await pg.query<{ id: number }>(
+    `INSERT INTO images (user_id, original_name, storage_path, mime_type, size_bytes, width, height)
+     SELECT $1, 'clone.png', $2 || '/' || g || '.png', $3, $4, $5, $6 FROM generate_series(0, $7::int - 1) g
+     RETURNING id`,
+    [userId, dir, src.mime_type, src.size_bytes, src.width, src.height, n],
+  );
+  return res.rows.map((r) => r.id).sort((a, b) => a - b);
+}
+
+// ---------------------------------------------------------------------------------------------
+// ML stub that records when it answered each task
+
+export interface TimedStub {
+  url: string;
+  /** performance.now() when the response for task_id was written (res.end called). */
+  sentAt: Map<string, number>;
+  calls: number;
+  stop(): Promise<void>;
+}
+
+export async function startTimedStub(latencyMs: number): Promise<TimedStub> {
+  const body = JSON.stringify({ success: true, results: MlStub.results(640, 480) });
+  const sentAt = new Map<string, number>();
+  const sockets = new Set<Socket>();
+  const stub = { sentAt, calls: 0 } as TimedStub;
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const p = (req.url ?? '/').split('?')[0];
+      if (req.method === 'GET' && p === '/health') {
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"healthy","model_loaded":true}');
+        return;
+      }
+      if (req.method !== 'POST' || p !== '/segment') {
+        res.writeHead(404).end();
+        return;
+      }
+      stub.calls++;
+      let taskId = '';
+      try {
+        taskId = (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { task_id: string }).task_id;
+      } catch {
+        /* ignore */
+      }
+      setTimeout(() => {
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+        res.end(body);
+        sentAt.set(taskId, performance.now());
+      }, latencyMs);
+    });
+  });
+  server.keepAliveTimeout = 30_000;
+  server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  stub.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  stub.stop = async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
+  };
+  cleanups.push(() => stub.stop().catch(() => undefined));
+  return stub;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Figures and RESULTS.md
+
+export function pct(values: number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const s = [...values].sort((a, b) => a - b);
+  const i = Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1));
+  return s[i];
+}
+
+export const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : String(x));
+export const f2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : String(x));
+export const f3 = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : String(x));
+
+export function table(headers: string[], rows: Array<Array<string | number>>): string {
+  const lines = [`| ${headers.join(' | ')} |`, `|${headers.map(() => '---').join('|')}|`];
+  for (const r of rows) lines.push(`| ${r.map(String).join(' | ')} |`);
+  return lines.join('\n');
+}
+
+export function machine(): string {
+  let cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+  let nproc = String(os.availableParallelism());
+  try {
+    nproc = execSync('nproc').toString().trim();
+  } catch {
+    /* keep */
+  }
+  cpu = cpu.trim();
+  let redis = '';
+  try {
+    redis = execSync('redis-server --version').toString().match(/v=(\S+)/)?.[1] ?? '';
+  } catch {
+    /* keep */
+  }
+  return `nproc ${nproc} (${cpu}), ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, node ${process.version}${redis ? `, redis ${redis}` : ''}, PostgreSQL 15`;
+}
+
+const RESULTS = path.resolve(process.env.BENCH_RESULTS ?? path.join(process.cwd(), 'bench', 'RESULTS.md'));
+
+/** Replaces (or appends) the section between `<!-- bench:<name> -->` markers of bench/RESULTS.md. */
+export function writeResults(name: string, title: string, command: string, body: string): void {
+  const start = `<!-- bench:${name}:start -->`;
+  const end = `<!-- bench:${name}:end -->`;
+  const section = [
+    start,
+    `## ${title}`,
+    '',
+    `Run ${new Date().toISOString()} on ${machine()}.`,
+    '',
+    'Command:',
+    '',
+    '```bash',
+    command,
+    '```',
+    '',
+    body.trim(),
+    end,
+  ].join('\n');
+  let text = existsSync(RESULTS) ? readFileSync(RESULTS, 'utf8') : '# Benchmark results\n\n';
+  const i = text.indexOf(start);
+  const j = text.indexOf(end);
+  if (i >= 0 && j > i) text = text.slice(0, i) + section + text.slice(j + end.length);
+  else {
+    const seg = text.indexOf('## Segmenter');
+    text = seg >= 0 ? `${text.slice(0, seg)}${section}\n\n${text.slice(seg)}` : `${text.trimEnd()}\n\n${section}\n`;
+  }
+  writeFileSync(RESULTS, text);
+  console.log(`\nwrote section "${name}" of ${RESULTS}`);
+}
+
+/** Wraps a bench main: always cleans up, exit code 1 on error. */
+export function runMain(main: () => Promise<void>): void {
+  main()
+    .then(() => runCleanups())
+    .then(() => process.exit(0))
+    .catch(async (err: unknown) => {
+      console.error(err);
+      await runCleanups();
+      process.exit(1);
+    });
+}

@@ -1,0 +1,24 @@
+/**
+ * Baseline consumer for bench/pipeline: a bare Bull worker (forked by run.ts) with the same Redis,
+ * its own queue name, `concurrency` jobs at once, whose processor only sleeps `sleepMs`. Reports its
+ * completed count to the parent every 5 ms while it changes.
+ */
+import Bull from 'bull';
+
+const [redisUrl, prefix, name, concurrency, sleepMs] = process.argv.slice(2);
+const queue = new Bull(name, redisUrl, { prefix });
+let done = 0;
+let sent = 0;
+queue.on('completed', () => done++);
+void queue.process('segment', Number(concurrency), () => new Promise((r) => setTimeout(() => r('ok'), Number(sleepMs))));
+setInterval(() => {
+  if (done !== sent) {
+    sent = done;
+    process.send?.({ done });
+  }
+}, 5).unref();
+void queue.isReady().then(() => process.send?.({ ready: true }));
+process.on('message', (m: { stop?: boolean }) => {
+  if (m.stop) void queue.close().finally(() => process.exit(0));
+});
+process.on('disconnect', () => process.exit(0));
