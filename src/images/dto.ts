@@ -1,27 +1,9 @@
-import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { Type } from 'class-transformer';
-import { IsInt, IsOptional, Max, Min } from 'class-validator';
+import { ApiProperty } from '@nestjs/swagger';
+import { PaginationQuery } from '../common/pagination.dto';
 import { IMAGE_SEGMENTATION_STATUSES, ImageSegmentationStatus } from '../common/contracts';
 
-const MAX_INT4 = 2_147_483_647;
-
-export class ListImagesQuery {
-  @ApiPropertyOptional({ default: 1, minimum: 1 })
-  @IsOptional()
-  @Type(() => Number)
-  @IsInt()
-  @Min(1)
-  @Max(MAX_INT4)
-  page = 1;
-
-  @ApiPropertyOptional({ default: 20, minimum: 1, maximum: 100 })
-  @IsOptional()
-  @Type(() => Number)
-  @IsInt()
-  @Min(1)
-  @Max(100)
-  limit = 20;
-}
+/** `GET /api/images?page&limit`. */
+export class ListImagesQuery extends PaginationQuery {}
 
 /** The public `image` (CONTRACT §3). */
 export class ImageDto {

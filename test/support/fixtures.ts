@@ -1,5 +1,6 @@
 import sharp from 'sharp';
 import type { TestApp } from './app';
+import type { TaskView } from '../../src/segmentation/views';
 
 /** A small valid PNG (grey disc on white) made in memory. */
 export async function makePng(width = 64, height = 48): Promise<Buffer> {
@@ -16,18 +17,7 @@ export async function uploadImage(t: { url: string }, token: string, data?: Buff
   return ((await res.json()) as { id: number }).id;
 }
 
-export interface TaskBody {
-  taskId: string;
-  imageId: number;
-  status: string;
-  priority: number;
-  progress: number;
-  attempts: number;
-  error: string | null;
-  createdAt: string;
-  startedAt: string | null;
-  completedAt: string | null;
-}
+export type TaskBody = TaskView;
 
 /** Polls a task until `until(task)` holds (default: a final state). */
 export async function waitForTask(
