@@ -167,10 +167,10 @@ describe('process', () => {
 
   it('stops on SIGTERM with exit code 0', async () => {
     service.child.kill('SIGTERM');
-    const code = await Promise.race([
-      service.exited,
-      new Promise((r) => setTimeout(() => r('timeout'), 15_000)),
-    ]);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise((resolve) => (timer = setTimeout(() => resolve('timeout'), 15_000)));
+    const code = await Promise.race([service.exited, timeout]);
+    clearTimeout(timer);
     expect(code).toBe(0);
   });
 });
