@@ -1,0 +1,274 @@
+/**
+ * Enqueue side:
+ *  (a) throughput and latency of real enqueues (`POST /api/images/:id/segmentation`, a different
+ *      image per request) with autocannon against one `api` process, vs `GET /api/health/live`;
+ *  (b) latency of a single enqueue (Bull `queue.add` directly, and the HTTP route) at queue depth ≈0
+ *      vs 100 000 waiting jobs, for the most urgent priority (Bull 1), the least urgent (Bull 10) and
+ *      with priorities disabled (QUEUE_PRIORITY_ENABLED=false, plain LPUSH);
+ *  (c) RSS of the api and worker processes idle and under load (their own /api/metrics);
+ *  (d) Redis memory per queued task (10 000 tasks through the batch route).
+ *
+ *   node dist/bench/enqueue/run.js
+ */
+import { performance } from 'node:perf_hooks';
+import autocannon from 'autocannon';
+import Bull from 'bull';
+import Redis from 'ioredis';
+import {
+  adminToken,
+  Backend,
+  benchEnv,
+  f1,
+  f2,
+  json,
+  pct,
+  REDIS_URL,
+  register,
+  runMain,
+  seedImages,
+  sleep,
+  startBackend,
+  startTimedStub,
+  table,
+  writeResults,
+} from '../common/harness';
+import { waitForQuiet } from '../common/probe';
+
+const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 2000);
+const CONNECTIONS = 10;
+const HEALTH_SECONDS = 6;
+const DEPTH = Number(process.env.BENCH_DEPTH ?? 100_000);
+const LAT_SAMPLES = Number(process.env.BENCH_LAT_SAMPLES ?? 200);
+const MEM_TASKS = 10_000;
+const MB = 1024 * 1024;
+
+const jobOpts = (jobId: string, priority: number | undefined): Bull.JobOptions => ({
+  jobId,
+  priority,
+  attempts: 3,
+  backoff: { type: 'exponential', delay: 2000 },
+  removeOnComplete: { age: 3600, count: 1000 },
+  removeOnFail: { age: 24 * 3600, count: 5000 },
+});
+
+async function sampleRss(b: Backend, stop: () => boolean, everyMs = 200): Promise<number> {
+  let peak = 0;
+  while (!stop()) {
+    peak = Math.max(peak, await b.rss().catch(() => 0));
+    await sleep(everyMs);
+  }
+  return peak;
+}
+
+async function timeSeries(n: number, fn: (i: number) => Promise<unknown>): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    await fn(i);
+    out.push(performance.now() - t);
+  }
+  return out;
+}
+
+runMain(async () => {
+  const env = benchEnv('enq');
+  const stub = await startTimedStub(50);
+  const QA = env.queue('a');
+  const QB = env.queue('b');
+  const QC = env.queue('c');
+  const apiA = await startBackend(env, 'api', { QUEUE_NAME: QA, ML_SERVICE_URL: stub.url }, 'apiA');
+  const [worker, apiB, apiC] = await Promise.all([
+    startBackend(env, 'worker', { QUEUE_NAME: QA, ML_SERVICE_URL: stub.url, QUEUE_CONCURRENCY: '10' }, 'worker'),
+    startBackend(env, 'api', { QUEUE_NAME: QB, ML_SERVICE_URL: stub.url }, 'apiB'),
+    startBackend(env, 'api', { QUEUE_NAME: QC, ML_SERVICE_URL: stub.url, QUEUE_PRIORITY_ENABLED: 'false' }, 'apiC'),
+  ]);
+  const admin = await adminToken(apiA, env);
+  for (const api of [apiA, apiB, apiC]) await json(api.request('/api/queue/pause', { method: 'POST', token: admin }), 200);
+  const pg = await env.pg();
+  const u1 = await register(apiA);
+  const u2 = await register(apiA);
+  await json(apiA.request(`/api/admin/users/${u2.id}`, { method: 'PATCH', token: admin, json: { isPremium: true } }), 200);
+  const idsA = await seedImages(apiA, env, pg, u1.token, u1.id, REQUESTS + MEM_TASKS);
+  const idsB = await seedImages(apiA, env, pg, u2.token, u2.id, LAT_SAMPLES * 6 + 10);
+  const busy = await waitForQuiet();
+
+  // (c) idle RSS
+  await sleep(2000);
+  const idle = { api: await apiA.rss(), worker: await worker.rss() };
+
+  // (a) throughput: health/live, then real enqueues, a different image per request.
+  const health = await autocannon({ url: `${apiA.url}/api/health/live`, connections: CONNECTIONS, duration: HEALTH_SECONDS });
+  let next = 0;
+  const enqIds = idsA.slice(0, REQUESTS);
+  let loadDone = false;
+  const apiPeak = sampleRss(apiA, () => loadDone);
+  const enq = await autocannon({
+    url: apiA.url,
+    connections: CONNECTIONS,
+    amount: REQUESTS,
+    headers: { authorization: `Bearer ${u1.token}`, 'content-type': 'application/json' },
+    requests: [
+      {
+        method: 'POST',
+        body: '{}',
+        setupRequest: (req) => ({ ...req, path: `/api/images/${enqIds[next++ % enqIds.length]}/segmentation` }),
+      },
+    ],
+  });
+  loadDone = true;
+  const apiLoadRss = await apiPeak;
+  const created = Number((await pg.query(`SELECT count(*) FROM queue_jobs WHERE user_id = $1`, [u1.id])).rows[0].count);
+  const rate = (r: autocannon.Result) => r.requests.total / r.duration;
+
+  // (c) worker under load: let it drain what (a) queued for up to 20 s.
+  await json(apiA.request('/api/queue/resume', { method: 'POST', token: admin }), 200);
+  let drainDone = false;
+  const workerPeak = sampleRss(worker, () => drainDone);
+  const drainStart = performance.now();
+  let drained = 0;
+  while (performance.now() - drainStart < 20_000) {
+    drained = Number((await pg.query(`SELECT count(*) FROM queue_jobs WHERE status = 'completed'`)).rows[0].count);
+    if (drained >= created) break;
+    await sleep(250);
+  }
+  drainDone = true;
+  const workerLoadRss = await workerPeak;
+  const drainSeconds = (performance.now() - drainStart) / 1000;
+  await json(apiA.request('/api/queue/pause', { method: 'POST', token: admin }), 200);
+  for (let i = 0; i < 100; i++) {
+    const m = await json<{ active: number }>(apiA.request('/api/queue/metrics', { token: admin }), 200);
+    if (m.active === 0) break;
+    await sleep(100);
+  }
+
+  // (d) Redis memory per queued task: 10 000 tasks through the batch route, queue paused.
+  const redis = new Redis(REDIS_URL);
+  const usedMemory = async () => Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]);
+  const queueKeys = [`{${QA}}:segmentation:paused`, `{${QA}}:segmentation:wait`, `{${QA}}:segmentation:priority`, `{${QA}}:segmentation:id`];
+  const keysMem = async () => {
+    let s = 0;
+    for (const k of queueKeys) s += Number((await redis.call('MEMORY', 'USAGE', k, 'SAMPLES', '0')) ?? 0);
+    return s;
+  };
+  const memIds = idsA.slice(REQUESTS, REQUESTS + MEM_TASKS);
+  const mem0 = await usedMemory();
+  const lists0 = await keysMem();
+  const jobIds: string[] = [];
+  for (let i = 0; i < memIds.length; i += 500) {
+    const b = await json<{ tasks: Array<{ taskId: string }> }>(apiA.request('/api/segmentation/batch', { token: u1.token, json: { imageIds: memIds.slice(i, i + 500) } }), 202);
+    jobIds.push(...b.tasks.map((t) => t.taskId));
+  }
+  const mem1 = await usedMemory();
+  const lists1 = await keysMem();
+  let jobHashes = 0;
+  for (let i = 0; i < jobIds.length; i += 1000) {
+    const p = redis.pipeline();
+    for (const id of jobIds.slice(i, i + 1000)) p.call('MEMORY', 'USAGE', `{${QA}}:segmentation:${id}`, 'SAMPLES', '0');
+    for (const [, v] of (await p.exec()) ?? []) jobHashes += Number(v ?? 0);
+  }
+  const perTaskUsed = (mem1 - mem0) / jobIds.length;
+  const perTaskKeys = (jobHashes + lists1 - lists0) / jobIds.length;
+
+  // (b) enqueue latency at depth ≈0 and DEPTH.
+  const qB = new Bull('segmentation', REDIS_URL, { prefix: `{${QB}}` });
+  const qC = new Bull('segmentation', REDIS_URL, { prefix: `{${QC}}` });
+  await Promise.all([qB.isReady(), qC.isReady()]);
+  await Promise.all([qB.pause(), qC.pause()]);
+  let imgNext = 0;
+  const data = (i: number) => ({ taskId: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, imageId: i, userId: 1 });
+  const series = async (label: string) => {
+    const bull1 = await timeSeries(LAT_SAMPLES, (i) => qB.add('segment', data(i), jobOpts(`${label}-b1-${i}`, 1)));
+    const bull10 = await timeSeries(LAT_SAMPLES, (i) => qB.add('segment', data(i), jobOpts(`${label}-b10-${i}`, 10)));
+    const bullNone = await timeSeries(LAT_SAMPLES, (i) => qC.add('segment', data(i), jobOpts(`${label}-bn-${i}`, undefined)));
+    const http = (api: Backend, priority: number) => async () => {
+      const id = idsB[imgNext++];
+      await json(api.request(`/api/images/${id}/segmentation`, { token: u2.token, json: { priority } }), 202);
+    };
+    const http1 = await timeSeries(LAT_SAMPLES, http(apiB, 10)); // contract 10 → Bull 1
+    const http10 = await timeSeries(LAT_SAMPLES, http(apiB, 1)); // contract 1 → Bull 10
+    const httpNone = await timeSeries(LAT_SAMPLES, http(apiC, 1)); // priorities disabled
+    return { bull1, bull10, bullNone, http1, http10, httpNone };
+  };
+  const d0 = await series('d0');
+  const tFill = performance.now();
+  // Mixed priorities 1..10, added most urgent first: each insert then lands next to its priority
+  // class without walking the list, and the final list is the one random order would give.
+  const prios = Array.from({ length: DEPTH }, (_, i) => 1 + (i % 10)).sort((a, b) => a - b);
+  for (let i = 0; i < DEPTH; i += 1000) {
+    await qB.addBulk(prios.slice(i, i + 1000).map((p, k) => ({ name: 'segment', data: data(i + k), opts: jobOpts(`fill-${i + k}`, p) })));
+    await qC.addBulk(prios.slice(i, i + 1000).map((_, k) => ({ name: 'segment', data: data(i + k), opts: jobOpts(`fill-${i + k}`, undefined) })));
+  }
+  const fillSeconds = (performance.now() - tFill) / 1000;
+  const depthB = (await qB.getJobCounts()) as Bull.JobCounts & { paused: number };
+  const depthC = (await qC.getJobCounts()) as Bull.JobCounts & { paused: number };
+  const dN = await series('dN');
+  await Promise.all([qB.close(), qC.close()]);
+  redis.disconnect();
+
+  // ---- report
+  const aTable = table(
+    ['route (1 api process, 10 connections)', 'requests', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx'],
+    [
+      ['GET /api/health/live', health.requests.total, f1(rate(health)), health.latency.p50, health.latency.p99, health.non2xx],
+      ['POST /api/images/:id/segmentation (new task each)', enq.requests.total, f1(rate(enq)), enq.latency.p50, enq.latency.p99, enq.non2xx],
+    ],
+  );
+  const aRatio = `enqueue/health: throughput ${f2(rate(enq) / rate(health))}, p99 ${f1(enq.latency.p99 / health.latency.p99)}× (${created} tasks recorded in PostgreSQL for ${REQUESTS} requests)`;
+  const row = (name: string, a: number[], b: number[]) => [name, f2(pct(a, 50)), f2(pct(a, 99)), f2(pct(b, 50)), f2(pct(b, 99)), f2(pct(b, 50) / pct(a, 50)), f2(pct(b, 99) / pct(a, 99))];
+  const bTable = table(
+    ['single enqueue', 'depth≈0 p50 ms', 'p99 ms', `depth ${DEPTH} p50 ms`, 'p99 ms', 'ratio p50', 'ratio p99'],
+    [
+      row('Bull `queue.add`, priority 1 (most urgent)', d0.bull1, dN.bull1),
+      row('Bull `queue.add`, priority 10 (least urgent)', d0.bull10, dN.bull10),
+      row('Bull `queue.add`, no priority (LPUSH)', d0.bullNone, dN.bullNone),
+      row('HTTP route, contract priority 10 (→ Bull 1)', d0.http1, dN.http1),
+      row('HTTP route, contract priority 1 (→ Bull 10)', d0.http10, dN.http10),
+      row('HTTP route, QUEUE_PRIORITY_ENABLED=false', d0.httpNone, dN.httpNone),
+    ],
+  );
+  const worst = Math.max(pct(dN.bull1, 50) / pct(d0.bull1, 50), pct(dN.http1, 99) / pct(d0.http1, 99));
+  const cTable = table(
+    ['process', 'RSS idle MiB', 'RSS under load (peak) MiB', 'load'],
+    [
+      ['api', f1(idle.api / MB), f1(apiLoadRss / MB), `autocannon enqueue, ${CONNECTIONS} connections`],
+      ['worker', f1(idle.worker / MB), f1(workerLoadRss / MB), `draining (10 concurrent jobs, ML 50 ms): ${drained} tasks in ${f1(drainSeconds)} s`],
+    ],
+  );
+  const body = [
+    '### (a) Enqueue throughput vs health',
+    '',
+    `autocannon, ${CONNECTIONS} connections; health for ${HEALTH_SECONDS} s, then ${REQUESTS} enqueues, each request on a different image of one (non-premium) user (queue paused, so nothing drains meanwhile).`,
+    '',
+    aTable,
+    '',
+    aRatio + '.',
+    '',
+    `### (b) Single enqueue latency at depth ≈0 vs ${DEPTH}`,
+    '',
+    `${LAT_SAMPLES} sequential enqueues per row and depth, queues paused. Depth filled with \`addBulk\` (chunks of 1000, the app's job options, priorities 1..10 evenly on the priority queue, none on the FIFO queue) in ${f1(fillSeconds)} s; depths after filling: priority queue ${depthB.paused + depthB.waiting}, FIFO queue ${depthC.paused + depthC.waiting}. HTTP rows: a premium user, \`POST /api/images/:id/segmentation\` on a fresh image each time, against an api process whose queue is the filled one.`,
+    '',
+    bTable,
+    '',
+    `Target "within 2× at depth ${DEPTH}": ${worst <= 2 ? 'met' : `NOT met (worst ratio ${f1(worst)}×)`} — see Findings.`,
+    '',
+    '### (c) RSS (`process_resident_memory_bytes` from each process\'s /api/metrics)',
+    '',
+    cTable,
+    '',
+    '### (d) Redis memory per queued task',
+    '',
+    table(
+      ['measure', 'bytes per queued task'],
+      [
+        [`INFO memory used_memory delta / ${jobIds.length} (whole Redis; other users of this Redis add noise)`, f1(perTaskUsed)],
+        ['MEMORY USAGE of the job hashes + growth of the queue\'s list/zset keys', f1(perTaskKeys)],
+      ],
+    ),
+    '',
+    `used_memory ${f1(mem0 / MB)} → ${f1(mem1 / MB)} MiB for ${jobIds.length} tasks queued through \`POST /api/segmentation/batch\` (500 ids per call).`,
+    '',
+    `Machine load by others before the run: ${f2(busy)} busy cores.`,
+  ].join('\n');
+  console.log('\n' + body);
+  writeResults('enqueue', 'Enqueue throughput, latency vs depth, RSS, Redis memory', 'npx nest build && node dist/bench/enqueue/run.js', body);
+});
