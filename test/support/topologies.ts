@@ -42,7 +42,12 @@ async function tryCli(port: number, ...args: string[]): Promise<string | undefin
   }
 }
 
-async function waitFor(what: string, fn: () => Promise<boolean>, timeoutMs: number, stepMs = 100): Promise<void> {
+async function waitFor(
+  what: string,
+  fn: () => Promise<boolean>,
+  timeoutMs: number,
+  stepMs = 100,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await fn()) return;
@@ -63,7 +68,12 @@ interface RedisProc {
  * A directory with a watchdog that SIGKILLs every server whose pid file is in it, then deletes it, once
  * this process is gone. Returns the directory and a function that does the same now.
  */
-function redisWorkspace(prefix: string): { dir: string; procs: RedisProc[]; spawnServer(port: number, args: string[]): Promise<RedisProc>; destroy(): Promise<void> } {
+function redisWorkspace(prefix: string): {
+  dir: string;
+  procs: RedisProc[];
+  spawnServer(port: number, args: string[]): Promise<RedisProc>;
+  destroy(): Promise<void>;
+} {
   const dir = mkdtempSync(path.join(tmpdir(), prefix));
   const kill = `for f in '${dir}'/*.pid; do [ -f "$f" ] && kill -9 $(cat "$f") 2>/dev/null; done; rm -rf '${dir}'`;
   const watchdog = spawnWatchdog(process.pid, kill);
@@ -83,7 +93,8 @@ function redisWorkspace(prefix: string): { dir: string; procs: RedisProc[]; spaw
     for (;;) {
       if ((await tryCli(port, 'PING'))?.trim() === 'PONG') return proc;
       if (gone) throw new Error(`redis-server ${args.join(' ')} exited at start:\n${out}`);
-      if (Date.now() > deadline) throw new Error(`redis-server on ${port} did not answer within 10 s:\n${out}`);
+      if (Date.now() > deadline)
+        throw new Error(`redis-server on ${port} did not answer within 10 s:\n${out}`);
       await sleep(50);
     }
   };
@@ -96,7 +107,12 @@ function redisWorkspace(prefix: string): { dir: string; procs: RedisProc[]; spaw
       if (destroyed) return;
       destroyed = true;
       for (const p of procs) p.child.kill('SIGKILL');
-      await Promise.race([Promise.all(procs.map((p) => p.exited)), sleep(5000)]);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all(procs.map((p) => p.exited)),
+        new Promise<void>((r) => (timer = setTimeout(r, 5000))),
+      ]);
+      clearTimeout(timer);
       try {
         if (watchdog.pid) process.kill(watchdog.pid, 'SIGKILL');
       } catch {
@@ -110,15 +126,24 @@ function redisWorkspace(prefix: string): { dir: string; procs: RedisProc[]; spaw
 /** Common redis-server arguments: loopback, no persistence, a pid file the watchdog can find. */
 function serverArgs(dir: string, port: number): string[] {
   return [
-    '--port', String(port),
-    '--bind', '127.0.0.1',
-    '--save', '',
-    '--appendonly', 'no',
-    '--dir', dir,
-    '--pidfile', path.join(dir, `redis-${port}.pid`),
-    '--daemonize', 'no',
-    '--protected-mode', 'no',
-    '--loglevel', 'warning',
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    '--dir',
+    dir,
+    '--pidfile',
+    path.join(dir, `redis-${port}.pid`),
+    '--daemonize',
+    'no',
+    '--protected-mode',
+    'no',
+    '--loglevel',
+    'warning',
   ];
 }
 
@@ -148,18 +173,38 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterTopolo
       ports.push(port);
       await ws.spawnServer(port, [
         ...serverArgs(ws.dir, port),
-        '--cluster-enabled', 'yes',
-        '--cluster-port', String(busPort),
-        '--cluster-config-file', path.join(ws.dir, `nodes-${port}.conf`),
-        '--cluster-node-timeout', '2000',
+        '--cluster-enabled',
+        'yes',
+        '--cluster-port',
+        String(busPort),
+        '--cluster-config-file',
+        path.join(ws.dir, `nodes-${port}.conf`),
+        '--cluster-node-timeout',
+        '2000',
       ]);
     }
-    await redisCli(['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], 60_000);
+    await redisCli(
+      [
+        '--cluster',
+        'create',
+        ...ports.map((p) => `127.0.0.1:${p}`),
+        '--cluster-replicas',
+        '0',
+        '--cluster-yes',
+      ],
+      60_000,
+    );
     await waitFor(
       'cluster_state:ok on every node',
       async () => {
         const infos = await Promise.all(ports.map((p) => tryCli(p, 'CLUSTER', 'INFO')));
-        return infos.every((i) => !!i && /cluster_state:ok/.test(i) && /cluster_slots_ok:16384/.test(i) && new RegExp(`cluster_known_nodes:${masters}\\b`).test(i));
+        return infos.every(
+          (i) =>
+            !!i &&
+            /cluster_state:ok/.test(i) &&
+            /cluster_slots_ok:16384/.test(i) &&
+            new RegExp(`cluster_known_nodes:${masters}\\b`).test(i),
+        );
       },
       30_000,
     );
@@ -219,8 +264,17 @@ export async function startRedisSentinel(name = 'spheroseg'): Promise<RedisSenti
     const primaryPort = await freeLoopbackPort();
     const replicaPort = await freeLoopbackPort();
     const primary = await ws.spawnServer(primaryPort, serverArgs(ws.dir, primaryPort));
-    await ws.spawnServer(replicaPort, [...serverArgs(ws.dir, replicaPort), '--replicaof', '127.0.0.1', String(primaryPort)]);
-    await waitFor('replica in sync', async () => /master_link_status:up/.test((await tryCli(replicaPort, 'INFO', 'replication')) ?? ''), 15_000);
+    await ws.spawnServer(replicaPort, [
+      ...serverArgs(ws.dir, replicaPort),
+      '--replicaof',
+      '127.0.0.1',
+      String(primaryPort),
+    ]);
+    await waitFor(
+      'replica in sync',
+      async () => /master_link_status:up/.test((await tryCli(replicaPort, 'INFO', 'replication')) ?? ''),
+      15_000,
+    );
 
     const sentinelPorts: number[] = [];
     for (let i = 0; i < 3; i++) {
@@ -253,7 +307,8 @@ export async function startRedisSentinel(name = 'spheroseg'): Promise<RedisSenti
           const replicas = await tryCli(p, 'SENTINEL', 'REPLICAS', name);
           const others = await tryCli(p, 'SENTINEL', 'SENTINELS', name);
           if (!replicas?.includes(String(replicaPort))) return false;
-          if (!others || sentinelPorts.filter((o) => o !== p).some((o) => !others.includes(String(o)))) return false;
+          if (!others || sentinelPorts.filter((o) => o !== p).some((o) => !others.includes(String(o))))
+            return false;
         }
         return true;
       },
@@ -310,10 +365,15 @@ function pgRun(bin: string, args: string[], timeoutMs = 60_000): Promise<string>
   const file = asRoot ? 'runuser' : path.join(PG_BIN, bin);
   const argv = asRoot ? ['-u', 'postgres', '--', path.join(PG_BIN, bin), ...args] : args;
   return new Promise((resolve, reject) => {
-    execFile(file, argv, { timeout: timeoutMs, env: { ...process.env, LC_ALL: 'C' } }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${bin} ${args.join(' ')} failed: ${err.message}\n${stdout}\n${stderr}`));
-      else resolve(stdout);
-    });
+    execFile(
+      file,
+      argv,
+      { timeout: timeoutMs, env: { ...process.env, LC_ALL: 'C' } },
+      (err, stdout, stderr) => {
+        if (err) reject(new Error(`${bin} ${args.join(' ')} failed: ${err.message}\n${stdout}\n${stderr}`));
+        else resolve(stdout);
+      },
+    );
   });
 }
 
@@ -351,7 +411,9 @@ export interface PgReplicationTopology {
  * loopback replication) and a hot-standby replica made with `pg_basebackup -R -X stream`, on its own port.
  */
 export async function startPostgresWithReplica(): Promise<PgReplicationTopology> {
-  const primary = await startPostgres({ settings: { wal_level: 'replica', max_wal_senders: '5', hot_standby: 'on' } });
+  const primary = await startPostgres({
+    settings: { wal_level: 'replica', max_wal_senders: '5', hot_standby: 'on' },
+  });
   const root = mkdtempSync(path.join(tmpdir(), 'spheroseg-pgreplica-'));
   const data = path.join(root, 'data');
   const sock = path.join(root, 'sock');
@@ -425,7 +487,11 @@ export async function startPostgresWithReplica(): Promise<PgReplicationTopology>
         `replica replayed up to ${lsn}`,
         async () => {
           try {
-            const [r] = await query<{ caught: boolean }>(replica.url, 'SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS caught', [lsn]);
+            const [r] = await query<{ caught: boolean }>(
+              replica.url,
+              'SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS caught',
+              [lsn],
+            );
             return r.caught;
           } catch {
             return false;
@@ -440,7 +506,20 @@ export async function startPostgresWithReplica(): Promise<PgReplicationTopology>
   };
 
   try {
-    await pgRun('pg_basebackup', ['-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres', '-D', data, '-R', '-X', 'stream', '--no-sync']);
+    await pgRun('pg_basebackup', [
+      '-h',
+      '127.0.0.1',
+      '-p',
+      String(primary.port),
+      '-U',
+      'postgres',
+      '-D',
+      data,
+      '-R',
+      '-X',
+      'stream',
+      '--no-sync',
+    ]);
     appendFileSync(
       path.join(data, 'postgresql.conf'),
       `\n# streaming replica (topology tests)\nport = ${port}\nunix_socket_directories = '${sock}'\nhot_standby = on\n`,

@@ -11,7 +11,12 @@ import type { BackendProcess } from '../support/processes';
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Polls until `fn()` is true; throws `what` after `timeoutMs`. */
-export async function until(what: string, fn: () => Promise<boolean> | boolean, timeoutMs: number, stepMs = 100): Promise<void> {
+export async function until(
+  what: string,
+  fn: () => Promise<boolean> | boolean,
+  timeoutMs: number,
+  stepMs = 100,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await fn()) return;
@@ -26,7 +31,10 @@ export const uniqueName = (prefix: string) => `${prefix}_${randomBytes(4).toStri
  * Environment of a backend process: the topology variables are removed unless `extra` sets them, so
  * nothing leaks from the caller's shell; short reconcile/backoff timings keep the suite fast.
  */
-export function backendEnv(stub: MlStub, extra: Record<string, string | undefined>): Record<string, string | undefined> {
+export function backendEnv(
+  stub: MlStub,
+  extra: Record<string, string | undefined>,
+): Record<string, string | undefined> {
   return {
     REDIS_CLUSTER_NODES: undefined,
     REDIS_SENTINELS: undefined,
@@ -63,7 +71,12 @@ export async function uploadAndEnqueue(api: BackendProcess, token: string, n: nu
     if (res.status !== 201) throw new Error(`upload through ${api.name}: ${res.status} ${await res.text()}`);
     imageIds.push(((await res.json()) as { id: number }).id);
   }
-  const res = await api.request('/api/segmentation/batch', { method: 'POST', token, json: { imageIds }, timeoutMs: 15_000 });
+  const res = await api.request('/api/segmentation/batch', {
+    method: 'POST',
+    token,
+    json: { imageIds },
+    timeoutMs: 15_000,
+  });
   if (res.status !== 202) throw new Error(`batch through ${api.name}: ${res.status} ${await res.text()}`);
   return ((await res.json()) as { tasks: { taskId: string }[] }).tasks.map((t) => t.taskId);
 }
@@ -92,7 +105,11 @@ export async function summarize(db: Client, taskIds: string[]): Promise<TaskSumm
 }
 
 /** Polls until every task of `taskIds` is completed (or `timeoutMs`); returns the last summary either way. */
-export async function waitAllCompleted(db: Client, taskIds: string[], timeoutMs: number): Promise<TaskSummary> {
+export async function waitAllCompleted(
+  db: Client,
+  taskIds: string[],
+  timeoutMs: number,
+): Promise<TaskSummary> {
   const deadline = Date.now() + timeoutMs;
   let last: TaskSummary = { byStatus: {}, notOneResult: [] };
   for (;;) {
@@ -124,9 +141,17 @@ export interface Received {
 }
 
 /** A Socket.IO client on `p` recording every event; resolves once connected. Disconnect it yourself. */
-export async function connectSocket(p: BackendProcess, token: string): Promise<{ socket: Socket<ServerToClientEvents>; events: Received[] }> {
+export async function connectSocket(
+  p: BackendProcess,
+  token: string,
+): Promise<{ socket: Socket<ServerToClientEvents>; events: Received[] }> {
   const events: Received[] = [];
-  const socket: Socket<ServerToClientEvents> = io(p.url, { path: '/socket.io', auth: { token }, transports: ['websocket'], reconnection: false });
+  const socket: Socket<ServerToClientEvents> = io(p.url, {
+    path: '/socket.io',
+    auth: { token },
+    transports: ['websocket'],
+    reconnection: false,
+  });
   socket.onAny((event: string, payload: Received['payload']) => events.push({ event, payload }));
   await new Promise<void>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`socket to ${p.name} did not connect`)), 10_000);

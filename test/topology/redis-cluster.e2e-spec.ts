@@ -3,7 +3,17 @@ import { MlStub } from '../support/ml-stub';
 import { freeLoopbackPort, PgInstance, startPostgres } from '../support/pg-instance';
 import { BackendProcess, startProcesses, stopAllProcesses } from '../support/processes';
 import { redisCli, RedisClusterTopology, startRedisCluster } from '../support/topologies';
-import { backendEnv, connectSocket, Received, sqlClient, statusOf, uniqueName, until, uploadAndEnqueue, waitAllCompleted } from './helpers';
+import {
+  backendEnv,
+  connectSocket,
+  Received,
+  sqlClient,
+  statusOf,
+  uniqueName,
+  until,
+  uploadAndEnqueue,
+  waitAllCompleted,
+} from './helpers';
 
 /**
  * REDIS_CLUSTER_NODES: api #1 + api #2 + worker (real processes from the build) on a 3-master Redis
@@ -51,11 +61,20 @@ describe('topology: Redis Cluster (3 masters)', () => {
 
   it('is ready on every process', async () => {
     for (const p of [api1, api2, worker]) {
-      await until(`${p.name} ready`, async () => (await statusOf(p, '/api/health/ready')) === 200, 15_000, 200);
+      await until(
+        `${p.name} ready`,
+        async () => (await statusOf(p, '/api/health/ready')) === 200,
+        15_000,
+        200,
+      );
     }
     for (const service of ['redis', 'queue']) {
       const res = await api1.request(`/api/health/services/${service}`);
-      expect({ service, status: res.status, body: ((await res.json()) as { status: string }).status }).toEqual({ service, status: 200, body: 'healthy' });
+      expect({
+        service,
+        status: res.status,
+        body: ((await res.json()) as { status: string }).status,
+      }).toEqual({ service, status: 200, body: 'healthy' });
     }
   });
 
@@ -73,7 +92,11 @@ describe('topology: Redis Cluster (3 masters)', () => {
 
     const completedFor = (events: Received[]) =>
       new Set(events.filter((e) => e.event === 'segmentation:completed').map((e) => e.payload.taskId));
-    await until('segmentation:completed on api #2 for every task', () => tasks.every((t) => completedFor(watcher.events).has(t)), 10_000);
+    await until(
+      'segmentation:completed on api #2 for every task',
+      () => tasks.every((t) => completedFor(watcher.events).has(t)),
+      10_000,
+    );
     expect([...completedFor(watcher.events)].sort()).toEqual([...tasks].sort());
     expect(stub.calls.length).toBeGreaterThanOrEqual(3);
   }, 60_000);
@@ -90,14 +113,24 @@ describe('topology: Redis Cluster (3 masters)', () => {
     // The keys are all on one master, and `redis-cli -c` reaches them from any node.
     const perNode: number[] = [];
     for (const port of cluster.ports) {
-      const out = await redisCli(['-h', '127.0.0.1', '-p', String(port), '--scan', '--pattern', `{${queue}}:*`]);
+      const out = await redisCli([
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(port),
+        '--scan',
+        '--pattern',
+        `{${queue}}:*`,
+      ]);
       perNode.push(out.split('\n').filter(Boolean).length);
     }
     expect(perNode.filter((n) => n > 0)).toHaveLength(1);
     const completedKey = `{${queue}}:segmentation:completed`;
     expect(Number((await cluster.cli('EXISTS', completedKey)).trim())).toBe(1);
     // Bull's keys are not scattered anywhere else either: no key without the hash tag mentions the queue's Bull names.
-    const stray = (await cluster.keys(`*${queue}*`)).filter((k) => !k.startsWith(`{${queue}}:`) && /:(segmentation|segmentation-dead-letter):/.test(k));
+    const stray = (await cluster.keys(`*${queue}*`)).filter(
+      (k) => !k.startsWith(`{${queue}}:`) && /:(segmentation|segmentation-dead-letter):/.test(k),
+    );
     expect(stray).toEqual([]);
   });
 
