@@ -23,7 +23,12 @@ export interface FaultStack {
   newDatabase(): string;
   /** Environment of a backend process against this stack and database `db`. */
   env(db: string, extra?: Record<string, string>): Record<string, string>;
-  start(role: ProcessRole, db: string, extra?: Record<string, string>, name?: string): Promise<BackendProcess>;
+  start(
+    role: ProcessRole,
+    db: string,
+    extra?: Record<string, string>,
+    name?: string,
+  ): Promise<BackendProcess>;
   /** A pg client on database `db` of this stack (ended by {@link teardown}). */
   sql(db: string): Promise<Client>;
   teardown(): Promise<void>;
@@ -54,7 +59,8 @@ export async function startStack(): Promise<FaultStack> {
       LOG_LEVEL: 'warn',
       ...extra,
     }),
-    start: (role, db, extra = {}, name) => startProcess({ role, name, env: stack.env(db, extra), liveTimeoutMs: 45_000 }),
+    start: (role, db, extra = {}, name) =>
+      startProcess({ role, name, env: stack.env(db, extra), liveTimeoutMs: 45_000 }),
     sql: async (db) => {
       const c = new Client({ connectionString: pg.urlFor(db), connectionTimeoutMillis: 3000 });
       c.on('error', () => undefined); // a restart of PostgreSQL ends it; callers reconnect
@@ -95,8 +101,17 @@ export async function uploadMany(api: BackendProcess, token: string, n: number):
 }
 
 /** Batch enqueue; returns the task ids (202 expected). */
-export async function enqueueBatch(api: BackendProcess, token: string, imageIds: number[]): Promise<string[]> {
-  const res = await api.request('/api/segmentation/batch', { method: 'POST', token, json: { imageIds }, timeoutMs: 15_000 });
+export async function enqueueBatch(
+  api: BackendProcess,
+  token: string,
+  imageIds: number[],
+): Promise<string[]> {
+  const res = await api.request('/api/segmentation/batch', {
+    method: 'POST',
+    token,
+    json: { imageIds },
+    timeoutMs: 15_000,
+  });
   if (res.status !== 202) throw new Error(`batch enqueue: ${res.status} ${await res.text()}`);
   return ((await res.json()) as { tasks: { taskId: string }[] }).tasks.map((t) => t.taskId);
 }
@@ -137,7 +152,11 @@ export async function summarize(db: Client, taskIds: string[]): Promise<TaskSumm
 }
 
 /** Polls PostgreSQL until every task of `taskIds` is completed; returns the last summary either way. */
-export async function waitAllCompleted(db: Client, taskIds: string[], timeoutMs: number): Promise<TaskSummary> {
+export async function waitAllCompleted(
+  db: Client,
+  taskIds: string[],
+  timeoutMs: number,
+): Promise<TaskSummary> {
   const deadline = Date.now() + timeoutMs;
   let last: TaskSummary | undefined;
   for (;;) {
@@ -164,11 +183,22 @@ export async function statusOf(p: BackendProcess, path: string, timeoutMs = 3000
 }
 
 /** Polls until `fn()` is true; throws `what` after `timeoutMs`. */
-export async function until(what: string, fn: () => Promise<boolean> | boolean, timeoutMs: number, stepMs = 100): Promise<void> {
+export async function until(
+  what: string,
+  fn: () => Promise<boolean> | boolean,
+  timeoutMs: number,
+  stepMs = 100,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await fn()) return;
     if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
     await sleep(stepMs);
   }
+}
+
+/** With FAULTS_REPORT=1, prints one line of observed figures per case to stderr (nothing otherwise). */
+export function report(what: string, figures: Record<string, unknown>): void {
+  if (process.env.FAULTS_REPORT === '1')
+    process.stderr.write(`[faults] ${what}: ${JSON.stringify(figures)}\n`);
 }

@@ -1,5 +1,15 @@
 import type { BackendProcess } from '../support/processes';
-import { FaultStack, sleep, startStack, summarize, until, uploadMany, enqueueBatch, waitAllCompleted } from './harness';
+import {
+  FaultStack,
+  report,
+  sleep,
+  startStack,
+  summarize,
+  until,
+  uploadMany,
+  enqueueBatch,
+  waitAllCompleted,
+} from './harness';
 
 /**
  * The ML service accepts connections and never answers. Calls must time out and be aborted (no pile
@@ -47,7 +57,10 @@ describe('faults: the ML service hangs', () => {
     const liveWatch = (async () => {
       while (watching) {
         const t0 = performance.now();
-        const st = await worker.request('/api/health/live', { timeoutMs: 5000 }).then((r) => r.status).catch(() => 0);
+        const st = await worker
+          .request('/api/health/live', { timeoutMs: 5000 })
+          .then((r) => r.status)
+          .catch(() => 0);
         maxSeen.liveMs = Math.max(maxSeen.liveMs, st === 200 ? performance.now() - t0 : Infinity);
         await sleep(200);
       }
@@ -59,7 +72,11 @@ describe('faults: the ML service hangs', () => {
       const res = await worker.request('/api/health/services/ml');
       return { status: res.status, body: (await res.json()) as { details: { circuit: string } } };
     };
-    await until('circuit open on the worker', async () => (await mlHealth()).body.details.circuit === 'open', 15_000);
+    await until(
+      'circuit open on the worker',
+      async () => (await mlHealth()).body.details.circuit === 'open',
+      15_000,
+    );
     const open = await mlHealth();
     expect(open.status).toBe(503);
 
@@ -82,6 +99,13 @@ describe('faults: the ML service hangs', () => {
     const end = await waitAllCompleted(sql, tasks, 45_000);
     watching = false;
     await Promise.all([watch, liveWatch]);
+    report('ml hang', {
+      hangCalls,
+      hangSeconds,
+      attemptsDuring: Object.values(during.attempts),
+      attemptsEnd: Object.values(end.attempts),
+      ...maxSeen,
+    });
     expect(end.byStatus).toEqual({ completed: tasks.length });
     expect(end.notOneResult).toEqual([]);
     expect(Math.max(...Object.values(end.attempts))).toBeLessThan(MAX_ATTEMPTS);
@@ -90,7 +114,11 @@ describe('faults: the ML service hangs', () => {
     expect(maxSeen.sockets).toBeLessThanOrEqual(2 * CONCURRENCY);
     expect(maxSeen.liveMs).toBeLessThan(2000);
     await s.stub.waitForPendingRequests(0, 5000);
-    await until('circuit closed again', async () => (await mlHealth()).body.details.circuit === 'closed', 10_000);
+    await until(
+      'circuit closed again',
+      async () => (await mlHealth()).body.details.circuit === 'closed',
+      10_000,
+    );
     expect(worker.exitInfo()).toBeUndefined();
     await stopBoth(api, worker);
   }, 120_000);

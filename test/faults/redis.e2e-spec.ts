@@ -1,6 +1,17 @@
 import type { Client } from 'pg';
 import { metricValue, BackendProcess } from '../support/processes';
-import { enqueueBatch, FaultStack, sleep, startStack, statusOf, summarize, until, uploadMany, waitAllCompleted } from './harness';
+import {
+  enqueueBatch,
+  FaultStack,
+  report,
+  sleep,
+  startStack,
+  statusOf,
+  summarize,
+  until,
+  uploadMany,
+  waitAllCompleted,
+} from './harness';
 
 /**
  * Redis loses its data or goes away under a running api + worker (real processes from the build, a
@@ -47,6 +58,7 @@ describe('faults: Redis flushed, restarted empty, down for 10 s', () => {
     await until('a few tasks completed', async () => (await completedCount(tasks)) >= 4, 20_000);
     await s.redis.flushAll();
     const atFlush = await completedCount(tasks);
+    report('flushall', { completedAtFlush: atFlush });
     expect(atFlush).toBeLessThan(40); // the flush really took queued jobs away
 
     const end = await waitAllCompleted(sql, tasks, 60_000);
@@ -67,6 +79,7 @@ describe('faults: Redis flushed, restarted empty, down for 10 s', () => {
     const atStop = await completedCount(tasks);
     await sleep(1000);
     await s.redis.start(); // same port, empty
+    report('redis restart', { completedAtStop: atStop });
     expect(atStop).toBeLessThan(40);
 
     const end = await waitAllCompleted(sql, tasks, 60_000);
@@ -79,7 +92,13 @@ describe('faults: Redis flushed, restarted empty, down for 10 s', () => {
 
   it('Redis down for 10 s: ready 503 and live 200 meanwhile, a task posted then gets 202; after Redis returns it and new tasks complete without any restart', async () => {
     const [outageImage, afterImage] = await uploadMany(api, token, 2);
-    await until('ready 200 on both', async () => (await statusOf(api, '/api/health/ready')) === 200 && (await statusOf(worker, '/api/health/ready')) === 200, 15_000);
+    await until(
+      'ready 200 on both',
+      async () =>
+        (await statusOf(api, '/api/health/ready')) === 200 &&
+        (await statusOf(worker, '/api/health/ready')) === 200,
+      15_000,
+    );
 
     await s.redis.stop();
     const downAt = Date.now();
@@ -88,7 +107,12 @@ describe('faults: Redis flushed, restarted empty, down for 10 s', () => {
     expect(await statusOf(api, '/api/health/live')).toBe(200);
     expect(await statusOf(worker, '/api/health/live')).toBe(200);
 
-    const posted = await api.request(`/api/images/${outageImage}/segmentation`, { method: 'POST', token, json: {}, timeoutMs: 10_000 });
+    const posted = await api.request(`/api/images/${outageImage}/segmentation`, {
+      method: 'POST',
+      token,
+      json: {},
+      timeoutMs: 10_000,
+    });
     expect(posted.status).toBe(202);
     const outageTask = ((await posted.json()) as { taskId: string }).taskId;
     const row = await sql.query('SELECT status FROM queue_jobs WHERE task_id = $1', [outageTask]);
@@ -102,10 +126,22 @@ describe('faults: Redis flushed, restarted empty, down for 10 s', () => {
       await sleep(500);
     }
     await s.redis.start();
-    await until('api ready 200 again', async () => (await statusOf(api, '/api/health/ready')) === 200, 15_000);
-    await until('worker ready 200 again', async () => (await statusOf(worker, '/api/health/ready')) === 200, 15_000);
+    await until(
+      'api ready 200 again',
+      async () => (await statusOf(api, '/api/health/ready')) === 200,
+      15_000,
+    );
+    await until(
+      'worker ready 200 again',
+      async () => (await statusOf(worker, '/api/health/ready')) === 200,
+      15_000,
+    );
 
-    const res = await api.request(`/api/images/${afterImage}/segmentation`, { method: 'POST', token, json: {} });
+    const res = await api.request(`/api/images/${afterImage}/segmentation`, {
+      method: 'POST',
+      token,
+      json: {},
+    });
     expect(res.status).toBe(202);
     const newTask = ((await res.json()) as { taskId: string }).taskId;
 

@@ -1,6 +1,16 @@
 import * as http from 'node:http';
 import type { Client } from 'pg';
-import { FaultStack, enqueueBatch, sleep, startStack, summarize, until, uploadMany, waitAllCompleted } from './harness';
+import {
+  FaultStack,
+  enqueueBatch,
+  report,
+  sleep,
+  startStack,
+  summarize,
+  until,
+  uploadMany,
+  waitAllCompleted,
+} from './harness';
 
 /**
  * Signals on real processes against a PostgreSQL and a Redis of their own: an api process drains its
@@ -38,7 +48,14 @@ describe('faults: SIGTERM to an api process, SIGKILL to a worker', () => {
       new Promise<Outcome>((resolve) => {
         const o: Outcome = { writtenBeforeSignal: false };
         const req = http.request(
-          { host: '127.0.0.1', port: api.port, path: '/api/segmentation/tasks', agent: false, timeout: 10_000, headers: { authorization: `Bearer ${token}` } },
+          {
+            host: '127.0.0.1',
+            port: api.port,
+            path: '/api/segmentation/tasks',
+            agent: false,
+            timeout: 10_000,
+            headers: { authorization: `Bearer ${token}` },
+          },
           (res) => {
             o.status = res.statusCode;
             res.resume();
@@ -60,7 +77,11 @@ describe('faults: SIGTERM to an api process, SIGKILL to a worker', () => {
         if (o.status === undefined) await sleep(20);
       }
     };
-    const loops = Array.from({ length: 4 }, loop);
+    // 16 clients: enough that some request is always in the server's accept queue (or accepted and
+    // not parsed yet) when the signal lands. Fails today: main.ts closes the listener at once on
+    // SIGTERM (app.close() -> fastify.close() with forceCloseConnections 'idle'), which resets those
+    // connections although their requests were sent before the signal. See the report of 2026-11-29.
+    const loops = Array.from({ length: Number(process.env.FAULTS_SIGTERM_LOOPS ?? 16) }, loop);
     await sleep(1500);
     signalled = true;
     expect(api.kill('SIGTERM')).toBe(true);
@@ -68,13 +89,23 @@ describe('faults: SIGTERM to an api process, SIGKILL to a worker', () => {
     stop = true;
     await Promise.all(loops);
 
+    report('sigterm api', {
+      before: outcomes.filter((o) => o.writtenBeforeSignal).length,
+      after: outcomes.filter((o) => !o.writtenBeforeSignal).map((o) => o.status ?? o.error),
+    });
     expect(exit).toEqual({ code: 0, signal: null });
     const before = outcomes.filter((o) => o.writtenBeforeSignal);
     expect(before.length).toBeGreaterThan(10);
     expect(before.filter((o) => o.status !== 200 || o.error)).toEqual([]);
     // After the signal: refused, or answered without a 5xx other than the 503 of a closing server.
     const after = outcomes.filter((o) => !o.writtenBeforeSignal);
-    expect(after.filter((o) => (o.status !== undefined ? o.status > 503 || o.status === 500 || !!o.error : !['ECONNREFUSED', 'ECONNRESET'].includes(o.error ?? '')))).toEqual([]);
+    expect(
+      after.filter((o) =>
+        o.status !== undefined
+          ? o.status > 503 || o.status === 500 || !!o.error
+          : !['ECONNREFUSED', 'ECONNRESET'].includes(o.error ?? ''),
+      ),
+    ).toEqual([]);
   }, 60_000);
 
   it('SIGKILL to a worker with 3 jobs in flight: another worker recovers the stalled jobs, every task completes with exactly one result row', async () => {
@@ -107,7 +138,8 @@ describe('faults: SIGTERM to an api process, SIGKILL to a worker', () => {
     );
     expect(current.rows[0].n).toBe(6);
     // The killed jobs were called again (by B), the others once.
-    for (const t of inFlight) expect(s.stub.calls.filter((c) => (c.body as { task_id: string }).task_id === t).length).toBe(2);
+    for (const t of inFlight)
+      expect(s.stub.calls.filter((c) => (c.body as { task_id: string }).task_id === t).length).toBe(2);
     expect(b.exitInfo()).toBeUndefined();
     await until('B still ready', async () => (await b.request('/api/health/ready')).status === 200, 5000);
     await Promise.all([api.stop(), b.stop()]);

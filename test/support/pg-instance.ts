@@ -45,10 +45,15 @@ function run(bin: string, args: string[], timeoutMs = 60_000): Promise<string> {
   const file = asRoot ? 'runuser' : path.join(BIN, bin);
   const argv = asRoot ? ['-u', PG_USER, '--', path.join(BIN, bin), ...args] : args;
   return new Promise((resolve, reject) => {
-    execFile(file, argv, { timeout: timeoutMs, env: { ...process.env, LC_ALL: 'C' } }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${bin} ${args.join(' ')} failed: ${err.message}\n${stdout}\n${stderr}`));
-      else resolve(stdout);
-    });
+    execFile(
+      file,
+      argv,
+      { timeout: timeoutMs, env: { ...process.env, LC_ALL: 'C' } },
+      (err, stdout, stderr) => {
+        if (err) reject(new Error(`${bin} ${args.join(' ')} failed: ${err.message}\n${stdout}\n${stderr}`));
+        else resolve(stdout);
+      },
+    );
   });
 }
 
@@ -113,6 +118,28 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Pg
 
   let running = false;
   let destroyed = false;
+  // Outside Jest (scripts), stop the server when this process exits; in Jest the watchdog does it.
+  const onExit = () => {
+    if (destroyed || !running) return;
+    try {
+      execFileSync(
+        asRoot ? 'runuser' : path.join(BIN, 'pg_ctl'),
+        [
+          ...(asRoot ? ['-u', PG_USER, '--', path.join(BIN, 'pg_ctl')] : []),
+          '-D',
+          data,
+          '-m',
+          'immediate',
+          'stop',
+        ],
+        { stdio: 'ignore', timeout: 10_000 },
+      );
+    } catch {
+      /* best effort */
+    }
+    rmSync(root, { recursive: true, force: true });
+  };
+  process.once('exit', onExit);
   const instance: PgInstance = {
     url: `postgresql://postgres@127.0.0.1:${port}/postgres`,
     port,
@@ -135,6 +162,7 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Pg
     destroy: async () => {
       if (destroyed) return;
       destroyed = true;
+      process.removeListener('exit', onExit);
       try {
         if (running) await ctl(['-w', '-t', '30', '-m', 'immediate', 'stop']).catch(() => undefined);
         running = false;
@@ -152,7 +180,19 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Pg
   };
 
   try {
-    await run('initdb', ['-D', data, '-A', 'trust', '-U', PG_USER, '-E', 'UTF8', '--locale=C', '--no-sync', '--no-instructions']);
+    await run('initdb', [
+      '-D',
+      data,
+      '-A',
+      'trust',
+      '-U',
+      PG_USER,
+      '-E',
+      'UTF8',
+      '--locale=C',
+      '--no-sync',
+      '--no-instructions',
+    ]);
     const settings: Record<string, string> = {
       listen_addresses: "'127.0.0.1'",
       port: String(port),
@@ -167,7 +207,11 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Pg
     };
     appendFileSync(
       path.join(data, 'postgresql.conf'),
-      '\n# fault tests\n' + Object.entries(settings).map(([k, v]) => `${k} = ${v}`).join('\n') + '\n',
+      '\n# fault tests\n' +
+        Object.entries(settings)
+          .map(([k, v]) => `${k} = ${v}`)
+          .join('\n') +
+        '\n',
     );
     await instance.start();
   } catch (err) {

@@ -35,7 +35,10 @@ export async function startRedis(): Promise<RedisInstance> {
   const pidfile = path.join(dir, 'redis.pid');
   const port = await freeLoopbackPort();
   const url = `redis://127.0.0.1:${port}`;
-  const watchdog = spawnWatchdog(process.pid, `kill -9 $(cat '${pidfile}' 2>/dev/null) 2>/dev/null; rm -rf '${dir}'`);
+  const watchdog = spawnWatchdog(
+    process.pid,
+    `kill -9 $(cat '${pidfile}' 2>/dev/null) 2>/dev/null; rm -rf '${dir}'`,
+  );
 
   let child: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
@@ -43,7 +46,12 @@ export async function startRedis(): Promise<RedisInstance> {
   let output = '';
 
   const command = async (...args: [string, ...string[]]): Promise<unknown> => {
-    const c = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
+    const c = new Redis(port, '127.0.0.1', {
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      enableOfflineQueue: false,
+      retryStrategy: () => null,
+    });
     c.on('error', () => undefined);
     try {
       await c.connect();
@@ -59,15 +67,24 @@ export async function startRedis(): Promise<RedisInstance> {
     const p = spawn(
       'redis-server',
       [
-        '--port', String(port),
-        '--bind', '127.0.0.1',
-        '--save', '',
-        '--appendonly', 'no',
-        '--dir', dir,
-        '--pidfile', pidfile,
-        '--daemonize', 'no',
-        '--protected-mode', 'no',
-        '--loglevel', 'warning',
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--dir',
+        dir,
+        '--pidfile',
+        pidfile,
+        '--daemonize',
+        'no',
+        '--protected-mode',
+        'no',
+        '--loglevel',
+        'warning',
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
@@ -86,7 +103,8 @@ export async function startRedis(): Promise<RedisInstance> {
         /* not listening yet */
       }
       if (!child) throw new Error(`redis-server on ${port} exited at start:\n${output}`);
-      if (Date.now() > deadline) throw new Error(`redis-server on ${port} did not answer within 10 s:\n${output}`);
+      if (Date.now() > deadline)
+        throw new Error(`redis-server on ${port} did not answer within 10 s:\n${output}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   };
@@ -105,6 +123,13 @@ export async function startRedis(): Promise<RedisInstance> {
     child = undefined;
   };
 
+  // Outside Jest (scripts), kill the server when this process exits; in Jest the watchdog does it.
+  const onExit = () => {
+    child?.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  };
+  process.once('exit', onExit);
+
   const instance: RedisInstance = {
     url,
     port,
@@ -118,6 +143,7 @@ export async function startRedis(): Promise<RedisInstance> {
     destroy: async () => {
       if (destroyed) return;
       destroyed = true;
+      process.removeListener('exit', onExit);
       try {
         if (child) {
           child.kill('SIGKILL');
