@@ -6,6 +6,7 @@ import multipart from '@fastify/multipart';
 import { Logger } from 'nestjs-pino';
 import { AppModule, AppRole } from './app.module';
 import { AllExceptionsFilter } from './common/http-exception.filter';
+import { ShutdownState } from './common/shutdown-state';
 import { randomUUID } from 'node:crypto';
 import { uploadsConfig } from './config/configuration';
 import { useRealtimeAdapter } from './realtime/redis-io.adapter';
@@ -33,6 +34,15 @@ export async function createApp(opts: CreateAppOptions): Promise<NestFastifyAppl
   app.useLogger(app.get(Logger));
   app.flushLogs();
   app.setGlobalPrefix('api');
+
+  // Once shutdown has begun, ask clients to reconnect elsewhere instead of reusing this connection.
+  const shutdown = app.get(ShutdownState);
+  app
+    .getHttpAdapter()
+    .getInstance()
+    .addHook('onSend', async (_req, reply) => {
+      if (shutdown.isShuttingDown) void reply.header('connection', 'close');
+    });
 
   if (opts.role !== 'worker') {
     const uploads = app.get<{ maxBytes: number }>(uploadsConfig.KEY);

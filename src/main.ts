@@ -35,6 +35,10 @@ async function main(): Promise<void> {
     }, env.SHUTDOWN_TIMEOUT);
     deadline.unref();
     try {
+      // Keep serving briefly (readiness already 503, responses carry `Connection: close`) so that
+      // connections already in the accept queue are answered, not reset, when the listener closes.
+      const drain = Math.min(env.SHUTDOWN_DRAIN_DELAY, Math.floor(env.SHUTDOWN_TIMEOUT / 3));
+      if (drain > 0) await new Promise((resolve) => setTimeout(resolve, drain));
       await app.close();
       process.exit(0);
     } catch (err) {

@@ -65,6 +65,7 @@ export const envSchema = Joi.object({
   CORS_ORIGINS: Joi.string().allow('').default(''),
 
   SHUTDOWN_TIMEOUT: Joi.number().integer().min(0).default(30000),
+  SHUTDOWN_DRAIN_DELAY: Joi.number().integer().min(0).default(1000),
   SEGMENTER_PORT: Joi.number().integer().min(0).max(65535).default(5002),
   SEGMENTER_THREADS: Joi.number().integer().min(0).default(0),
 }).unknown(true);
@@ -112,6 +113,7 @@ export type Env = {
   ADMIN_PASSWORD?: string;
   CORS_ORIGINS: string;
   SHUTDOWN_TIMEOUT: number;
+  SHUTDOWN_DRAIN_DELAY: number;
   SEGMENTER_PORT: number;
   SEGMENTER_THREADS: number;
 };
