@@ -370,6 +370,16 @@ export function machine(): string {
 
 const RESULTS = path.resolve(process.env.BENCH_RESULTS ?? path.join(process.cwd(), 'bench', 'RESULTS.md'));
 
+/** The command line that ran this bench, with the BENCH_* / NODE_PATH variables that were set. */
+export function invocation(build = 'npx nest build'): string {
+  const vars = Object.entries(process.env)
+    .filter(([k]) => k.startsWith('BENCH_') || k === 'NODE_PATH' || k === 'BACKEND_MAIN')
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' ');
+  const script = path.relative(process.cwd(), process.argv[1]) || process.argv[1];
+  return `${build} && ${vars ? vars + ' ' : ''}node ${script.startsWith('..') ? process.argv[1] : script}`;
+}
+
 /** Replaces (or appends) the section between `<!-- bench:<name> -->` markers of bench/RESULTS.md. */
 export function writeResults(name: string, title: string, command: string, body: string): void {
   const start = `<!-- bench:${name}:start -->`;

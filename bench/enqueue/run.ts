@@ -20,6 +20,7 @@ import {
   benchEnv,
   f1,
   f2,
+  f3,
   json,
   pct,
   REDIS_URL,
@@ -31,6 +32,7 @@ import {
   startTimedStub,
   table,
   writeResults,
+  invocation,
 } from '../common/harness';
 import { waitForQuiet } from '../common/probe';
 
@@ -40,6 +42,7 @@ const HEALTH_SECONDS = 6;
 const DEPTH = Number(process.env.BENCH_DEPTH ?? 100_000);
 const LAT_SAMPLES = Number(process.env.BENCH_LAT_SAMPLES ?? 200);
 const MEM_TASKS = 10_000;
+const USERS = 10;
 const MB = 1024 * 1024;
 
 const jobOpts = (jobId: string, priority: number | undefined): Bull.JobOptions => ({
@@ -90,8 +93,15 @@ runMain(async () => {
   await json(apiA.request(`/api/admin/users/${u2.id}`, { method: 'PATCH', token: admin, json: { isPremium: true } }), 200);
   const idsA = await seedImages(apiA, env, pg, u1.token, u1.id, REQUESTS + MEM_TASKS);
   const idsB = await seedImages(apiA, env, pg, u2.token, u2.id, LAT_SAMPLES * 6 + 10);
+  // Same load spread over USERS users (the per-user advisory lock serialises one user's enqueues).
+  const many: Array<{ token: string; ids: number[] }> = [];
+  for (let i = 0; i < USERS; i++) {
+    const u = await register(apiA);
+    many.push({ token: u.token, ids: await seedImages(apiA, env, pg, u.token, u.id, Math.ceil(REQUESTS / USERS)) });
+  }
   const busy = await waitForQuiet();
 
+  console.log('enqueue bench: processes up, images seeded');
   // (c) idle RSS
   await sleep(2000);
   const idle = { api: await apiA.rss(), worker: await worker.rss() };
@@ -115,11 +125,31 @@ runMain(async () => {
       },
     ],
   });
+  let k = 0;
+  const enqMany = await autocannon({
+    url: apiA.url,
+    connections: CONNECTIONS,
+    amount: REQUESTS,
+    headers: { 'content-type': 'application/json' },
+    requests: [
+      {
+        method: 'POST',
+        body: '{}',
+        setupRequest: (req) => {
+          const i = k++;
+          const u = many[i % USERS];
+          const id = u.ids[Math.floor(i / USERS) % u.ids.length];
+          return { ...req, path: `/api/images/${id}/segmentation`, headers: { ...req.headers, authorization: `Bearer ${u.token}` } };
+        },
+      },
+    ],
+  });
   loadDone = true;
   const apiLoadRss = await apiPeak;
-  const created = Number((await pg.query(`SELECT count(*) FROM queue_jobs WHERE user_id = $1`, [u1.id])).rows[0].count);
+  const created = Number((await pg.query(`SELECT count(*) FROM queue_jobs`)).rows[0].count);
   const rate = (r: autocannon.Result) => r.requests.total / r.duration;
 
+  console.log('(a) done');
   // (c) worker under load: let it drain what (a) queued for up to 20 s.
   await json(apiA.request('/api/queue/resume', { method: 'POST', token: admin }), 200);
   let drainDone = false;
@@ -141,6 +171,7 @@ runMain(async () => {
     await sleep(100);
   }
 
+  console.log('(c) done');
   // (d) Redis memory per queued task: 10 000 tasks through the batch route, queue paused.
   const redis = new Redis(REDIS_URL);
   const usedMemory = async () => Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]);
@@ -169,6 +200,7 @@ runMain(async () => {
   const perTaskUsed = (mem1 - mem0) / jobIds.length;
   const perTaskKeys = (jobHashes + lists1 - lists0) / jobIds.length;
 
+  console.log('(d) done');
   // (b) enqueue latency at depth ≈0 and DEPTH.
   const qB = new Bull('segmentation', REDIS_URL, { prefix: `{${QB}}` });
   const qC = new Bull('segmentation', REDIS_URL, { prefix: `{${QC}}` });
@@ -190,6 +222,7 @@ runMain(async () => {
     return { bull1, bull10, bullNone, http1, http10, httpNone };
   };
   const d0 = await series('d0');
+  console.log('(b) depth 0 done');
   const tFill = performance.now();
   // Mixed priorities 1..10, added most urgent first: each insert then lands next to its priority
   // class without walking the list, and the final list is the one random order would give.
@@ -210,10 +243,11 @@ runMain(async () => {
     ['route (1 api process, 10 connections)', 'requests', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx'],
     [
       ['GET /api/health/live', health.requests.total, f1(rate(health)), health.latency.p50, health.latency.p99, health.non2xx],
-      ['POST /api/images/:id/segmentation (new task each)', enq.requests.total, f1(rate(enq)), enq.latency.p50, enq.latency.p99, enq.non2xx],
+      ['POST /api/images/:id/segmentation (new task each), 1 user', enq.requests.total, f1(rate(enq)), enq.latency.p50, enq.latency.p99, enq.non2xx],
+      [`same, spread over ${USERS} users`, enqMany.requests.total, f1(rate(enqMany)), enqMany.latency.p50, enqMany.latency.p99, enqMany.non2xx],
     ],
   );
-  const aRatio = `enqueue/health: throughput ${f2(rate(enq) / rate(health))}, p99 ${f1(enq.latency.p99 / health.latency.p99)}× (${created} tasks recorded in PostgreSQL for ${REQUESTS} requests)`;
+  const aRatio = `enqueue/health (1 user): throughput ${f3(rate(enq) / rate(health))}, p99 ${f1(enq.latency.p99 / health.latency.p99)}×; ${USERS} users: throughput ${f3(rate(enqMany) / rate(health))}, p99 ${f1(enqMany.latency.p99 / health.latency.p99)}× (${created} tasks recorded in PostgreSQL for ${2 * REQUESTS} requests)`;
   const row = (name: string, a: number[], b: number[]) => [name, f2(pct(a, 50)), f2(pct(a, 99)), f2(pct(b, 50)), f2(pct(b, 99)), f2(pct(b, 50) / pct(a, 50)), f2(pct(b, 99) / pct(a, 99))];
   const bTable = table(
     ['single enqueue', 'depth≈0 p50 ms', 'p99 ms', `depth ${DEPTH} p50 ms`, 'p99 ms', 'ratio p50', 'ratio p99'],
@@ -237,7 +271,7 @@ runMain(async () => {
   const body = [
     '### (a) Enqueue throughput vs health',
     '',
-    `autocannon, ${CONNECTIONS} connections; health for ${HEALTH_SECONDS} s, then ${REQUESTS} enqueues, each request on a different image of one (non-premium) user (queue paused, so nothing drains meanwhile).`,
+    `autocannon, ${CONNECTIONS} connections; health for ${HEALTH_SECONDS} s, then ${REQUESTS} enqueues, each request on a different image of one (non-premium) user, then ${REQUESTS} more spread round-robin over ${USERS} users (queue paused, so nothing drains meanwhile).`,
     '',
     aTable,
     '',
@@ -270,5 +304,5 @@ runMain(async () => {
     `Machine load by others before the run: ${f2(busy)} busy cores.`,
   ].join('\n');
   console.log('\n' + body);
-  writeResults('enqueue', 'Enqueue throughput, latency vs depth, RSS, Redis memory', 'npx nest build && node dist/bench/enqueue/run.js', body);
+  writeResults('enqueue', 'Enqueue throughput, latency vs depth, RSS, Redis memory', invocation(process.env.BENCH_BUILD), body);
 });

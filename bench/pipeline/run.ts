@@ -4,7 +4,7 @@
  * (same Redis, own queue name, 2 forked processes × 10, processor sleeps 50 ms) with the same number
  * of jobs and the same job options, in the same run.
  *
- *   node dist/bench/pipeline/run.js            # BENCH_TASKS=4000 by default
+ *   node dist/bench/pipeline/run.js            # BENCH_TASKS=2000 by default
  */
 import { fork, ChildProcess } from 'node:child_process';
 import path from 'node:path';
@@ -27,12 +27,13 @@ import {
   startTimedStub,
   table,
   writeResults,
+  invocation,
 } from '../common/harness';
 import { mkdtempSync, readdirSync } from 'node:fs';
 import os from 'node:os';
 import { cpuDelta, cpuSnapshot, metric, scrape, summariseCpuProfile, waitForQuiet } from '../common/probe';
 
-const TASKS = Number(process.env.BENCH_TASKS ?? 4000);
+const TASKS = Number(process.env.BENCH_TASKS ?? 2000);
 const WORKERS = 2;
 const CONCURRENCY = 10;
 const LATENCY_MS = 50;
@@ -229,9 +230,9 @@ runMain(async () => {
       break;
     }
     console.log(profile);
-    writeResults('pipeline-profile', 'Pipeline worker CPU profile', 'npx nest build && BENCH_PROFILE=1 node dist/bench/pipeline/run.js', body + '\n' + profile);
+    writeResults('pipeline-profile', 'Pipeline worker CPU profile', invocation(process.env.BENCH_BUILD), body + '\n' + profile);
     return;
   }
   console.log('\n' + body);
-  writeResults('pipeline', 'Pipeline drain throughput', 'npx nest build && node dist/bench/pipeline/run.js', body);
+  writeResults('pipeline', 'Pipeline drain throughput', invocation(process.env.BENCH_BUILD), body);
 });

@@ -25,6 +25,7 @@ import {
   startTimedStub,
   table,
   writeResults,
+  invocation,
 } from '../common/harness';
 import { waitForQuiet } from '../common/probe';
 
@@ -144,5 +145,5 @@ runMain(async () => {
     `Machine load by others before the run: ${f2(busy)} busy cores.`,
   ].join('\n');
   console.log('\n' + body);
-  writeResults('realtime', 'Realtime event latency', 'npx nest build && node dist/bench/realtime/run.js', body);
+  writeResults('realtime', 'Realtime event latency', invocation(process.env.BENCH_BUILD), body);
 });
