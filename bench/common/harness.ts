@@ -373,8 +373,8 @@ const RESULTS = path.resolve(process.env.BENCH_RESULTS ?? path.join(process.cwd(
 /** The command line that ran this bench, with the BENCH_* / NODE_PATH variables that were set. */
 export function invocation(build = 'npx nest build'): string {
   const vars = Object.entries(process.env)
-    .filter(([k]) => k.startsWith('BENCH_') || k === 'NODE_PATH' || k === 'BACKEND_MAIN')
-    .map(([k, v]) => `${k}=${v}`)
+    .filter(([k]) => (k.startsWith('BENCH_') && k !== 'BENCH_BUILD') || k === 'NODE_PATH' || k === 'BACKEND_MAIN')
+    .map(([k, v]) => (/[\s'"$]/.test(v ?? '') ? `${k}='${v}'` : `${k}=${v}`))
     .join(' ');
   const script = path.relative(process.cwd(), process.argv[1]) || process.argv[1];
   return `${build} && ${vars ? vars + ' ' : ''}node ${script.startsWith('..') ? process.argv[1] : script}`;
