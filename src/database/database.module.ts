@@ -9,6 +9,7 @@ import { runMigrationsLocked } from './run-migrations';
 import { DatabaseInstrumentation } from './database.instrumentation';
 import { PoolStatsService } from './pool-stats.service';
 import { DatabaseHealthIndicator } from './database.health';
+import { tolerateUnreachableReplicasAtStart } from './replica-pools';
 
 /**
  * TypeORM over a bounded pg pool. The DataSource handed to the rest of the app is created only after
@@ -29,7 +30,9 @@ import { DatabaseHealthIndicator } from './database.health';
       dataSourceFactory: async (options) => {
         const cfg = databaseConfig();
         await ensureDatabase(cfg.url, cfg.connectionTimeoutMs + 3000);
-        const ds = await new DataSource(options!).initialize();
+        const ds = new DataSource(options!);
+        tolerateUnreachableReplicasAtStart(ds);
+        await ds.initialize();
         if (cfg.migrationsRun) await runMigrationsLocked(ds);
         return ds;
       },

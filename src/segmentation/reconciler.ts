@@ -70,7 +70,7 @@ export class Reconciler implements OnApplicationBootstrap, OnApplicationShutdown
     const updated = await this.store.transition(task.taskId, ['queued', 'processing'], { status: 'queued', progress: 0, jobId });
     if (!updated) return false;
     await this.queue.add({ jobId, priority: updated.priority, data: { taskId: task.taskId, imageId: task.imageId, userId: task.userId } });
-    await this.store.markEnqueued(task.taskId);
+    await this.store.markEnqueued([task.taskId]);
     this.metrics.jobsTotal.inc({ result: 'reconciled' });
     return true;
   }

@@ -1,7 +1,6 @@
 import { DynamicModule, Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import type { AppRole } from '../app.module';
-import { ImageEntity } from '../images/image.entity';
 import { ImagesModule } from '../images/images.module';
 import { MlModule } from '../ml/ml.module';
 import { QueueModule } from '../queue/queue.module';
@@ -35,7 +34,7 @@ export class SegmentationModule {
     return {
       module: SegmentationModule,
       imports: [
-        TypeOrmModule.forFeature([TaskEntity, ResultEntity, ImageEntity]),
+        TypeOrmModule.forFeature([TaskEntity, ResultEntity]),
         QueueModule,
         MlModule,
         RealtimeModule.forRole(role),

@@ -50,7 +50,7 @@ export class SegmentationService implements OnModuleInit {
   onModuleInit(): void {
     // Deleting an image cancels its open task first (its rows then go with the image).
     this.images.onBeforeDelete(async (image: ImageEntity) => {
-      const open = await this.store.transaction((m) => this.store.openTasksForImages(m, [image.id]));
+      const open = await this.store.openTasksForImages(undefined, [image.id]);
       for (const task of open) await this.cancelTask(task);
     });
   }
@@ -119,7 +119,7 @@ export class SegmentationService implements OnModuleInit {
         REDIS_ENQUEUE_TIMEOUT_MS,
         'queue did not accept the jobs in time',
       );
-      await Promise.all(tasks.map((t) => this.store.markEnqueued(t.taskId)));
+      await this.store.markEnqueued(tasks.map((t) => t.taskId));
     } catch (err) {
       this.logger.warn({ tasks: tasks.length, err: (err as Error).message }, 'jobs not queued now; the reconciler will queue them');
     }
@@ -146,10 +146,10 @@ export class SegmentationService implements OnModuleInit {
 
   /** Queued: its job is removed. Processing: the worker drops the result when it arrives. */
   private async cancelTask(task: TaskEntity): Promise<TaskEntity | null> {
-    const cancelled = await this.store.transaction(async (m) => {
-      const t = await this.store.transition(task.taskId, OPEN_TASK_STATUSES, { status: 'cancelled', completed: true }, m);
-      if (t) await this.store.setImageStatus(m, [t.imageId], 'cancelled');
-      return t;
+    const cancelled = await this.store.transition(task.taskId, OPEN_TASK_STATUSES, {
+      status: 'cancelled',
+      completed: true,
+      imageStatus: 'cancelled',
     });
     if (!cancelled) return null;
     await this.queue.removeIfNotActive(cancelled.jobId).catch(() => false);
@@ -175,15 +175,15 @@ export class SegmentationService implements OnModuleInit {
     const jobId = `${task.taskId}:r${Date.now().toString(36)}`;
     let requeued: TaskEntity | null;
     try {
-      requeued = await this.store.transaction(async (m) => {
-        const t = await this.store.transition(
-          taskId,
-          ['failed'],
-          { status: 'queued', deadLettered: false, resetAttempts: true, progress: 0, errorMessage: null, jobId, clearTimes: true },
-          m,
-        );
-        if (t) await this.store.setImageStatus(m, [t.imageId], 'queued');
-        return t;
+      requeued = await this.store.transition(taskId, ['failed'], {
+        status: 'queued',
+        deadLettered: false,
+        resetAttempts: true,
+        progress: 0,
+        errorMessage: null,
+        jobId,
+        clearTimes: true,
+        imageStatus: 'queued',
       });
     } catch (err) {
       if ((err as { code?: string }).code === '23505') throw new ConflictException('the image already has an open task');
@@ -202,21 +202,19 @@ export class SegmentationService implements OnModuleInit {
     const { created, tasks } = await this.createTasks(user, [image.id], priority);
     const task = created[0] ?? tasks[0];
     if (!created.length) return toTaskView(task); // already open (queued by an earlier queue-mode request)
-    await this.store.transition(task.taskId, ['queued'], { status: 'processing', started: true, progress: 10 });
+    await this.store.transition(task.taskId, ['queued'], { status: 'processing', started: true, progress: 10, imageStatus: 'processing' });
     try {
       const results = await this.ml.segment({ image_path: image.storagePath, task_id: task.taskId });
       const done = await this.store.complete(task.taskId, results);
       return toTaskView(done ?? (await this.store.findById(task.taskId))!);
     } catch (err) {
       const reached = !(err instanceof MlCircuitOpenError);
-      await this.store.transaction(async (m) => {
-        await this.store.transition(
-          task.taskId,
-          OPEN_TASK_STATUSES,
-          { status: 'failed', errorMessage: (err as Error).message, attemptsDelta: reached ? 1 : 0, completed: true },
-          m,
-        );
-        await this.store.setImageStatus(m, [image.id], 'failed');
+      await this.store.transition(task.taskId, OPEN_TASK_STATUSES, {
+        status: 'failed',
+        errorMessage: (err as Error).message,
+        attemptsDelta: reached ? 1 : 0,
+        completed: true,
+        imageStatus: 'failed',
       });
       if (err instanceof MlCircuitOpenError) throw this.circuitOpen();
       if (err instanceof MlBadInputError) throw new HttpException(`the ML service rejected the image: ${err.message}`, 422);

@@ -1,12 +1,9 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
-import { InjectRepository } from '@nestjs/typeorm';
 import { access } from 'node:fs/promises';
 import path from 'node:path';
-import { Repository } from 'typeorm';
 import { queueConfig, uploadsConfig } from '../config/configuration';
-import { OPEN_TASK_STATUSES, SegmentJobData } from '../common/contracts';
-import { ImageEntity } from '../images/image.entity';
+import { OPEN_TASK_STATUSES, SegmentJobData, TaskStatus } from '../common/contracts';
 import { MetricsService } from '../metrics/metrics.service';
 import { MlService } from '../ml/ml.service';
 import { MlAbortedError, MlBadInputError, MlCircuitOpenError } from '../ml/ml.errors';
@@ -37,7 +34,6 @@ export type RunOutcome = 'completed' | 'dropped';
 export class TaskRunner {
   constructor(
     private readonly store: TaskStore,
-    @InjectRepository(ImageEntity) private readonly images: Repository<ImageEntity>,
     private readonly ml: MlService,
     private readonly queue: SegmentationQueue,
     private readonly realtime: RealtimePublisher,
@@ -47,16 +43,19 @@ export class TaskRunner {
   ) {}
 
   async run(data: SegmentJobData, ctx: RunContext): Promise<RunOutcome> {
-    const task = await this.store.findById(data.taskId);
-    if (!task || !OPEN_TASK_STATUSES.includes(task.status)) return 'dropped';
-    const image = await this.images.findOneBy({ id: task.imageId });
-    if (!image) return 'dropped'; // deleted: its task rows went with it
-    const imagePath = await this.checkedPath(image).catch(() => null);
-    if (!imagePath) return this.fail(task, 'image file is missing or outside the upload directory', false);
-
-    const started = await this.store.transition(task.taskId, OPEN_TASK_STATUSES, { status: 'processing', started: true, progress: 10 });
-    if (!started) return 'dropped';
-    await this.store.setImageStatus(undefined, [task.imageId], 'processing');
+    // One statement: mark the task processing (only if still open) and its image, and read the path.
+    // A deleted image took its task rows with it, so it lands here as "not open" too.
+    const task = await this.store.transition(data.taskId, OPEN_TASK_STATUSES, {
+      status: 'processing',
+      started: true,
+      progress: 10,
+      imageStatus: 'processing',
+    });
+    if (!task) return 'dropped';
+    const storagePath = task.storagePath ?? '';
+    if (!(await this.isInsideUploads(storagePath))) {
+      return this.fail(task, 'image file is missing or outside the upload directory', false);
+    }
     await ctx.progress(10);
     this.realtime.toUser(task.userId, 'segmentation:progress', { taskId: task.taskId, imageId: task.imageId, progress: 10 });
 
@@ -68,7 +67,7 @@ export class TaskRunner {
         return this.handBack(task);
       }
       try {
-        const results = await this.ml.segment({ image_path: image.storagePath, task_id: task.taskId }, { signal: ctx.signal });
+        const results = await this.ml.segment({ image_path: storagePath, task_id: task.taskId }, { signal: ctx.signal });
         return await this.succeed(task, results, ctx);
       } catch (err) {
         if (err instanceof MlAbortedError) return this.handBack(task);
@@ -83,16 +82,18 @@ export class TaskRunner {
     }
   }
 
-  private async checkedPath(image: ImageEntity): Promise<string> {
+  private async isInsideUploads(storagePath: string): Promise<boolean> {
     const root = this.uploads.dir;
-    const abs = path.resolve(root, image.storagePath);
-    if (!abs.startsWith(root + path.sep)) throw new Error('outside upload dir');
-    await access(abs);
-    return abs;
+    const abs = path.resolve(root, storagePath);
+    if (!storagePath || !abs.startsWith(root + path.sep)) return false;
+    return access(abs).then(
+      () => true,
+      () => false,
+    );
   }
 
   private async succeed(task: TaskEntity, results: Parameters<TaskStore['complete']>[1], ctx: RunContext): Promise<RunOutcome> {
-    await ctx.progress(90);
+    void ctx.progress(90); // best effort: the completion below supersedes it
     this.realtime.toUser(task.userId, 'segmentation:progress', { taskId: task.taskId, imageId: task.imageId, progress: 90 });
     const done = await this.store.complete(task.taskId, results);
     if (!done) {
@@ -109,20 +110,31 @@ export class TaskRunner {
     return 'completed';
   }
 
-  /** Terminal failure. `reachedMl`: the call reached the ML service and counts as an attempt. */
-  private async fail(task: TaskEntity, message: string, reachedMl: boolean, deadLetter = false): Promise<never> {
-    const failed = await this.store.transaction(async (m) => {
-      const t = await this.store.transition(
-        task.taskId,
-        OPEN_TASK_STATUSES,
-        { status: 'failed', errorMessage: message, attemptsDelta: reachedMl ? 1 : 0, completed: true, deadLettered: deadLetter },
-        m,
-      );
-      if (t) await this.store.setImageStatus(m, [t.imageId], 'failed');
-      return t;
+  /**
+   * Terminal failure. `attemptsDelta`: 1 when this call reached the ML service and was not counted yet.
+   * `from`: the states the task may be in (a task already put back to `queued` by a failed attempt).
+   */
+  private async fail(
+    task: TaskEntity,
+    message: string,
+    reachedMl: boolean,
+    deadLetter = false,
+    from: readonly TaskStatus[] = OPEN_TASK_STATUSES,
+  ): Promise<never> {
+    const failed = await this.store.transition(task.taskId, from, {
+      status: 'failed',
+      errorMessage: message,
+      attemptsDelta: reachedMl ? 1 : 0,
+      completed: true,
+      deadLettered: deadLetter,
+      imageStatus: 'failed',
     });
     if (failed) {
-      if (deadLetter) await this.queue.toDeadLetter({ taskId: task.taskId, imageId: task.imageId, userId: task.userId }, failed.jobId, message).catch(() => undefined);
+      if (deadLetter) {
+        await this.queue
+          .toDeadLetter({ taskId: task.taskId, imageId: task.imageId, userId: task.userId }, failed.jobId, message)
+          .catch(() => undefined);
+      }
       this.metrics.jobsTotal.inc({ result: deadLetter ? 'dead_lettered' : 'failed' });
       this.realtime.toUser(task.userId, 'segmentation:failed', {
         taskId: task.taskId,
@@ -138,17 +150,15 @@ export class TaskRunner {
   /** An ML failure (5xx, timeout, refused): retried with backoff until QUEUE_MAX_ATTEMPTS calls were made. */
   private async failedAttempt(task: TaskEntity, err: Error): Promise<never> {
     const message = err.message || 'ML service failure';
-    const current = await this.store.findById(task.taskId);
-    if (!current || !OPEN_TASK_STATUSES.includes(current.status)) throw new FinalTaskError('task is no longer open');
-    if (current.attempts + 1 >= this.cfg.maxAttempts) return this.fail(task, message, true, true);
     const t = await this.store.transition(task.taskId, OPEN_TASK_STATUSES, {
       status: 'queued',
       errorMessage: message,
       attemptsDelta: 1,
       progress: 0,
+      imageStatus: 'queued',
     });
     if (!t) throw new FinalTaskError('task is no longer open');
-    await this.store.setImageStatus(undefined, [task.imageId], 'queued');
+    if (t.attempts >= this.cfg.maxAttempts) return this.fail(t, message, false, true, ['queued']);
     this.metrics.jobsTotal.inc({ result: 'retried' });
     this.realtime.toUser(task.userId, 'segmentation:failed', {
       taskId: task.taskId,
@@ -161,8 +171,7 @@ export class TaskRunner {
   }
 
   private async handBack(task: TaskEntity): Promise<never> {
-    await this.store.transition(task.taskId, ['processing'], { status: 'queued', progress: 0 });
-    await this.store.setImageStatus(undefined, [task.imageId], 'queued');
+    await this.store.transition(task.taskId, ['processing'], { status: 'queued', progress: 0, imageStatus: 'queued' });
     throw new HandedBackError('handed back: worker shutting down');
   }
 }

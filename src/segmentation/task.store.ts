@@ -40,28 +40,25 @@ export class TaskStore {
     return m.getRepository(TaskEntity).count({ where: { userId, status: In([...OPEN_TASK_STATUSES]) } });
   }
 
-  openTasksForImages(m: EntityManager, imageIds: number[]): Promise<TaskEntity[]> {
+  openTasksForImages(m: EntityManager | undefined, imageIds: number[]): Promise<TaskEntity[]> {
     if (imageIds.length === 0) return Promise.resolve([]);
-    return m.getRepository(TaskEntity).find({ where: { imageId: In(imageIds), status: In([...OPEN_TASK_STATUSES]) } });
+    return (m ?? this.ds.manager).getRepository(TaskEntity).find({ where: { imageId: In(imageIds), status: In([...OPEN_TASK_STATUSES]) } });
   }
 
+  /** Inserts queued tasks and marks their images `queued`, in one statement. */
   async insertQueued(m: EntityManager, rows: NewTask[]): Promise<TaskEntity[]> {
     if (rows.length === 0) return [];
-    const repo = m.getRepository(TaskEntity);
-    const entities = rows.map((r) =>
-      repo.create({ ...r, jobId: r.taskId, status: 'queued', progress: 0, attempts: 0, errorMessage: null }),
+    const result = await m.query(
+      `WITH t AS (
+         INSERT INTO queue_jobs (task_id, job_id, image_id, user_id, status, priority)
+         SELECT id, id::text, image_id, user_id, 'queued', priority
+         FROM unnest($1::uuid[], $2::int[], $3::int[], $4::smallint[]) AS x(id, image_id, user_id, priority)
+         RETURNING *),
+       i AS (UPDATE images SET segmentation_status = 'queued', updated_at = now() FROM t WHERE images.id = t.image_id)
+       SELECT * FROM t`,
+      [rows.map((r) => r.taskId), rows.map((r) => r.imageId), rows.map((r) => r.userId), rows.map((r) => r.priority)],
     );
-    await repo.insert(entities);
-    await this.setImageStatus(m, rows.map((r) => r.imageId), 'queued');
-    return repo.find({ where: { taskId: In(rows.map((r) => r.taskId)) } });
-  }
-
-  async setImageStatus(m: EntityManager | undefined, imageIds: number[], status: ImageSegmentationStatus): Promise<void> {
-    if (imageIds.length === 0) return;
-    await (m ?? this.ds.manager).query(
-      'UPDATE images SET segmentation_status = $1, updated_at = now() WHERE id = ANY($2::int[])',
-      [status, imageIds],
-    );
+    return rowsOf(result).map(fromRow);
   }
 
   findById(taskId: string): Promise<TaskEntity | null> {
@@ -98,8 +95,9 @@ export class TaskStore {
   }
 
   /**
-   * Conditional transition. Returns the updated row, or null when the task was not in one of `from`
-   * (e.g. cancelled meanwhile).
+   * Conditional transition in one statement. Returns the updated task, or null when it was not in one
+   * of `from` (e.g. cancelled meanwhile). With `imageStatus`, the image's status changes in the same
+   * statement; the returned task then carries the image's storage path.
    */
   async transition(
     taskId: string,
@@ -110,74 +108,86 @@ export class TaskStore {
       started?: boolean;
       completed?: boolean;
       clearTimes?: boolean;
+      imageStatus?: ImageSegmentationStatus;
     },
     m?: EntityManager,
-  ): Promise<TaskEntity | null> {
+  ): Promise<(TaskEntity & { storagePath?: string }) | null> {
     const sets: string[] = ['updated_at = now()'];
     const params: unknown[] = [taskId, [...from]];
-    const add = (sql: string, v: unknown) => {
+    const param = (v: unknown) => {
       params.push(v);
-      sets.push(sql.replace('?', `$${params.length}`));
+      return `$${params.length}`;
     };
-    if (patch.status) add('status = ?', patch.status);
-    if (patch.progress !== undefined) add('progress = ?', patch.progress);
-    if (patch.errorMessage !== undefined) add('error_message = ?', patch.errorMessage);
-    if (patch.deadLettered !== undefined) add('dead_lettered = ?', patch.deadLettered);
-    if (patch.jobId) add('job_id = ?', patch.jobId);
-    if (patch.priority !== undefined) add('priority = ?', patch.priority);
-    if (patch.attemptsDelta) add('attempts = attempts + ?', patch.attemptsDelta);
+    if (patch.status) sets.push(`status = ${param(patch.status)}`);
+    if (patch.progress !== undefined) sets.push(`progress = ${param(patch.progress)}`);
+    if (patch.errorMessage !== undefined) sets.push(`error_message = ${param(patch.errorMessage)}`);
+    if (patch.deadLettered !== undefined) sets.push(`dead_lettered = ${param(patch.deadLettered)}`);
+    if (patch.jobId) sets.push(`job_id = ${param(patch.jobId)}`);
+    if (patch.priority !== undefined) sets.push(`priority = ${param(patch.priority)}`);
+    if (patch.attemptsDelta) sets.push(`attempts = attempts + ${param(patch.attemptsDelta)}`);
     if (patch.resetAttempts) sets.push('attempts = 0');
     if (patch.started) sets.push('processing_started_at = COALESCE(processing_started_at, now())');
     if (patch.completed) sets.push('processing_completed_at = now()');
     if (patch.clearTimes) sets.push('processing_started_at = NULL, processing_completed_at = NULL');
-    const rows = (await (m ?? this.ds.manager).query(
-      `UPDATE queue_jobs SET ${sets.join(', ')} WHERE task_id = $1 AND status = ANY($2::varchar[]) RETURNING task_id`,
-      params,
-    )) as [Array<{ task_id: string }>, number] | Array<{ task_id: string }>;
-    const list = Array.isArray(rows[0]) ? (rows[0] as Array<{ task_id: string }>) : (rows as Array<{ task_id: string }>);
-    if (list.length === 0) return null;
-    return (m ?? this.ds.manager).getRepository(TaskEntity).findOneBy({ taskId });
+    const update = `UPDATE queue_jobs SET ${sets.join(', ')} WHERE task_id = $1 AND status = ANY($2::varchar[]) RETURNING *`;
+    const sql = patch.imageStatus
+      ? `WITH t AS (${update}),
+              i AS (UPDATE images SET segmentation_status = ${param(patch.imageStatus)}, updated_at = now()
+                    FROM t WHERE images.id = t.image_id RETURNING images.storage_path)
+         SELECT t.*, i.storage_path FROM t LEFT JOIN i ON TRUE`
+      : update;
+    const rows = rowsOf(await (m ?? this.ds.manager).query(sql, params));
+    return rows.length ? fromRow(rows[0]) : null;
   }
 
-  async markEnqueued(taskId: string): Promise<void> {
-    await this.ds.query('UPDATE queue_jobs SET enqueued_at = COALESCE(enqueued_at, now()) WHERE task_id = $1', [taskId]);
+  async markEnqueued(taskIds: string[]): Promise<void> {
+    await this.ds.query('UPDATE queue_jobs SET enqueued_at = COALESCE(enqueued_at, now()) WHERE task_id = ANY($1::uuid[])', [
+      taskIds,
+    ]);
   }
 
   /**
    * Writes the result and completes the task in one transaction, idempotently: a task that is no
-   * longer open (cancelled, or completed by an earlier run of the same job) gets no result.
+   * longer open (cancelled, or completed by an earlier run of the same job) gets no result. The
+   * conditional UPDATE takes the task's row lock, so two runs of one job cannot both complete it.
    */
   async complete(taskId: string, results: MlSegmentResults): Promise<TaskEntity | null> {
     return this.ds.transaction(async (m) => {
-      const locked = (await m.query(
-        `SELECT task_id, image_id, status FROM queue_jobs WHERE task_id = $1 FOR UPDATE`,
-        [taskId],
-      )) as Array<{ task_id: string; image_id: number; status: TaskStatus }>;
-      const row = locked[0];
-      if (!row || !OPEN_TASK_STATUSES.includes(row.status)) return null;
-      await m.query('UPDATE segmentation_results SET is_current = FALSE WHERE image_id = $1 AND is_current', [row.image_id]);
-      await m.getRepository(ResultEntity).insert({
-        taskId,
-        imageId: row.image_id,
-        isCurrent: true,
-        imageWidth: results.image_width,
-        imageHeight: results.image_height,
-        processingTimeMs: Math.round(results.processing_time_ms),
-        polygonCount: results.polygons.filter((p) => p.type === 'external').length,
-        polygons: results.polygons.map(fromWirePolygon),
-      });
-      const done = await this.transition(
-        taskId,
-        OPEN_TASK_STATUSES,
-        { status: 'completed', progress: 100, errorMessage: null, attemptsDelta: 1, started: true, completed: true },
-        m,
+      const rows = rowsOf(
+        await m.query(
+          `WITH t AS (
+             UPDATE queue_jobs SET status = 'completed', progress = 100, error_message = NULL, attempts = attempts + 1,
+               processing_started_at = COALESCE(processing_started_at, now()), processing_completed_at = now(),
+               updated_at = now()
+             WHERE task_id = $1 AND status = ANY($2::varchar[]) RETURNING *),
+           i AS (UPDATE images SET segmentation_status = 'completed', updated_at = now() FROM t WHERE images.id = t.image_id),
+           o AS (UPDATE segmentation_results r SET is_current = FALSE FROM t WHERE r.image_id = t.image_id AND r.is_current)
+           SELECT * FROM t`,
+          [taskId, [...OPEN_TASK_STATUSES]],
+        ),
       );
-      await this.setImageStatus(m, [row.image_id], 'completed');
-      return done;
+      if (rows.length === 0) return null;
+      const task = fromRow(rows[0]);
+      const polygons = results.polygons.map(fromWirePolygon);
+      await m.query(
+        `INSERT INTO segmentation_results
+           (task_id, image_id, is_current, image_width, image_height, processing_time_ms, polygon_count, polygons)
+         VALUES ($1, $2, TRUE, $3, $4, $5, $6, $7::jsonb)`,
+        [
+          taskId,
+          task.imageId,
+          results.image_width,
+          results.image_height,
+          Math.round(results.processing_time_ms),
+          results.polygons.filter((p) => p.type === 'external').length,
+          JSON.stringify(polygons),
+        ],
+      );
+      return task;
     });
   }
 
-  /** Aggregates of recent history for the queue metrics (read from a replica when configured). */
+  /** Aggregates of recent history for the queue metrics (from the primary: admins expect fresh figures). */
   async recentStats(): Promise<{ deadLettered: number; perMinute: number; avgWaitMs: number; avgProcessingMs: number }> {
     const rows = (await this.ds.query(`
       SELECT
@@ -228,4 +238,36 @@ export class TaskStore {
       .take(limit)
       .getMany();
   }
+}
+
+type Row = Record<string, unknown>;
+
+/** `query()` of an UPDATE … RETURNING answers `[rows, count]`; a SELECT answers `rows`. */
+function rowsOf(result: unknown): Row[] {
+  if (Array.isArray(result) && result.length === 2 && Array.isArray(result[0]) && typeof result[1] === 'number') {
+    return result[0] as Row[];
+  }
+  return result as Row[];
+}
+
+/** A raw `queue_jobs` row (snake_case) as an entity, plus the image's storage path when joined. */
+function fromRow(r: Row): TaskEntity & { storagePath?: string } {
+  return Object.assign(new TaskEntity(), {
+    taskId: r.task_id as string,
+    jobId: r.job_id as string,
+    imageId: r.image_id as number,
+    userId: r.user_id as number,
+    status: r.status as TaskStatus,
+    priority: r.priority as number,
+    progress: r.progress as number,
+    attempts: r.attempts as number,
+    errorMessage: (r.error_message as string | null) ?? null,
+    deadLettered: r.dead_lettered as boolean,
+    enqueuedAt: (r.enqueued_at as Date | null) ?? null,
+    startedAt: (r.processing_started_at as Date | null) ?? null,
+    completedAt: (r.processing_completed_at as Date | null) ?? null,
+    createdAt: r.created_at as Date,
+    updatedAt: r.updated_at as Date,
+    ...(r.storage_path !== undefined ? { storagePath: r.storage_path as string } : {}),
+  });
 }

@@ -91,7 +91,9 @@ describe('rate limit (RATE_LIMIT_PER_MINUTE, shared through Redis)', () => {
   it('answers 429 past the limit for one user across two processes, and never limits health or metrics', async () => {
     const { token } = await a.register();
     const statuses: number[] = [];
-    for (let i = 0; i < 6; i++) statuses.push((await (i % 2 ? b : a).request('/api/auth/me', { token })).status);
+    // One budget per user across routes and processes.
+    const routes = ['/api/auth/me', '/api/images', '/api/segmentation/tasks'];
+    for (let i = 0; i < 6; i++) statuses.push((await (i % 2 ? b : a).request(routes[i % 3], { token })).status);
     expect(statuses.slice(0, 5)).toEqual([200, 200, 200, 200, 200]);
     expect(statuses[5]).toBe(429);
     const limited = await a.request('/api/auth/me', { token });
