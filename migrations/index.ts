@@ -1,4 +1,5 @@
 import { InitialSchema1764370000000 } from './1764370000000-InitialSchema';
+import { CompleteTaskFunction1764380000000 } from './1764380000000-CompleteTaskFunction';
 
 /** Every migration, in order. Listed explicitly so ts (tests) and js (build) load the same set. */
-export const ALL_MIGRATIONS = [InitialSchema1764370000000];
+export const ALL_MIGRATIONS = [InitialSchema1764370000000, CompleteTaskFunction1764380000000];

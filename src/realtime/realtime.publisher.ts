@@ -32,6 +32,7 @@ export class RealtimePublisher implements OnApplicationShutdown {
       // outage cannot grow memory without bound.
       maxRetriesPerRequest: 2,
       connectTimeout: 2000,
+      enableAutoPipelining: true, // the events of one tick leave in one write
       retryStrategy: (times) => Math.min(times * 200, 2000),
     });
     // The emitter calls `publish` without handling its promise: give it a sink that does.

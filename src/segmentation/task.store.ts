@@ -147,44 +147,23 @@ export class TaskStore {
   }
 
   /**
-   * Writes the result and completes the task in one transaction, idempotently: a task that is no
-   * longer open (cancelled, or completed by an earlier run of the same job) gets no result. The
-   * conditional UPDATE takes the task's row lock, so two runs of one job cannot both complete it.
+   * Writes the result and completes the task atomically and idempotently, in one round trip
+   * (`spheroseg_complete_task`, migration CompleteTaskFunction): a task that is no longer open
+   * (cancelled, or completed by an earlier run of the same job) gets no result. The conditional UPDATE
+   * takes the task's row lock, so two runs of one job cannot both complete it.
    */
   async complete(taskId: string, results: MlSegmentResults): Promise<TaskEntity | null> {
-    return this.ds.transaction(async (m) => {
-      const rows = rowsOf(
-        await m.query(
-          `WITH t AS (
-             UPDATE queue_jobs SET status = 'completed', progress = 100, error_message = NULL, attempts = attempts + 1,
-               processing_started_at = COALESCE(processing_started_at, now()), processing_completed_at = now(),
-               updated_at = now()
-             WHERE task_id = $1 AND status = ANY($2::varchar[]) RETURNING *),
-           i AS (UPDATE images SET segmentation_status = 'completed', updated_at = now() FROM t WHERE images.id = t.image_id),
-           o AS (UPDATE segmentation_results r SET is_current = FALSE FROM t WHERE r.image_id = t.image_id AND r.is_current)
-           SELECT * FROM t`,
-          [taskId, [...OPEN_TASK_STATUSES]],
-        ),
-      );
-      if (rows.length === 0) return null;
-      const task = fromRow(rows[0]);
-      const polygons = results.polygons.map(fromWirePolygon);
-      await m.query(
-        `INSERT INTO segmentation_results
-           (task_id, image_id, is_current, image_width, image_height, processing_time_ms, polygon_count, polygons)
-         VALUES ($1, $2, TRUE, $3, $4, $5, $6, $7::jsonb)`,
-        [
-          taskId,
-          task.imageId,
-          results.image_width,
-          results.image_height,
-          Math.round(results.processing_time_ms),
-          results.polygons.filter((p) => p.type === 'external').length,
-          JSON.stringify(polygons),
-        ],
-      );
-      return task;
-    });
+    const rows = rowsOf(
+      await this.ds.query('SELECT * FROM spheroseg_complete_task($1, $2, $3, $4, $5, $6::jsonb)', [
+        taskId,
+        results.image_width,
+        results.image_height,
+        Math.round(results.processing_time_ms),
+        results.polygons.filter((p) => p.type === 'external').length,
+        JSON.stringify(results.polygons.map(fromWirePolygon)),
+      ]),
+    );
+    return rows.length ? fromRow(rows[0]) : null;
   }
 
   /** Aggregates of recent history for the queue metrics (from the primary: admins expect fresh figures). */
