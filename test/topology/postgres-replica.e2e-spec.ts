@@ -120,8 +120,15 @@ describe('topology: PostgreSQL primary + streaming replica', () => {
     }
     await waitAllCompleted(primarySql, tasks, 30_000);
     await topo.waitForReplay();
-    const caughtUp = await list(api);
-    expect(caughtUp.ids).toEqual([...tasks].sort());
+    // Replay position reached does not mean the api's replica connection already sees it under load:
+    // poll (bounded) until the list has caught up.
+    const expected = [...tasks].sort();
+    let caughtUp = await list(api);
+    for (let i = 0; i < 50 && JSON.stringify(caughtUp.ids) !== JSON.stringify(expected); i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      caughtUp = await list(api);
+    }
+    expect(caughtUp.ids).toEqual(expected);
   }, 90_000);
 
   it('replica stopped: the same list requests answer 200 with the same data (from the primary), and the api stays ready', async () => {
