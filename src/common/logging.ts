@@ -27,7 +27,12 @@ export const LoggingModule = LoggerModule.forRootAsync({
       level: app.logLevel,
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       customProps: () => ({ role: app.role }),
-      autoLogging: { ignore: (req: IncomingMessage) => /^\/api\/(health|metrics)/.test(req.url ?? '') },
+      // Probes and scrapes are not logged. (Under Fastify the middleware may see the URL relative to its
+      // mount point; `originalUrl` keeps the full path.)
+      autoLogging: {
+        ignore: (req: IncomingMessage & { originalUrl?: string }) =>
+          /^\/api\/(health|metrics)/.test(req.originalUrl ?? req.url ?? ''),
+      },
       serializers: {
         req: (req: { id: string; method: string; url: string }) => ({ id: req.id, method: req.method, url: req.url }),
       },
