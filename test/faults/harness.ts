@@ -11,7 +11,7 @@ import { RedisInstance, startRedis } from '../support/redis-instance';
  * an ML stub, and backend processes from the build pointed at them. One {@link FaultStack} per test
  * file; each case gets a database of its own ({@link FaultStack.newDatabase}), which the app creates.
  */
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+export { sleep, until, statusOf, summarize, waitAllCompleted, type TaskSummary } from '../support/checks';
 
 export const ADMIN = { email: 'fault-admin@example.org', password: 'admin-password-1' };
 
@@ -120,81 +120,6 @@ export async function adminToken(api: BackendProcess): Promise<string> {
   const res = await api.request('/api/auth/login', { method: 'POST', json: ADMIN });
   if (res.status !== 200) throw new Error(`admin login: ${res.status} ${await res.text()}`);
   return ((await res.json()) as { accessToken: string }).accessToken;
-}
-
-export interface TaskSummary {
-  byStatus: Record<string, number>;
-  /** Tasks (of the given ids) with their number of result rows, when that is not exactly 1. */
-  notOneResult: Array<{ taskId: string; results: number }>;
-  attempts: Record<string, number>;
-}
-
-/** Status counts and result-row counts of `taskIds`, read from PostgreSQL. */
-export async function summarize(db: Client, taskIds: string[]): Promise<TaskSummary> {
-  const s = await db.query<{ status: string; n: number }>(
-    'SELECT status, count(*)::int AS n FROM queue_jobs WHERE task_id = ANY($1::uuid[]) GROUP BY status',
-    [taskIds],
-  );
-  const r = await db.query<{ task_id: string; n: number }>(
-    `SELECT q.task_id, count(r.*)::int AS n FROM queue_jobs q LEFT JOIN segmentation_results r ON r.task_id = q.task_id
-      WHERE q.task_id = ANY($1::uuid[]) GROUP BY q.task_id`,
-    [taskIds],
-  );
-  const a = await db.query<{ task_id: string; attempts: number }>(
-    'SELECT task_id, attempts FROM queue_jobs WHERE task_id = ANY($1::uuid[])',
-    [taskIds],
-  );
-  return {
-    byStatus: Object.fromEntries(s.rows.map((x) => [x.status, x.n])),
-    notOneResult: r.rows.filter((x) => x.n !== 1).map((x) => ({ taskId: x.task_id, results: x.n })),
-    attempts: Object.fromEntries(a.rows.map((x) => [x.task_id, x.attempts])),
-  };
-}
-
-/** Polls PostgreSQL until every task of `taskIds` is completed; returns the last summary either way. */
-export async function waitAllCompleted(
-  db: Client,
-  taskIds: string[],
-  timeoutMs: number,
-): Promise<TaskSummary> {
-  const deadline = Date.now() + timeoutMs;
-  let last: TaskSummary | undefined;
-  for (;;) {
-    try {
-      last = await summarize(db, taskIds);
-      if ((last.byStatus.completed ?? 0) === taskIds.length) return last;
-    } catch {
-      /* PostgreSQL restarting: try again */
-    }
-    if (Date.now() > deadline) return last ?? { byStatus: {}, notOneResult: [], attempts: {} };
-    await sleep(200);
-  }
-}
-
-/** Status of GET `path` on `p` within `timeoutMs`, or 0 when it did not answer. */
-export async function statusOf(p: BackendProcess, path: string, timeoutMs = 3000): Promise<number> {
-  try {
-    const res = await p.request(path, { timeoutMs });
-    await res.body?.cancel();
-    return res.status;
-  } catch {
-    return 0;
-  }
-}
-
-/** Polls until `fn()` is true; throws `what` after `timeoutMs`. */
-export async function until(
-  what: string,
-  fn: () => Promise<boolean> | boolean,
-  timeoutMs: number,
-  stepMs = 100,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await fn()) return;
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
-    await sleep(stepMs);
-  }
 }
 
 /** With FAULTS_REPORT=1, prints one line of observed figures per case to stderr (nothing otherwise). */

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
 import { freeLoopbackPort, PgInstance, spawnWatchdog, startPostgres } from './pg-instance';
+import { sleep, until } from './checks';
 
 /**
  * Redis and PostgreSQL topologies of their own for the topology suite (test/topology): a 3-master
@@ -21,7 +22,6 @@ import { freeLoopbackPort, PgInstance, spawnWatchdog, startPostgres } from './pg
  * ```
  */
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Runs `redis-cli` with `args` (e.g. `['-p', '7000', 'CLUSTER', 'INFO']`); resolves with stdout. */
 export function redisCli(args: string[], timeoutMs = 30_000): Promise<string> {
@@ -39,20 +39,6 @@ async function tryCli(port: number, ...args: string[]): Promise<string | undefin
     return await redisCli(['-h', '127.0.0.1', '-p', String(port), ...args], 3000);
   } catch {
     return undefined;
-  }
-}
-
-async function waitFor(
-  what: string,
-  fn: () => Promise<boolean>,
-  timeoutMs: number,
-  stepMs = 100,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await fn()) return;
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
-    await sleep(stepMs);
   }
 }
 
@@ -194,7 +180,7 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterTopolo
       ],
       60_000,
     );
-    await waitFor(
+    await until(
       'cluster_state:ok on every node',
       async () => {
         const infos = await Promise.all(ports.map((p) => tryCli(p, 'CLUSTER', 'INFO')));
@@ -270,7 +256,7 @@ export async function startRedisSentinel(name = 'spheroseg'): Promise<RedisSenti
       '127.0.0.1',
       String(primaryPort),
     ]);
-    await waitFor(
+    await until(
       'replica in sync',
       async () => /master_link_status:up/.test((await tryCli(replicaPort, 'INFO', 'replication')) ?? ''),
       15_000,
@@ -300,7 +286,7 @@ export async function startRedisSentinel(name = 'spheroseg'): Promise<RedisSenti
       );
       await ws.spawnServer(port, [conf, '--sentinel']);
     }
-    await waitFor(
+    await until(
       'every sentinel knows the replica and the 2 other sentinels',
       async () => {
         for (const p of sentinelPorts) {
@@ -336,7 +322,7 @@ export async function startRedisSentinel(name = 'spheroseg'): Promise<RedisSenti
         clearTimeout(killer);
       },
       waitForPromotion: (timeoutMs = 30_000) =>
-        waitFor(
+        until(
           'sentinels promoted the replica',
           async () => {
             for (const p of sentinelPorts) {
@@ -483,7 +469,7 @@ export async function startPostgresWithReplica(): Promise<PgReplicationTopology>
     },
     waitForReplay: async (timeoutMs = 15_000) => {
       const [{ lsn }] = await query<{ lsn: string }>(primary.url, 'SELECT pg_current_wal_lsn()::text AS lsn');
-      await waitFor(
+      await until(
         `replica replayed up to ${lsn}`,
         async () => {
           try {

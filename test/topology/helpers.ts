@@ -8,22 +8,7 @@ import type { BackendProcess } from '../support/processes';
 
 /** Shared pieces of the topology suites (real processes from the build against real topologies). */
 
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** Polls until `fn()` is true; throws `what` after `timeoutMs`. */
-export async function until(
-  what: string,
-  fn: () => Promise<boolean> | boolean,
-  timeoutMs: number,
-  stepMs = 100,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await fn()) return;
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
-    await sleep(stepMs);
-  }
-}
+export { sleep, until, statusOf, summarize, waitAllCompleted, type TaskSummary } from '../support/checks';
 
 export const uniqueName = (prefix: string) => `${prefix}_${randomBytes(4).toString('hex')}`;
 
@@ -79,60 +64,6 @@ export async function uploadAndEnqueue(api: BackendProcess, token: string, n: nu
   });
   if (res.status !== 202) throw new Error(`batch through ${api.name}: ${res.status} ${await res.text()}`);
   return ((await res.json()) as { tasks: { taskId: string }[] }).tasks.map((t) => t.taskId);
-}
-
-export interface TaskSummary {
-  byStatus: Record<string, number>;
-  /** Tasks with a number of result rows other than exactly 1. */
-  notOneResult: Array<{ taskId: string; results: number }>;
-}
-
-/** Status counts and result-row counts of `taskIds`, read from PostgreSQL (the primary). */
-export async function summarize(db: Client, taskIds: string[]): Promise<TaskSummary> {
-  const s = await db.query<{ status: string; n: number }>(
-    'SELECT status, count(*)::int AS n FROM queue_jobs WHERE task_id = ANY($1::uuid[]) GROUP BY status',
-    [taskIds],
-  );
-  const r = await db.query<{ task_id: string; n: number }>(
-    `SELECT q.task_id, count(r.*)::int AS n FROM queue_jobs q LEFT JOIN segmentation_results r ON r.task_id = q.task_id
-      WHERE q.task_id = ANY($1::uuid[]) GROUP BY q.task_id`,
-    [taskIds],
-  );
-  return {
-    byStatus: Object.fromEntries(s.rows.map((x) => [x.status, x.n])),
-    notOneResult: r.rows.filter((x) => x.n !== 1).map((x) => ({ taskId: x.task_id, results: x.n })),
-  };
-}
-
-/** Polls until every task of `taskIds` is completed (or `timeoutMs`); returns the last summary either way. */
-export async function waitAllCompleted(
-  db: Client,
-  taskIds: string[],
-  timeoutMs: number,
-): Promise<TaskSummary> {
-  const deadline = Date.now() + timeoutMs;
-  let last: TaskSummary = { byStatus: {}, notOneResult: [] };
-  for (;;) {
-    try {
-      last = await summarize(db, taskIds);
-      if ((last.byStatus.completed ?? 0) === taskIds.length) return last;
-    } catch {
-      /* try again */
-    }
-    if (Date.now() > deadline) return last;
-    await sleep(200);
-  }
-}
-
-/** Status of GET `path` on `p`, or 0 when it did not answer within `timeoutMs`. */
-export async function statusOf(p: BackendProcess, path: string, timeoutMs = 3000): Promise<number> {
-  try {
-    const res = await p.request(path, { timeoutMs });
-    await res.body?.cancel();
-    return res.status;
-  } catch {
-    return 0;
-  }
 }
 
 export interface Received {
