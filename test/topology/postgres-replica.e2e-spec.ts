@@ -1,5 +1,3 @@
-import { existsSync } from 'node:fs';
-import path from 'node:path';
 import type { Client } from 'pg';
 import { MlStub } from '../support/ml-stub';
 import { BackendProcess, startProcess, startProcesses, stopAllProcesses } from '../support/processes';
@@ -21,14 +19,6 @@ import {
  * primary; with the replica stopped the same list requests answer 200 with the same data (read from
  * the primary). Also the baseline: a process without any of the new variables behaves as before.
  */
-/**
- * Whether the build under test tolerates a replica that is down at start (src/database/replica-pools,
- * proposed in docs/SCALING.md). Without it TypeORM fails the DataSource initialisation when any replica
- * is unreachable and the process exits 1: that case is then asserted as the known failure (`it.failing`),
- * so the suite stays green and flags the day the behaviour changes.
- */
-const MAIN = process.env.BACKEND_MAIN ?? path.resolve(__dirname, '..', '..', 'dist', 'src', 'main.js');
-const toleratesReplicaDownAtStart = existsSync(path.join(path.dirname(MAIN), 'database', 'replica-pools.js'));
 
 describe('topology: PostgreSQL primary + streaming replica', () => {
   const stub = new MlStub({ imageWidth: 64, imageHeight: 48 });
@@ -163,7 +153,7 @@ describe('topology: PostgreSQL primary + streaming replica', () => {
     expect(withNew.ids).toEqual([...tasks].sort()); // read from the primary: no lag
   }, 60_000);
 
-  (toleratesReplicaDownAtStart ? it : it.failing)(
+  it(
     'replica still down: a process started now (restart, scale-out) becomes ready and lists from the primary; once the replica is back, its lists are read there again',
     async () => {
       expect(topo.replica.isRunning()).toBe(false);
