@@ -10,14 +10,21 @@ export interface ErrorBody {
   message: string | string[];
 }
 
-/** Errors of the pg pool / driver that mean "the database cannot serve now": 503, not 500. */
+/**
+ * Errors of the pg pool / driver / TypeORM that mean "the database cannot serve now" (a restart, a
+ * dropped connection, an exhausted pool): 503 with Retry-After, not 500. SQLSTATE classes 08
+ * (connection exception), 57P (operator intervention) and 53 (insufficient resources), socket errors,
+ * and the messages pg and TypeORM use when a connection is gone or cannot be had.
+ */
 export function isDatabaseUnavailable(err: unknown): boolean {
-  const e = err as { message?: string; code?: string } | undefined;
-  const msg = e?.message ?? '';
-  return (
-    /timeout exceeded when trying to connect|Connection terminated|connect ECONNREFUSED|Driver not Connected|the database system is (starting up|shutting down)|terminating connection/i.test(
-      msg,
-    ) || ['57P01', '57P02', '57P03', '08006', '08001', '08003', 'ECONNREFUSED'].includes(e?.code ?? '')
+  const e = err as { message?: string; code?: string; driverError?: { code?: string; message?: string } } | undefined;
+  const code = e?.code ?? e?.driverError?.code ?? '';
+  if (/^(08|57P|53)/.test(code) || ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND'].includes(code)) {
+    return true;
+  }
+  const msg = `${e?.message ?? ''} ${e?.driverError?.message ?? ''}`;
+  return /timeout exceeded when trying to connect|Connection terminated|connect ECONNREFUSED|read ECONNRESET|write EPIPE|Driver not Connected|not queryable|Client was closed|Cannot use a pool after calling end|the database system is (starting up|shutting down|in recovery mode)|terminating connection|server closed the connection unexpectedly|Connection is not established/i.test(
+    msg,
   );
 }
 
@@ -77,8 +84,9 @@ export class AllExceptionsFilter implements ExceptionFilter {
   }
 
   private logUnexpected(exception: unknown, status: number): void {
-    const err = exception as Error;
+    const err = exception as Error & { code?: string };
+    // A failed query's message may quote data; its SQLSTATE code is enough to tell what happened.
     const detail = exception instanceof QueryFailedError ? 'database query failed' : redactSecrets(err?.message ?? String(exception));
-    this.logger.error({ status, err: { name: err?.name, message: detail, stack: err?.stack } }, 'request failed');
+    this.logger.error({ status, err: { name: err?.name, code: err?.code, message: detail, stack: err?.stack } }, 'request failed');
   }
 }

@@ -145,6 +145,10 @@ describe('faults: PostgreSQL restart, exhausted pool, pool bound', () => {
           (o.status === 503 && o.retryAfter && (o.body as { statusCode?: number }).statusCode === 503)
         ),
     );
+    if (bad.length) {
+      // What the server logged for them (the error name and SQLSTATE code), to tell what slipped through.
+      console.error(api.logs().split('\n').filter((l) => l.includes('request failed')).join('\n'));
+    }
     expect(bad).toEqual([]);
     expect(outcomes.filter((o) => o.status === 202).length).toBeGreaterThan(10);
     expect(outcomes.filter((o) => o.status === 503).length).toBeGreaterThan(0); // the load really met the outage
