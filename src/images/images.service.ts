@@ -1,8 +1,7 @@
 import { Injectable, Logger, NotFoundException } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import type { Readable } from 'node:stream';
-import { EntityManager, In, Repository } from 'typeorm';
-import type { ImageSegmentationStatus } from '../common/contracts';
+import { In, Repository } from 'typeorm';
 import { ImageEntity } from './image.entity';
 import { ImageInspector } from './image-inspector';
 import { ImageStorage, StagedFile, StoredFile, tooLarge } from './image-storage';
@@ -106,26 +105,11 @@ export class ImagesService {
     return image;
   }
 
-  /** Any user's image, or null (for internal callers such as workers). */
-  findById(id: number): Promise<ImageEntity | null> {
-    return isDbId(id) ? this.repo.findOneBy({ id }) : Promise.resolve(null);
-  }
-
   /** How many of `ids` (distinct) exist and belong to `userId`. */
   async countOwned(userId: number, ids: number[]): Promise<number> {
     const valid = [...new Set(ids)].filter(isDbId);
     if (valid.length === 0) return 0;
     return this.repo.countBy({ userId, id: In(valid) });
-  }
-
-  /** Sets `segmentation_status` (and `updated_at`), inside the caller's transaction when `manager` is given. */
-  async setSegmentationStatus(
-    id: number,
-    status: ImageSegmentationStatus,
-    manager?: EntityManager,
-  ): Promise<void> {
-    const repo = manager ? manager.getRepository(ImageEntity) : this.repo;
-    await repo.update({ id }, { segmentationStatus: status });
   }
 
   /** Deletes an own image: hooks, then the row (cascading to tasks and results), then the file. */

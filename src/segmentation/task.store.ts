@@ -17,7 +17,8 @@ export interface NewTask {
 /**
  * Every read and write of tasks and results. State changes are conditional updates (`WHERE status IN
  * …`) so that concurrent workers, cancellations and retries cannot overwrite each other; lag-tolerant
- * lists are read from a replica when one is configured.
+ * lists are read from a replica when one is configured. An image's `segmentation_status` mirrors its
+ * latest task, so it is written here, in the same statement as the task's state (never out of step).
  */
 @Injectable()
 export class TaskStore {
