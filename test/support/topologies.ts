@@ -468,7 +468,10 @@ export async function startPostgresWithReplica(): Promise<PgReplicationTopology>
       await query(urlFor(name), 'SELECT 1');
     },
     waitForReplay: async (timeoutMs = 15_000) => {
-      const [{ lsn }] = await query<{ lsn: string }>(primary.url, 'SELECT pg_current_wal_lsn()::text AS lsn');
+      // The insert position, not pg_current_wal_lsn() (the write position): with synchronous_commit=off
+      // a commit returns before its WAL record is written, so the write position can still be behind
+      // transactions that are already visible on the primary.
+      const [{ lsn }] = await query<{ lsn: string }>(primary.url, 'SELECT pg_current_wal_insert_lsn()::text AS lsn');
       await until(
         `replica replayed up to ${lsn}`,
         async () => {
