@@ -2,9 +2,10 @@
  * Enqueue side:
  *  (a) throughput and latency of real enqueues (`POST /api/images/:id/segmentation`, a different
  *      image per request) with autocannon against one `api` process, vs `GET /api/health/live`;
- *  (b) latency of a single enqueue (Bull `queue.add` directly, and the HTTP route) at queue depth ≈0
- *      vs 100 000 waiting jobs, for the most urgent priority (Bull 1), the least urgent (Bull 10) and
- *      with priorities disabled (QUEUE_PRIORITY_ENABLED=false, plain LPUSH);
+ *  (b) latency of a single enqueue (the app's band queue `add` directly, and the HTTP route) at queue
+ *      depth ≈0 vs 100 000 waiting jobs, for the most urgent and least urgent priority and with
+ *      priorities disabled; beside it, the same for one Bull queue with Bull priorities (the O(n)
+ *      prioritised insert the band queues replace);
  *  (c) RSS of the api and worker processes idle and under load (their own /api/metrics);
  *  (d) Redis memory per queued task (10 000 tasks through the batch route).
  *
@@ -35,6 +36,7 @@ import {
   invocation,
 } from '../common/harness';
 import { waitForQuiet } from '../common/probe';
+import { PRIORITY_BANDS, bandOf, bandQueueName } from '../../src/queue/queue.constants';
 
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 2000);
 const CONNECTIONS = 10;
@@ -79,6 +81,7 @@ runMain(async () => {
   const QA = env.queue('a');
   const QB = env.queue('b');
   const QC = env.queue('c');
+  const QR = env.queue('r');
   const apiA = await startBackend(env, 'api', { QUEUE_NAME: QA, ML_SERVICE_URL: stub.url }, 'apiA');
   const [worker, apiB, apiC] = await Promise.all([
     startBackend(env, 'worker', { QUEUE_NAME: QA, ML_SERVICE_URL: stub.url, QUEUE_CONCURRENCY: '10' }, 'worker'),
@@ -175,7 +178,7 @@ runMain(async () => {
   // (d) Redis memory per queued task: 10 000 tasks through the batch route, queue paused.
   const redis = new Redis(REDIS_URL);
   const usedMemory = async () => Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]);
-  const queueKeys = [`{${QA}}:segmentation:paused`, `{${QA}}:segmentation:wait`, `{${QA}}:segmentation:priority`, `{${QA}}:segmentation:id`];
+  const queueKeys = PRIORITY_BANDS.flatMap((b) => ['paused', 'wait', 'id'].map((k) => `{${QA}}:${bandQueueName(b)}:${k}`));
   const keysMem = async () => {
     let s = 0;
     for (const k of queueKeys) s += Number((await redis.call('MEMORY', 'USAGE', k, 'SAMPLES', '0')) ?? 0);
@@ -185,57 +188,82 @@ runMain(async () => {
   const mem0 = await usedMemory();
   const lists0 = await keysMem();
   const jobIds: string[] = [];
+  const jobKeys: string[] = [];
   for (let i = 0; i < memIds.length; i += 500) {
-    const b = await json<{ tasks: Array<{ taskId: string }> }>(apiA.request('/api/segmentation/batch', { token: u1.token, json: { imageIds: memIds.slice(i, i + 500) } }), 202);
+    const b = await json<{ tasks: Array<{ taskId: string; priority: number }> }>(apiA.request('/api/segmentation/batch', { token: u1.token, json: { imageIds: memIds.slice(i, i + 500) } }), 202);
     jobIds.push(...b.tasks.map((t) => t.taskId));
+    jobKeys.push(...b.tasks.map((t) => `{${QA}}:${bandQueueName(bandOf(t.priority, true))}:${t.taskId}`));
   }
   const mem1 = await usedMemory();
   const lists1 = await keysMem();
   let jobHashes = 0;
-  for (let i = 0; i < jobIds.length; i += 1000) {
+  for (let i = 0; i < jobKeys.length; i += 1000) {
     const p = redis.pipeline();
-    for (const id of jobIds.slice(i, i + 1000)) p.call('MEMORY', 'USAGE', `{${QA}}:segmentation:${id}`, 'SAMPLES', '0');
+    for (const key of jobKeys.slice(i, i + 1000)) p.call('MEMORY', 'USAGE', key, 'SAMPLES', '0');
     for (const [, v] of (await p.exec()) ?? []) jobHashes += Number(v ?? 0);
   }
   const perTaskUsed = (mem1 - mem0) / jobIds.length;
   const perTaskKeys = (jobHashes + lists1 - lists0) / jobIds.length;
 
   console.log('(d) done');
-  // (b) enqueue latency at depth ≈0 and DEPTH.
-  const qB = new Bull('segmentation', REDIS_URL, { prefix: `{${QB}}` });
-  const qC = new Bull('segmentation', REDIS_URL, { prefix: `{${QC}}` });
-  await Promise.all([qB.isReady(), qC.isReady()]);
-  await Promise.all([qB.pause(), qC.pause()]);
+  // (b) enqueue latency at depth ≈0 and DEPTH: the app's band queues (apiB's QB, apiC's QC, filled as
+  // the app fills them: one FIFO Bull queue per contract priority) and, for reference, the previous
+  // design: one Bull queue with Bull priorities (QR, used by no process).
+  const band = (q: string, b: number) => new Bull(bandQueueName(b), REDIS_URL, { prefix: `{${q}}` });
+  const bandsB = new Map(PRIORITY_BANDS.map((b) => [b, band(QB, b)]));
+  const fifoC = band(QC, bandOf(5, false)); // QUEUE_PRIORITY_ENABLED=false: every job in one band
+  const qR = new Bull('segmentation', REDIS_URL, { prefix: `{${QR}}` });
+  const all = [...bandsB.values(), fifoC, qR];
+  await Promise.all(all.map((q) => q.isReady()));
+  await Promise.all(all.map((q) => q.pause())); // apiB/apiC's bands are already paused by the admin route
   let imgNext = 0;
   const data = (i: number) => ({ taskId: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, imageId: i, userId: 1 });
   const series = async (label: string) => {
-    const bull1 = await timeSeries(LAT_SAMPLES, (i) => qB.add('segment', data(i), jobOpts(`${label}-b1-${i}`, 1)));
-    const bull10 = await timeSeries(LAT_SAMPLES, (i) => qB.add('segment', data(i), jobOpts(`${label}-b10-${i}`, 10)));
-    const bullNone = await timeSeries(LAT_SAMPLES, (i) => qC.add('segment', data(i), jobOpts(`${label}-bn-${i}`, undefined)));
+    const band10 = await timeSeries(LAT_SAMPLES, (i) => bandsB.get(10)!.add('segment', data(i), jobOpts(`${label}-p10-${i}`, undefined)));
+    const band1 = await timeSeries(LAT_SAMPLES, (i) => bandsB.get(1)!.add('segment', data(i), jobOpts(`${label}-p1-${i}`, undefined)));
+    const ref1 = await timeSeries(LAT_SAMPLES, (i) => qR.add('segment', data(i), jobOpts(`${label}-r1-${i}`, 1)));
+    const ref10 = await timeSeries(LAT_SAMPLES, (i) => qR.add('segment', data(i), jobOpts(`${label}-r10-${i}`, 10)));
     const http = (api: Backend, priority: number) => async () => {
       const id = idsB[imgNext++];
       await json(api.request(`/api/images/${id}/segmentation`, { token: u2.token, json: { priority } }), 202);
     };
-    const http1 = await timeSeries(LAT_SAMPLES, http(apiB, 10)); // contract 10 → Bull 1
-    const http10 = await timeSeries(LAT_SAMPLES, http(apiB, 1)); // contract 1 → Bull 10
+    const http10 = await timeSeries(LAT_SAMPLES, http(apiB, 10));
+    const http1 = await timeSeries(LAT_SAMPLES, http(apiB, 1));
     const httpNone = await timeSeries(LAT_SAMPLES, http(apiC, 1)); // priorities disabled
-    return { bull1, bull10, bullNone, http1, http10, httpNone };
+    return { band10, band1, ref1, ref10, http10, http1, httpNone };
   };
   const d0 = await series('d0');
   console.log('(b) depth 0 done');
   const tFill = performance.now();
-  // Mixed priorities 1..10, added most urgent first: each insert then lands next to its priority
-  // class without walking the list, and the final list is the one random order would give.
+  // Priorities 1..10 evenly. The bands get DEPTH/10 jobs each; the reference queue gets them added most
+  // urgent first (each insert then lands next to its priority class without walking the list, and the
+  // final list is the one random order would give).
   const prios = Array.from({ length: DEPTH }, (_, i) => 1 + (i % 10)).sort((a, b) => a - b);
   for (let i = 0; i < DEPTH; i += 1000) {
-    await qB.addBulk(prios.slice(i, i + 1000).map((p, k) => ({ name: 'segment', data: data(i + k), opts: jobOpts(`fill-${i + k}`, p) })));
-    await qC.addBulk(prios.slice(i, i + 1000).map((_, k) => ({ name: 'segment', data: data(i + k), opts: jobOpts(`fill-${i + k}`, undefined) })));
+    const chunk = prios.slice(i, i + 1000);
+    await qR.addBulk(chunk.map((p, k) => ({ name: 'segment', data: data(i + k), opts: jobOpts(`fill-${i + k}`, 11 - p) })));
+    await fifoC.addBulk(chunk.map((_, k) => ({ name: 'segment', data: data(i + k), opts: jobOpts(`fill-${i + k}`, undefined) })));
+    for (const b of PRIORITY_BANDS) {
+      const ofBand = chunk.flatMap((p, k) => (p === b ? [i + k] : []));
+      if (ofBand.length > 0) {
+        await bandsB.get(b)!.addBulk(ofBand.map((n) => ({ name: 'segment', data: data(n), opts: jobOpts(`fill-${n}`, undefined) })));
+      }
+    }
   }
   const fillSeconds = (performance.now() - tFill) / 1000;
-  const depthB = (await qB.getJobCounts()) as Bull.JobCounts & { paused: number };
-  const depthC = (await qC.getJobCounts()) as Bull.JobCounts & { paused: number };
+  const depthOf = async (qs: Bull.Queue[]) => {
+    let n = 0;
+    for (const q of qs) {
+      const c = (await q.getJobCounts()) as Bull.JobCounts & { paused: number };
+      n += c.paused + c.waiting;
+    }
+    return n;
+  };
+  const depthB = await depthOf([...bandsB.values()]);
+  const depthC = await depthOf([fifoC]);
+  const depthR = await depthOf([qR]);
   const dN = await series('dN');
-  await Promise.all([qB.close(), qC.close()]);
+  await Promise.all(all.map((q) => q.close()));
   redis.disconnect();
 
   // ---- report
@@ -252,15 +280,17 @@ runMain(async () => {
   const bTable = table(
     ['single enqueue', 'depth≈0 p50 ms', 'p99 ms', `depth ${DEPTH} p50 ms`, 'p99 ms', 'ratio p50', 'ratio p99'],
     [
-      row('Bull `queue.add`, priority 1 (most urgent)', d0.bull1, dN.bull1),
-      row('Bull `queue.add`, priority 10 (least urgent)', d0.bull10, dN.bull10),
-      row('Bull `queue.add`, no priority (LPUSH)', d0.bullNone, dN.bullNone),
-      row('HTTP route, contract priority 10 (→ Bull 1)', d0.http1, dN.http1),
-      row('HTTP route, contract priority 1 (→ Bull 10)', d0.http10, dN.http10),
-      row('HTTP route, QUEUE_PRIORITY_ENABLED=false', d0.httpNone, dN.httpNone),
+      row('app: band queue add, contract priority 10 (most urgent band)', d0.band10, dN.band10),
+      row('app: band queue add, contract priority 1 (least urgent band)', d0.band1, dN.band1),
+      row('app: HTTP route, contract priority 10', d0.http10, dN.http10),
+      row('app: HTTP route, contract priority 1', d0.http1, dN.http1),
+      row('app: HTTP route, QUEUE_PRIORITY_ENABLED=false', d0.httpNone, dN.httpNone),
+      row('reference: one Bull queue with Bull priorities, priority 1 (most urgent)', d0.ref1, dN.ref1),
+      row('reference: same queue, priority 10 (least urgent)', d0.ref10, dN.ref10),
     ],
   );
-  const worst = Math.max(pct(dN.bull1, 50) / pct(d0.bull1, 50), pct(dN.http1, 99) / pct(d0.http1, 99));
+  const ratios = (['band10', 'band1', 'http10', 'http1', 'httpNone'] as const).map((k) => pct(dN[k], 50) / pct(d0[k], 50));
+  const worst = Math.max(...ratios);
   const cTable = table(
     ['process', 'RSS idle MiB', 'RSS under load (peak) MiB', 'load'],
     [
@@ -279,11 +309,11 @@ runMain(async () => {
     '',
     `### (b) Single enqueue latency at depth ≈0 vs ${DEPTH}`,
     '',
-    `${LAT_SAMPLES} sequential enqueues per row and depth, queues paused. Depth filled with \`addBulk\` (chunks of 1000, the app's job options, priorities 1..10 evenly on the priority queue, none on the FIFO queue) in ${f1(fillSeconds)} s; depths after filling: priority queue ${depthB.paused + depthB.waiting}, FIFO queue ${depthC.paused + depthC.waiting}. HTTP rows: a premium user, \`POST /api/images/:id/segmentation\` on a fresh image each time, against an api process whose queue is the filled one.`,
+    `${LAT_SAMPLES} sequential enqueues per row and depth, queues paused. Depth filled with \`addBulk\` (chunks of 1000, the app's job options, contract priorities 1..10 evenly) in ${f1(fillSeconds)} s; depths after filling: the app's band queues ${depthB} (${DEPTH / 10} per band), the single band of QUEUE_PRIORITY_ENABLED=false ${depthC}, the reference prioritised queue ${depthR}. HTTP rows: a premium user, \`POST /api/images/:id/segmentation\` on a fresh image each time, against an api process whose queue is the filled one. The reference rows measure the design the app no longer uses (Bull 4's own priorities: a prioritised insert walks the wait list) in the same run.`,
     '',
     bTable,
     '',
-    `Target "within 2× at depth ${DEPTH}": ${worst <= 2 ? 'met' : `NOT met (worst ratio ${f1(worst)}×)`} — see Findings.`,
+    `Target "within 2× at depth ${DEPTH}" (the app's rows, p50): ${worst <= 2 ? 'met' : 'NOT met'}, worst ratio ${f2(worst)}×.`,
     '',
     '### (c) RSS (`process_resident_memory_bytes` from each process\'s /api/metrics)',
     '',

@@ -1,10 +1,10 @@
 import { Module } from '@nestjs/common';
-import { BullModule } from '@nestjs/bull';
+import { BullModule, getQueueToken } from '@nestjs/bull';
 import type { ConfigType } from '@nestjs/config';
 import { queueConfig } from '../config/configuration';
 import { RedisFactory } from '../redis/redis.factory';
-import { DEAD_LETTER_QUEUE, SEGMENTATION_QUEUE, queuePrefix } from './queue.constants';
-import { SegmentationQueue } from './segmentation-queue';
+import { DEAD_LETTER_QUEUE, PRIORITY_BANDS, bandQueueName, queuePrefix } from './queue.constants';
+import { BAND_QUEUES, SegmentationQueue } from './segmentation-queue';
 
 const bullQueue = (name: string) =>
   BullModule.registerQueueAsync({
@@ -18,24 +18,33 @@ const bullQueue = (name: string) =>
         stalledInterval: cfg.stalledIntervalMs,
         maxStalledCount: 2,
       },
-      // Every Redis client comes from the one factory; Bull's blocking clients must never give up.
+      // Every Redis client comes from the one factory. The queues of one process share their command
+      // connection (auto-pipelined: the commands of one tick go out in one write, and the worker's
+      // cross-band fetch runs on it) and their subscriber; Bull's blocking connection is never used
+      // by the band consumer, but it must never give up if something opens it.
       createClient: (type) =>
-        redis.create(
-          `bull-${name}-${type}`,
-          // The command connection batches the commands of one tick into one write (many small writes
-          // were the workers' main CPU cost); the blocking and subscriber ones must not pipeline.
-          type === 'client' ? { enableAutoPipelining: true } : { maxRetriesPerRequest: null, enableReadyCheck: false },
-        ) as never,
+        (type === 'client'
+          ? redis.shared('bull-client', { enableAutoPipelining: true })
+          : type === 'subscriber'
+            ? redis.shared('bull-subscriber', { maxRetriesPerRequest: null, enableReadyCheck: false })
+            : redis.create(`bull-${name}-${type}`, { maxRetriesPerRequest: null, enableReadyCheck: false })) as never,
     }),
   });
 
 /**
- * The Bull queues on Redis (segmentation and its dead-letter queue) and their producer. Processing
- * lives in QueueWorkerModule, loaded only by `worker` and `all` processes.
+ * The Bull queues on Redis — one per priority band, and the dead-letter queue — and their producer.
+ * Processing lives in QueueWorkerModule, loaded only by `worker` and `all` processes.
  */
 @Module({
-  imports: [bullQueue(SEGMENTATION_QUEUE), bullQueue(DEAD_LETTER_QUEUE)],
-  providers: [SegmentationQueue],
+  imports: [...PRIORITY_BANDS.map((b) => bullQueue(bandQueueName(b))), bullQueue(DEAD_LETTER_QUEUE)],
+  providers: [
+    {
+      provide: BAND_QUEUES,
+      inject: PRIORITY_BANDS.map((b) => getQueueToken(bandQueueName(b))),
+      useFactory: (...queues: unknown[]) => queues,
+    },
+    SegmentationQueue,
+  ],
   exports: [SegmentationQueue],
 })
 export class QueueModule {}

@@ -15,6 +15,7 @@ export type RedisClient = Redis | Cluster;
 export class RedisFactory implements OnApplicationShutdown {
   private readonly logger = new Logger(RedisFactory.name);
   private readonly clients = new Set<RedisClient>();
+  private readonly sharedClients = new Map<string, RedisClient>();
 
   constructor(@Inject(redisConfig.KEY) private readonly cfg: ConfigType<typeof redisConfig>) {}
 
@@ -48,6 +49,21 @@ export class RedisFactory implements OnApplicationShutdown {
   create(purpose: string, extra: RedisOptions = {}): RedisClient {
     const client: RedisClient = this.cfg.clusterNodes.length > 0 ? this.cluster(extra) : new Redis(this.nodeOptions(extra));
     this.track(purpose, client);
+    return client;
+  }
+
+  /**
+   * One client per `purpose` for the whole process, made on first use: for connections several users
+   * may share (e.g. the command and subscriber connections of every Bull band queue).
+   */
+  shared(purpose: string, extra: RedisOptions = {}): RedisClient {
+    let client = this.sharedClients.get(purpose);
+    if (!client) {
+      client = this.create(purpose, extra);
+      client.setMaxListeners(0); // each sharing queue adds its own error/message listeners
+      this.sharedClients.set(purpose, client);
+      client.once('end', () => this.sharedClients.delete(purpose));
+    }
     return client;
   }
 

@@ -62,7 +62,7 @@ export class Reconciler implements OnApplicationBootstrap, OnApplicationShutdown
   }
 
   private async requeueIfLost(task: TaskEntity): Promise<boolean> {
-    const job = await withTimeout(this.queue.getJob(task.jobId), 2000, 'redis did not answer in time');
+    const job = await withTimeout(this.queue.getJob(task.jobId, task.priority), 2000, 'redis did not answer in time');
     const state = job ? await job.getState() : undefined;
     if (state && LIVE_STATES.has(state)) return false;
     // Gone (Redis lost it, or it was never added) or finished in Bull while PostgreSQL says open.

@@ -152,7 +152,7 @@ export class SegmentationService implements OnModuleInit {
       imageStatus: 'cancelled',
     });
     if (!cancelled) return null;
-    await this.queue.removeIfNotActive(cancelled.jobId).catch(() => false);
+    await this.queue.removeIfNotActive(cancelled.jobId, cancelled.priority).catch(() => false);
     this.realtime.toUser(cancelled.userId, 'segmentation:cancelled', { taskId: cancelled.taskId, imageId: cancelled.imageId });
     return cancelled;
   }

@@ -9,12 +9,19 @@ import { MlService } from '../../ml/ml.service';
 import { FinalTaskError, HandedBackError, TaskRunner } from '../../segmentation/task-runner';
 import { SegmentationQueue } from '../segmentation-queue';
 import { RealtimePublisher } from '../../realtime/realtime.publisher';
+import type { RedisClient } from '../../redis/redis.factory';
+import { redactSecrets } from '../../common/redact';
+import { BandConsumer } from './band-consumer';
 
 /** Margin kept from SHUTDOWN_TIMEOUT for handing jobs back and closing pools. */
 const SHUTDOWN_MARGIN_MS = 5000;
+/** An idle slot looks at the bands this often even without a pub/sub wake-up (missed message, stalled job moved back). */
+const IDLE_POLL_MS = 1000;
+const RETRY_DELAY_MS = 1000;
 
 /**
- * The consumer: QUEUE_CONCURRENCY jobs at once per process. Consumption is paused locally while the ML
+ * The consumer: QUEUE_CONCURRENCY jobs at once per process, taken from the most urgent priority band
+ * first (see BandConsumer). Consumption is paused locally while the ML
  * circuit is open (waiting jobs keep their attempts) and on shutdown, when active jobs get until
  * SHUTDOWN_TIMEOUT minus a margin to finish before they are handed back to the queue.
  */
@@ -24,6 +31,7 @@ export class SegmentationWorker implements OnApplicationBootstrap, BeforeApplica
   private readonly active = new Map<string, { abort: AbortController; done: Promise<unknown> }>();
   private unsubscribe?: () => void;
   private cleanupTimer?: NodeJS.Timeout;
+  private consumer?: BandConsumer<SegmentJobData>;
 
   constructor(
     private readonly queue: SegmentationQueue,
@@ -36,17 +44,25 @@ export class SegmentationWorker implements OnApplicationBootstrap, BeforeApplica
     @Inject(appConfig.KEY) private readonly app: ConfigType<typeof appConfig>,
   ) {}
 
-  onApplicationBootstrap(): void {
-    const q = this.queue.queue;
-    void q.process(SEGMENT_JOB, this.cfg.concurrency, (job: Job<SegmentJobData>) => this.handle(job));
-    q.on('error', (err) => this.logger.warn({ err: err.message }, 'queue error'));
+  async onApplicationBootstrap(): Promise<void> {
+    const bands = this.queue.bands;
+    this.consumer = new BandConsumer(bands, bands[0].client as RedisClient, {
+      concurrency: this.cfg.concurrency,
+      jobName: SEGMENT_JOB,
+      idlePollMs: IDLE_POLL_MS,
+      retryDelayMs: RETRY_DELAY_MS,
+    });
+    const logError = (err: unknown) => this.logger.warn({ err: redactSecrets((err as Error)?.message ?? String(err)) }, 'queue error');
+    this.consumer.on('error', logError);
+    for (const q of bands) q.on('error', logError);
     this.unsubscribe = this.ml.onStateChange((state) => {
       this.realtime.broadcastMlStatus({ state, available: state !== 'open' });
       if (this.shutdown.isShuttingDown) return;
-      if (state === 'open') void q.pause(true, true).catch(() => undefined);
-      else void q.resume(true).catch(() => undefined);
+      if (state === 'open') this.consumer?.pause();
+      else this.consumer?.resume();
     });
-    this.shutdown.onShutdown(() => void q.pause(true, true).catch(() => undefined));
+    this.shutdown.onShutdown(() => this.consumer?.pause());
+    await this.consumer.start((job: Job<SegmentJobData>) => this.handle(job));
     this.cleanupTimer = setInterval(() => void this.cleanup(), 10 * 60_000);
     this.cleanupTimer.unref();
   }
@@ -76,7 +92,7 @@ export class SegmentationWorker implements OnApplicationBootstrap, BeforeApplica
   async beforeApplicationShutdown(): Promise<void> {
     this.unsubscribe?.();
     clearInterval(this.cleanupTimer);
-    await this.queue.queue.pause(true, true).catch(() => undefined);
+    this.consumer?.pause();
     // While the circuit is open the active jobs are only waiting for it: hand them back at once.
     const budget = this.ml.state() === 'open' ? 0 : Math.max(0, this.app.shutdownTimeoutMs - SHUTDOWN_MARGIN_MS);
     const all = () => Promise.allSettled([...this.active.values()].map((a) => a.done));
@@ -87,12 +103,12 @@ export class SegmentationWorker implements OnApplicationBootstrap, BeforeApplica
       for (const a of this.active.values()) a.abort.abort();
       await all();
     }
+    await this.consumer?.stop();
   }
 
   private async cleanup(): Promise<void> {
     try {
-      await this.queue.queue.clean(24 * 3600_000, 'completed');
-      await this.queue.queue.clean(7 * 24 * 3600_000, 'failed');
+      await this.queue.clean(24 * 3600_000, 7 * 24 * 3600_000);
     } catch (err) {
       this.logger.warn({ err: (err as Error).message }, 'queue cleanup failed');
     }

@@ -1,0 +1,159 @@
+import Bull, { Job, Queue } from 'bull';
+import Redis from 'ioredis';
+import { randomBytes } from 'node:crypto';
+import { BandConsumer } from '../../src/queue/worker/band-consumer';
+import { PRIORITY_BANDS, bandQueueName } from '../../src/queue/queue.constants';
+
+/**
+ * The worker's consumer of the priority bands, on the real Redis of this run: one Bull queue per band
+ * sharing one command connection (as QueueModule builds them), consumed most urgent band first.
+ */
+describe('BandConsumer (real Redis)', () => {
+  const REDIS_URL = process.env.REDIS_URL!;
+  let prefix: string;
+  let client: Redis;
+  let subscriber: Redis;
+  let bands: Queue<{ n: number }>[];
+  let consumer: BandConsumer<{ n: number }> | undefined;
+
+  const makeBands = () =>
+    PRIORITY_BANDS.map(
+      (b) =>
+        new Bull<{ n: number }>(bandQueueName(b), {
+          prefix,
+          settings: { lockDuration: 5000, lockRenewTime: 2500, stalledInterval: 1000, maxStalledCount: 2 },
+          createClient: (type) =>
+            (type === 'client'
+              ? client
+              : type === 'subscriber'
+                ? subscriber
+                : new Redis(REDIS_URL, { maxRetriesPerRequest: null, enableReadyCheck: false })) as never,
+        }),
+    );
+  const band = (b: number) => bands[PRIORITY_BANDS.indexOf(b)];
+  const opts = { concurrency: 1, jobName: 'segment', idlePollMs: 60_000, retryDelayMs: 200 };
+  const until = async (what: string, cond: () => boolean | Promise<boolean>, ms = 15_000) => {
+    const end = Date.now() + ms;
+    while (!(await cond())) {
+      if (Date.now() > end) {
+        const states = await Promise.all(bands.map((q) => q.getJobCounts()));
+        throw new Error(`timed out waiting for ${what}; counts per band ${JSON.stringify(states)}`);
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  };
+
+  beforeEach(async () => {
+    prefix = `{bandtest_${randomBytes(4).toString('hex')}}`;
+    client = new Redis(REDIS_URL, { enableAutoPipelining: true });
+    subscriber = new Redis(REDIS_URL, { maxRetriesPerRequest: null, enableReadyCheck: false });
+    client.setMaxListeners(0);
+    subscriber.setMaxListeners(0);
+    bands = makeBands();
+    await Promise.all(bands.map((q) => q.isReady()));
+  });
+
+  afterEach(async () => {
+    await consumer?.stop();
+    consumer = undefined;
+    await Promise.all(bands.map((q) => q.obliterate({ force: true }).then(() => q.close())));
+    client.disconnect();
+    subscriber.disconnect();
+  });
+
+  it('takes jobs from the most urgent non-empty band first, first in first out within a band', async () => {
+    // Added in an order unrelated to priority: (band, n).
+    const adds: Array<[number, number]> = [
+      [1, 1], [5, 2], [10, 3], [1, 4], [7, 5], [10, 6], [5, 7], [2, 8], [10, 9], [7, 10],
+    ];
+    for (const [b, n] of adds) await band(b).add('segment', { n }, { jobId: `j${n}` });
+    const seen: number[] = [];
+    consumer = new BandConsumer(bands, client, opts);
+    await consumer.start(async (job: Job<{ n: number }>) => {
+      seen.push(job.data.n);
+    });
+    await until('all processed', () => seen.length === adds.length);
+    expect(seen).toEqual([3, 6, 9, 5, 10, 2, 7, 8, 1, 4]);
+    // Completed in Bull (moved by Bull's own processJob), in their own band queue.
+    expect((await band(10).getJobCounts()).completed).toBe(3);
+    expect((await band(1).getJobCounts()).completed).toBe(2);
+    expect(await band(1).getJob('j1').then((j) => j?.finishedOn)).toBeGreaterThan(0);
+  });
+
+  it('wakes on a job added while every band is empty (pub/sub, not the idle poll), then waits again', async () => {
+    const seen: number[] = [];
+    consumer = new BandConsumer(bands, client, opts); // idle poll 60 s: only the wake-up can start it
+    await consumer.start(async (job: Job<{ n: number }>) => {
+      seen.push(job.data.n);
+    });
+    await new Promise((r) => setTimeout(r, 300)); // every slot parked
+    await band(4).add('segment', { n: 1 });
+    await until('the job added to an idle consumer', () => seen.length === 1, 10_000);
+    await band(9).add('segment', { n: 2 });
+    await until('a second one', () => seen.length === 2, 10_000);
+    expect(seen).toEqual([1, 2]);
+  });
+
+  it('retries a failing job with Bull backoff in its band, and the retry is taken when due', async () => {
+    let calls = 0;
+    consumer = new BandConsumer(bands, client, opts);
+    await consumer.start(async () => {
+      calls += 1;
+      if (calls < 3) throw new Error(`boom ${calls}`);
+      return 'ok';
+    });
+    await band(6).add('segment', { n: 1 }, { jobId: 'retry-me', attempts: 3, backoff: { type: 'exponential', delay: 100 } });
+    await until('third attempt', async () => (await band(6).getJob('retry-me'))?.finishedOn !== undefined);
+    const job = (await band(6).getJob('retry-me'))!;
+    expect(calls).toBe(3);
+    expect(job.attemptsMade).toBe(2); // two failures recorded before the success
+    expect(await job.getState()).toBe('completed');
+  });
+
+  it('a job that used every attempt ends failed (errors are not swallowed)', async () => {
+    consumer = new BandConsumer(bands, client, opts);
+    await consumer.start(async () => {
+      throw new Error('always');
+    });
+    await band(3).add('segment', { n: 1 }, { jobId: 'doomed', attempts: 2 });
+    await until('failed', async () => (await band(3).getJob('doomed').then((j) => j?.getState())) === 'failed');
+    expect((await band(3).getJob('doomed'))!.failedReason).toBe('always');
+  });
+
+  it('takes nothing while paused (local pause, admin pause) and resumes', async () => {
+    const seen: number[] = [];
+    consumer = new BandConsumer(bands, client, opts);
+    consumer.pause();
+    await consumer.start(async (job: Job<{ n: number }>) => {
+      seen.push(job.data.n);
+    });
+    await band(8).add('segment', { n: 1 });
+    await new Promise((r) => setTimeout(r, 500));
+    expect(seen).toEqual([]);
+    expect(await band(8).getJob(String((await band(8).getWaiting())[0]?.id)).then((j) => j?.getState())).toBe('waiting');
+
+    // Admin pause (Bull's global pause of every band) while the local pause is lifted: still nothing.
+    await Promise.all(bands.map((q) => q.pause()));
+    consumer.resume();
+    await band(2).add('segment', { n: 2 });
+    await new Promise((r) => setTimeout(r, 500));
+    expect(seen).toEqual([]);
+
+    await Promise.all(bands.map((q) => q.resume())); // publishes `resumed`: the parked slots wake
+    await until('both taken after resume', () => seen.length === 2, 10_000);
+    expect(seen).toEqual([1, 2]); // band 8 before band 2
+  });
+
+  it('a job left active without a lock (its worker died between pop and lock) is moved back and processed', async () => {
+    await band(5).add('segment', { n: 1 }, { jobId: 'orphan' });
+    // What a process killed right after the pop leaves: the id in `active`, no lock.
+    await client.rpoplpush(`${prefix}:${bandQueueName(5)}:wait`, `${prefix}:${bandQueueName(5)}:active`);
+    const seen: number[] = [];
+    consumer = new BandConsumer(bands, client, opts);
+    await consumer.start(async (job: Job<{ n: number }>) => {
+      seen.push(job.data.n);
+    });
+    await until('the orphan processed', () => seen.length === 1, 15_000);
+    expect(await band(5).getJob('orphan').then((j) => j?.getState())).toBe('completed');
+  });
+});
