@@ -21,6 +21,11 @@ export class SegmentationQueue {
     @Inject(queueConfig.KEY) private readonly cfg: ConfigType<typeof queueConfig>,
   ) {}
 
+  /** Every Bull queue this producer owns (shown by the queue dashboard). */
+  bullQueues(): Queue[] {
+    return [this.queue, this.deadLetter];
+  }
+
   jobOptions(req: EnqueueRequest): JobOptions {
     return {
       jobId: req.jobId,
