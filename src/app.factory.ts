@@ -10,6 +10,7 @@ import { ShutdownState } from './common/shutdown-state';
 import { randomUUID } from 'node:crypto';
 import { uploadsConfig } from './config/configuration';
 import { useRealtimeAdapter } from './realtime/redis-io.adapter';
+import { mountQueueBoard } from './queue/board/queue-board';
 
 export interface CreateAppOptions {
   role: AppRole;
@@ -48,6 +49,7 @@ export async function createApp(opts: CreateAppOptions): Promise<NestFastifyAppl
     const uploads = app.get<{ maxBytes: number }>(uploadsConfig.KEY);
     await app.register(multipart as never, { limits: { fileSize: uploads.maxBytes, files: 1, fields: 5, parts: 6 } });
     setupSwagger(app);
+    await mountQueueBoard(app);
     await useRealtimeAdapter(app);
   }
 

@@ -1,0 +1,80 @@
+import { Logger } from '@nestjs/common';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { getStorageToken, type ThrottlerStorage } from '@nestjs/throttler';
+import { createBullBoard } from '@bull-board/api';
+import { BullAdapter } from '@bull-board/api/bullAdapter';
+import { FastifyAdapter } from '@bull-board/fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { STATUS_CODES } from 'node:http';
+import { AuthService } from '../../auth/auth.service';
+import { UsersService } from '../../auth/users.service';
+import { toErrorBody } from '../../common/http-exception.filter';
+import { redactSecrets } from '../../common/redact';
+import { SegmentationQueue } from '../segmentation-queue';
+import { BoardAuthenticator } from './board-auth';
+
+/** Where the dashboard lives (routes registered on Fastify directly, so the global prefix is spelled out). */
+export const QUEUE_BOARD_PATH = '/api/admin/queues';
+export const QUEUE_BOARD_REALM = 'spheroseg queues';
+
+/**
+ * Mounts the Bull dashboard (@bull-board) on the app's Fastify instance, for admins only. Call it for
+ * serving roles (`api`, `all`) before the app starts listening.
+ *
+ * The board's routes bypass Nest (no global AuthGuard, no exception filter), so an `onRequest` hook in
+ * the board's own encapsulated Fastify context checks every request under the prefix — pages, JSON API
+ * and static assets alike — with `BoardAuthenticator`. No or bad credentials get 401 with a Basic
+ * challenge, so a browser shows its login prompt.
+ *
+ * The queues are read-only on the board: jobs are added, removed, paused and retried through the API
+ * (SegmentationQueue, the task store), which keeps PostgreSQL and Bull in step; the board's own
+ * add/clean/empty/retry/pause actions would bypass it.
+ */
+export async function mountQueueBoard(app: NestFastifyApplication): Promise<void> {
+  const serverAdapter = new FastifyAdapter().setBasePath(QUEUE_BOARD_PATH);
+  createBullBoard({
+    queues: app
+      .get(SegmentationQueue, { strict: false })
+      .bullQueues()
+      .map((queue) => new BullAdapter(queue, { readOnlyMode: true })),
+    serverAdapter,
+    options: { uiConfig: { boardTitle: 'spheroseg queues' } },
+  });
+
+  const authenticator = new BoardAuthenticator(
+    app.get(AuthService, { strict: false }),
+    app.get(UsersService, { strict: false }),
+    app.get<symbol, ThrottlerStorage>(getStorageToken(), { strict: false }),
+  );
+  const logger = new Logger('QueueBoard');
+
+  const guard = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    let status: number;
+    let message: string;
+    let retryAfter: number | undefined;
+    try {
+      const result = await authenticator.authenticate(req.headers.authorization, req.ip);
+      if (result.ok) return;
+      ({ status, message } = result);
+      retryAfter = result.retryAfterSeconds;
+    } catch (err) {
+      // The credentials are never part of what is logged.
+      logger.error({ err: redactSecrets((err as Error)?.message ?? String(err)) }, 'queue board authentication failed');
+      const body = toErrorBody(err) as { statusCode: number; message: string };
+      status = body.statusCode;
+      message = body.message;
+      retryAfter = status === 503 ? 5 : undefined;
+    }
+    if (status === 401) void reply.header('www-authenticate', `Basic realm="${QUEUE_BOARD_REALM}", charset="UTF-8"`);
+    if (retryAfter !== undefined) void reply.header('retry-after', String(retryAfter));
+    await reply.code(status).send({ statusCode: status, error: STATUS_CODES[status] ?? 'Error', message });
+  };
+
+  await app.register(
+    async (scope: FastifyInstance) => {
+      scope.addHook('onRequest', guard);
+      await scope.register(serverAdapter.registerPlugin());
+    },
+    { prefix: QUEUE_BOARD_PATH },
+  );
+}
