@@ -45,11 +45,6 @@ export class SegmentationQueue {
     return this.byBand.get(bandOf(priority, this.cfg.priorityEnabled))!;
   }
 
-  /** Every Bull queue this producer owns (shown by the queue dashboard). */
-  bullQueues(): Queue[] {
-    return [this.queue, this.deadLetter];
-  }
-
   jobOptions(req: EnqueueRequest): JobOptions {
     return {
       jobId: req.jobId,
