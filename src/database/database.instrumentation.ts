@@ -73,19 +73,21 @@ export class DatabaseInstrumentation implements OnModuleInit {
     };
   }
 
+  /** Records one query's duration; slow ones are counted and logged (statement only, never its parameters). */
+  observeQuery(ms: number, query: string): void {
+    this.metrics.dbQueryDuration.observe(ms / 1000);
+    if (ms > this.cfg.slowQueryMs) {
+      this.metrics.dbSlowQueries.inc();
+      this.poolStats.recordSlowQuery();
+      // The statement only, never its parameters (they may carry personal data or hashes).
+      this.logger.warn({ durationMs: ms, query: query.slice(0, 500) }, 'slow query');
+    }
+  }
+
   private querySubscriber(): EntitySubscriberInterface {
-    const slowMs = this.cfg.slowQueryMs;
     return {
       afterQuery: (event: AfterQueryEvent<unknown>) => {
-        const ms = event.executionTime;
-        if (ms === undefined) return;
-        this.metrics.dbQueryDuration.observe(ms / 1000);
-        if (ms > slowMs) {
-          this.metrics.dbSlowQueries.inc();
-          this.poolStats.recordSlowQuery();
-          // The statement only, never its parameters (they may carry personal data or hashes).
-          this.logger.warn({ durationMs: ms, query: event.query.slice(0, 500) }, 'slow query');
-        }
+        if (event.executionTime !== undefined) this.observeQuery(event.executionTime, event.query);
       },
     };
   }

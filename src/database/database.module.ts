@@ -10,6 +10,7 @@ import { DatabaseInstrumentation } from './database.instrumentation';
 import { PoolStatsService } from './pool-stats.service';
 import { DatabaseHealthIndicator } from './database.health';
 import { tolerateUnreachableReplicasAtStart } from './replica-pools';
+import { PreparedQueries } from './prepared-queries';
 
 /**
  * TypeORM over a bounded pg pool. The DataSource handed to the rest of the app is created only after
@@ -38,7 +39,7 @@ import { tolerateUnreachableReplicasAtStart } from './replica-pools';
       },
     }),
   ],
-  providers: [DatabaseInstrumentation, PoolStatsService, DatabaseHealthIndicator],
-  exports: [PoolStatsService, DatabaseHealthIndicator],
+  providers: [DatabaseInstrumentation, PoolStatsService, DatabaseHealthIndicator, PreparedQueries],
+  exports: [PoolStatsService, DatabaseHealthIndicator, PreparedQueries],
 })
 export class DatabaseModule {}

@@ -1,5 +1,7 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
+import http from 'node:http';
+import https from 'node:https';
 import { mlConfig } from '../config/configuration';
 import type { MlHealthResponse, MlPolygon, MlSegmentRequest, MlSegmentResults } from '../common/contracts';
 import {
@@ -11,14 +13,47 @@ import {
   sanitizeMlMessage,
 } from './ml.errors';
 
+/** Idle keep-alive connections are closed after this (below the 5 s default of common servers). */
+const IDLE_SOCKET_MS = 4000;
+
+interface Answer {
+  status: number;
+  text: string;
+}
+
 /**
  * The only place that talks HTTP to the ML service (CONTRACT §8). Every outcome is either a validated
  * result or one of the typed errors of `ml.errors.ts`; nothing here opens a connection until called.
  * Error messages never quote the service URL (it may carry credentials) nor server paths.
+ *
+ * Plain `node:http`/`node:https` over one keep-alive agent rather than the global `fetch`: fetch's
+ * WHATWG streams and header objects cost several times the CPU per call, which showed on saturated
+ * workers. Redirects are never followed (a 3xx is a malformed answer), an aborted signal destroys the
+ * request's socket, and idle connections are closed after {@link IDLE_SOCKET_MS}.
  */
 @Injectable()
-export class MlHttpClient {
-  constructor(@Inject(mlConfig.KEY) private readonly cfg: ConfigType<typeof mlConfig>) {}
+export class MlHttpClient implements OnApplicationShutdown {
+  private readonly base: URL;
+  private readonly transport: typeof http | typeof https;
+  private readonly agent: http.Agent;
+  /** `user:password` from the URL, sent as Basic auth (never quoted in messages). */
+  private readonly auth?: string;
+
+  constructor(@Inject(mlConfig.KEY) private readonly cfg: ConfigType<typeof mlConfig>) {
+    this.base = new URL(cfg.url);
+    const secure = this.base.protocol === 'https:';
+    this.transport = secure ? https : http;
+    const agentOptions = { keepAlive: true, keepAliveMsecs: 1000, timeout: IDLE_SOCKET_MS, noDelay: true, scheduling: 'lifo' as const };
+    this.agent = secure ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
+    if (this.base.username || this.base.password) {
+      this.auth = `${decodeURIComponent(this.base.username)}:${decodeURIComponent(this.base.password)}`;
+    }
+  }
+
+  /** Closes the idle keep-alive connections (in-flight calls are aborted through their signals). */
+  onApplicationShutdown(): void {
+    this.agent.destroy();
+  }
 
   /**
    * POST `/segment`. `signal` aborts the request and its socket. When the signal's `reason` is an
@@ -26,12 +61,7 @@ export class MlHttpClient {
    * any other reason becomes {@link MlAbortedError}.
    */
   async segment(req: MlSegmentRequest, signal: AbortSignal): Promise<MlSegmentResults> {
-    const body = await this.request('/segment', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json' },
-      body: JSON.stringify({ image_path: req.image_path, task_id: req.task_id }),
-      signal,
-    });
+    const body = await this.request('/segment', 'POST', signal, JSON.stringify({ image_path: req.image_path, task_id: req.task_id }));
     const results = parseSegmentBody(body);
     if (!results) throw new MlServiceError('ML service returned a malformed segmentation response');
     return results;
@@ -39,69 +69,78 @@ export class MlHttpClient {
 
   /** GET `/health`, bounded by `timeoutMs`. Resolves with the service's answer or throws a typed error. */
   async health(timeoutMs: number): Promise<MlHealthResponse> {
-    const body = await this.request('/health', {
-      method: 'GET',
-      headers: { accept: 'application/json' },
-      signal: AbortSignal.timeout(timeoutMs),
-      timeoutMs,
-    });
+    const body = await this.request('/health', 'GET', AbortSignal.timeout(timeoutMs), undefined, timeoutMs);
     if (!isObject(body) || typeof body.status !== 'string') {
       throw new MlServiceError('ML service returned a malformed health response');
     }
     return { status: body.status, model_loaded: body.model_loaded === true };
   }
 
-  private async request(
-    path: string,
-    init: {
-      method: string;
-      headers: Record<string, string>;
-      body?: string;
-      signal: AbortSignal;
-      timeoutMs?: number;
-    },
-  ): Promise<unknown> {
-    const { signal } = init;
-    let res: Response;
+  private async request(path: string, method: string, signal: AbortSignal, body?: string, timeoutMs?: number): Promise<unknown> {
+    let res: Answer;
     try {
-      res = await fetch(`${this.cfg.url}${path}`, {
-        method: init.method,
-        headers: init.headers,
-        body: init.body,
-        signal,
-        redirect: 'error',
-      });
+      res = await this.exchange(path, method, signal, body);
     } catch (err) {
-      throw this.transportError(err, signal, init.timeoutMs);
+      throw this.transportError(err, signal, timeoutMs);
     }
-
-    let text: string;
-    try {
-      text = await res.text();
-    } catch (err) {
-      throw this.transportError(err, signal, init.timeoutMs);
-    }
-
-    if (res.status >= 400 && res.status < 500) {
+    const { status, text } = res;
+    if (status >= 400 && status < 500) {
       const parsed = tryJson(text);
       const message = isObject(parsed) ? parsed.error : undefined;
-      throw new MlBadInputError(
-        sanitizeMlMessage(message, `ML service rejected the input (${res.status})`),
-        res.status,
-      );
+      throw new MlBadInputError(sanitizeMlMessage(message, `ML service rejected the input (${status})`), status);
     }
-    if (res.status >= 500)
-      throw new MlServiceError(`ML service failed with status ${res.status}`, res.status);
-    if (res.status < 200 || res.status >= 300) {
-      throw new MlServiceError(`ML service answered with unexpected status ${res.status}`, res.status);
+    if (status >= 500) throw new MlServiceError(`ML service failed with status ${status}`, status);
+    if (status < 200 || status >= 300) {
+      // includes 3xx: redirects are refused, never followed
+      throw new MlServiceError(`ML service answered with unexpected status ${status}`, status);
     }
     const parsed = tryJson(text);
-    if (parsed === undefined)
-      throw new MlServiceError('ML service returned a body that is not JSON', res.status);
+    if (parsed === undefined) throw new MlServiceError('ML service returned a body that is not JSON', status);
     return parsed;
   }
 
-  /** Maps a fetch/body-read failure to a typed error, without quoting the URL. */
+  /** One HTTP exchange; rejects with the transport error (or the signal's reason) when it fails. */
+  private exchange(path: string, method: string, signal: AbortSignal, body?: string): Promise<Answer> {
+    return new Promise<Answer>((resolve, reject) => {
+      if (signal.aborted) {
+        reject(signal.reason);
+        return;
+      }
+      const headers: http.OutgoingHttpHeaders = { accept: 'application/json' };
+      if (body !== undefined) {
+        headers['content-type'] = 'application/json';
+        headers['content-length'] = Buffer.byteLength(body);
+      }
+      const req = this.transport.request({
+        protocol: this.base.protocol,
+        hostname: this.base.hostname.replace(/^\[|\]$/g, ''),
+        port: this.base.port || undefined,
+        path: this.base.pathname.replace(/\/+$/, '') + path,
+        method,
+        headers,
+        auth: this.auth,
+        agent: this.agent,
+        signal,
+      });
+      req.once('error', reject);
+      req.once('response', (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.once('error', reject);
+        res.once('end', () => {
+          const text = chunks.length === 1 ? chunks[0].toString('utf8') : Buffer.concat(chunks).toString('utf8');
+          resolve({ status: res.statusCode ?? 0, text });
+        });
+        // connection lost mid-body (no 'end'): a transport failure
+        res.once('close', () => {
+          if (!res.complete) reject(Object.assign(new Error('response aborted'), { code: 'ECONNRESET' }));
+        });
+      });
+      req.end(body);
+    });
+  }
+
+  /** Maps a request/body-read failure to a typed error, without quoting the URL. */
   private transportError(err: unknown, signal: AbortSignal, timeoutMs?: number): MlError {
     if (signal.aborted) {
       const reason: unknown = signal.reason;
@@ -118,7 +157,7 @@ export class MlHttpClient {
 }
 
 function errorCode(err: unknown): string | undefined {
-  // undici: TypeError('fetch failed') with `cause` = system error (ECONNREFUSED, ECONNRESET, ...)
+  // a system error (ECONNREFUSED, ECONNRESET, ...), possibly wrapped in `cause`
   for (let e: unknown = err, i = 0; e && i < 4; e = (e as { cause?: unknown }).cause, i++) {
     const code = (e as { code?: unknown }).code;
     if (typeof code === 'string' && /^[A-Z0-9_]+$/.test(code)) return code;

@@ -19,7 +19,12 @@ export class HandedBackError extends Error {}
 
 export interface RunContext {
   signal: AbortSignal;
-  progress(pct: number): Promise<void>;
+  /**
+   * Bull's job progress. Not called any more: progress lives in the task's PostgreSQL row (`progress`,
+   * read by the API) and in `segmentation:progress` events; nothing reads Bull's copy, and writing it
+   * cost two Redis round trips per job. Kept optional so existing callers still compile.
+   */
+  progress?(pct: number): Promise<void>;
 }
 
 export type RunOutcome = 'completed' | 'dropped';
@@ -56,7 +61,6 @@ export class TaskRunner {
     if (!(await this.isInsideUploads(storagePath))) {
       return this.fail(task, 'image file is missing or outside the upload directory', false);
     }
-    await ctx.progress(10);
     this.realtime.toUser(task.userId, 'segmentation:progress', { taskId: task.taskId, imageId: task.imageId, progress: 10 });
 
     for (;;) {
@@ -68,7 +72,7 @@ export class TaskRunner {
       }
       try {
         const results = await this.ml.segment({ image_path: storagePath, task_id: task.taskId }, { signal: ctx.signal });
-        return await this.succeed(task, results, ctx);
+        return await this.succeed(task, results);
       } catch (err) {
         if (err instanceof MlAbortedError) return this.handBack(task);
         if (err instanceof MlCircuitOpenError) {
@@ -92,9 +96,9 @@ export class TaskRunner {
     );
   }
 
-  private async succeed(task: TaskEntity, results: Parameters<TaskStore['complete']>[1], ctx: RunContext): Promise<RunOutcome> {
-    void ctx.progress(90); // best effort: the completion below supersedes it
-    this.realtime.toUser(task.userId, 'segmentation:progress', { taskId: task.taskId, imageId: task.imageId, progress: 90 });
+  private async succeed(task: TaskEntity, results: Parameters<TaskStore['complete']>[1]): Promise<RunOutcome> {
+    // No `progress: 90` event: it went out just before `completed`, with only the completion write
+    // between them (one more Redis publish and Socket.IO fan-out per job that no user could see).
     const done = await this.store.complete(task.taskId, results);
     if (!done) {
       this.metrics.jobsTotal.inc({ result: 'discarded' });

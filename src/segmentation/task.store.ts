@@ -6,6 +6,7 @@ import type { MlSegmentResults } from '../common/contracts';
 import { ResultEntity } from './result.entity';
 import { TaskEntity } from './task.entity';
 import { fromWirePolygon } from './views';
+import { PreparedQueries } from '../database/prepared-queries';
 
 export interface NewTask {
   taskId: string;
@@ -26,6 +27,7 @@ export class TaskStore {
     @InjectDataSource() private readonly ds: DataSource,
     @InjectRepository(TaskEntity) private readonly tasks: Repository<TaskEntity>,
     @InjectRepository(ResultEntity) private readonly results: Repository<ResultEntity>,
+    private readonly prepared: PreparedQueries,
   ) {}
 
   transaction<T>(fn: (m: EntityManager) => Promise<T>): Promise<T> {
@@ -137,7 +139,8 @@ export class TaskStore {
                     FROM t WHERE images.id = t.image_id RETURNING images.storage_path)
          SELECT t.*, i.storage_path FROM t LEFT JOIN i ON TRUE`
       : update;
-    const rows = rowsOf(await (m ?? this.ds.manager).query(sql, params));
+    // Outside a transaction: a prepared statement (the shapes are few and fixed, see `sets` above).
+    const rows = m ? rowsOf(await m.query(sql, params)) : await this.prepared.rows(sql, params);
     return rows.length ? fromRow(rows[0]) : null;
   }
 
@@ -154,16 +157,14 @@ export class TaskStore {
    * takes the task's row lock, so two runs of one job cannot both complete it.
    */
   async complete(taskId: string, results: MlSegmentResults): Promise<TaskEntity | null> {
-    const rows = rowsOf(
-      await this.ds.query('SELECT * FROM spheroseg_complete_task($1, $2, $3, $4, $5, $6::jsonb)', [
-        taskId,
-        results.image_width,
-        results.image_height,
-        Math.round(results.processing_time_ms),
-        results.polygons.filter((p) => p.type === 'external').length,
-        JSON.stringify(results.polygons.map(fromWirePolygon)),
-      ]),
-    );
+    const rows = await this.prepared.rows('SELECT * FROM spheroseg_complete_task($1, $2, $3, $4, $5, $6::jsonb)', [
+      taskId,
+      results.image_width,
+      results.image_height,
+      Math.round(results.processing_time_ms),
+      results.polygons.filter((p) => p.type === 'external').length,
+      JSON.stringify(results.polygons.map(fromWirePolygon)),
+    ]);
     return rows.length ? fromRow(rows[0]) : null;
   }
 
