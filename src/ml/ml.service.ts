@@ -32,6 +32,8 @@ export interface MlSegmentOptions {
   signal?: AbortSignal;
 }
 
+/** How long a half-open circuit waits for a real trial call before probing `/health` itself. */
+const IDLE_PROBE_GRACE_MS = 500;
 const STATE_GAUGE: Record<CircuitState, number> = { closed: 0, halfOpen: 1, open: 2 };
 
 type Action = (req: MlSegmentRequest, controller: AbortController) => Promise<MlSegmentResults>;
@@ -54,6 +56,7 @@ export class MlService implements OnApplicationShutdown {
   private readonly events = new EventEmitter();
   private readonly waiters = new Set<(err?: Error) => void>();
   private destroyed = false;
+  private probeTimer?: NodeJS.Timeout;
 
   constructor(
     private readonly client: MlHttpClient,
@@ -80,7 +83,10 @@ export class MlService implements OnApplicationShutdown {
       },
     );
     this.breaker.on('open', () => this.changed('open'));
-    this.breaker.on('halfOpen', () => this.changed('halfOpen'));
+    this.breaker.on('halfOpen', () => {
+      this.changed('halfOpen');
+      this.scheduleIdleProbe();
+    });
     this.breaker.on('close', () => this.changed('closed'));
     this.metrics.mlCircuitState.set(STATE_GAUGE.closed);
   }
@@ -217,9 +223,38 @@ export class MlService implements OnApplicationShutdown {
   onApplicationShutdown(): void {
     if (this.destroyed) return;
     this.destroyed = true;
+    clearTimeout(this.probeTimer);
     this.breaker.shutdown();
     for (const w of [...this.waiters]) w(new MlCircuitOpenError('ML circuit breaker is shut down'));
     this.events.removeAllListeners();
+  }
+
+  /**
+   * A half-open circuit is decided by its next call. A worker with no job to try (its queue share went
+   * to other workers meanwhile) would stay half-open — and report it in `ml:status` — indefinitely, so
+   * when no trial call has started shortly after, it asks the service's `/health` itself: answered →
+   * close, else open again (and half-open after ML_BREAKER_RESET_TIMEOUT, and so on).
+   */
+  private scheduleIdleProbe(): void {
+    clearTimeout(this.probeTimer);
+    this.probeTimer = setTimeout(() => void this.idleProbe(), IDLE_PROBE_GRACE_MS);
+    this.probeTimer.unref();
+  }
+
+  private async idleProbe(): Promise<void> {
+    const trialSlotFree = () => !this.destroyed && this.breaker.halfOpen && this.breaker.pendingClose;
+    if (!trialSlotFree()) return; // a real call is the trial
+    let healthy: boolean;
+    try {
+      await this.client.health(this.cfg.timeoutMs);
+      healthy = true;
+    } catch {
+      healthy = false;
+    }
+    if (!trialSlotFree()) return;
+    this.logger.log({ healthy }, 'idle half-open circuit probed the ML service');
+    if (healthy) this.breaker.close();
+    else this.breaker.open();
   }
 
   private changed(state: CircuitState): void {

@@ -20,9 +20,9 @@ export class HandedBackError extends Error {}
 export interface RunContext {
   signal: AbortSignal;
   /**
-   * Bull's job progress. Not called any more: progress lives in the task's PostgreSQL row (`progress`,
-   * read by the API) and in `segmentation:progress` events; nothing reads Bull's copy, and writing it
-   * cost two Redis round trips per job. Kept optional so existing callers still compile.
+   * Bull's copy of the job's progress (shown by the queue dashboard). Not awaited: the truth is the
+   * task's PostgreSQL row and the `segmentation:progress` events, and a Redis round trip per job on
+   * the critical path cost throughput.
    */
   progress?(pct: number): Promise<void>;
 }
@@ -61,6 +61,7 @@ export class TaskRunner {
     if (!(await this.isInsideUploads(storagePath))) {
       return this.fail(task, 'image file is missing or outside the upload directory', false);
     }
+    void ctx.progress?.(10);
     this.realtime.toUser(task.userId, 'segmentation:progress', { taskId: task.taskId, imageId: task.imageId, progress: 10 });
 
     for (;;) {

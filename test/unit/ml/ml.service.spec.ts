@@ -159,6 +159,38 @@ describe('MlService (real HTTP against ml-stub)', () => {
     expect(states).toEqual(['open', 'halfOpen', 'open']);
   });
 
+  it('an idle half-open circuit (no trial call) probes /health: healthy → closed, unhealthy → open again', async () => {
+    await setup({ ML_BREAKER_RESET_TIMEOUT: '300' });
+    stub.behave({ status: 500 }).behaveHealth({ status: 503 });
+    for (let i = 0; i < 3; i++) await ml.segment(req(i)).catch(() => undefined);
+    const segmentCalls = stub.calls.length;
+    // Nobody calls segment from here on: only the probe can move the circuit.
+    const until = async (cond: () => boolean) => {
+      for (let i = 0; i < 200 && !cond(); i++) await new Promise((r) => setTimeout(r, 25));
+    };
+    await until(() => states.filter((s) => s === 'open').length >= 2);
+    expect(states.slice(0, 3)).toEqual(['open', 'halfOpen', 'open']); // /health answered 503
+    expect(stub.healthCalls).toBeGreaterThanOrEqual(1);
+
+    stub.behaveHealth({});
+    await until(() => ml.state() === 'closed');
+    expect(ml.state()).toBe('closed');
+    expect(states[states.length - 1]).toBe('closed');
+    expect(stub.calls.length).toBe(segmentCalls); // decided by /health alone, no segment call
+  });
+
+  it('a half-open trial call in flight is not overridden by the idle probe', async () => {
+    await setup({ ML_BREAKER_RESET_TIMEOUT: '300' });
+    stub.behave({ status: 500 });
+    for (let i = 0; i < 3; i++) await ml.segment(req(i)).catch(() => undefined);
+    await ml.waitUntilCallable();
+    const healthBefore = stub.healthCalls;
+    stub.behave({ latencyMs: 1200, status: 500 }); // the trial outlasts the probe's grace
+    await expect(ml.segment(req(12))).rejects.toBeInstanceOf(MlServiceError);
+    expect(stub.healthCalls).toBe(healthBefore); // /health is healthy, but the trial decided: open
+    expect(states).toEqual(['open', 'halfOpen', 'open']);
+  });
+
   it('waitUntilCallable resolves at once when closed and rejects when its signal aborts', async () => {
     await setup();
     await expect(ml.waitUntilCallable()).resolves.toBeUndefined();
