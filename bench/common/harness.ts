@@ -229,6 +229,7 @@ export async function stopAllBackends(): Promise<void> {
   await Promise.all([...backends].map((b) => b.stop()));
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- callers name the body type they expect; untyped callers read loose JSON
 export async function json<T = any>(res: Response | Promise<Response>, expect?: number | number[]): Promise<T> {
   const r = await res;
   const text = await r.text();
