@@ -1,10 +1,9 @@
 /**
  * Realtime latency: from the moment the ML stub sends a task's response to the moment a
  * socket.io-client connected to a *different* api process (B) than the one that enqueued (A) gets
- * `segmentation:completed`. Also the `segmentation:progress` 90 event (published by the worker right
- * after the ML answer, before the result is written), which splits the path into "DB completion" and
- * "Redis → Socket.IO delivery". Baselines in the same run: Redis PING round trip and raw Redis
- * PUBLISH → SUBSCRIBE latency.
+ * `segmentation:completed`: the worker's result transaction in PostgreSQL, its Bull completion, the
+ * Redis emitter publish and the Socket.IO delivery by api B. Baselines in the same run: Redis PING
+ * round trip and raw Redis PUBLISH → SUBSCRIBE latency.
  *
  *   node dist/bench/realtime/run.js            # BENCH_TASKS=400, BENCH_RATE=25 tasks/s by default
  */
@@ -82,11 +81,7 @@ runMain(async () => {
     socket.once('connect_error', (e) => reject(e));
   });
   const completedAt = new Map<string, number>();
-  const progress90At = new Map<string, number>();
   socket.on('segmentation:completed', (p: { taskId: string }) => completedAt.set(p.taskId, performance.now()));
-  socket.on('segmentation:progress', (p: { taskId: string; progress: number }) => {
-    if (p.progress === 90) progress90At.set(p.taskId, performance.now());
-  });
 
   const busy = await waitForQuiet();
   const taskIds: string[] = [];
@@ -103,22 +98,15 @@ runMain(async () => {
   socket.close();
   const measured = taskIds.slice(WARMUP);
   const e2e: number[] = [];
-  const toProgress: number[] = [];
-  const dbPart: number[] = [];
   let missing = 0;
   for (const id of measured) {
     const sent = stub.sentAt.get(id);
     const done = completedAt.get(id);
-    const p90 = progress90At.get(id);
     if (sent === undefined || done === undefined) {
       missing++;
       continue;
     }
     e2e.push(done - sent);
-    if (p90 !== undefined) {
-      toProgress.push(p90 - sent);
-      dbPart.push(done - p90);
-    }
   }
   for (const b of [apiA, apiB, worker]) await b.stop();
 
@@ -128,8 +116,6 @@ runMain(async () => {
     ['what', 'n', 'p50 ms', 'p99 ms', 'max ms'],
     [
       row('ML response sent → `segmentation:completed` on api B (end to end)', e2e),
-      row('ML response sent → `segmentation:progress` 90 on api B', toProgress),
-      row('`progress` 90 → `completed` on api B (result written in PostgreSQL)', dbPart),
       row('baseline: Redis PING round trip', base.ping),
       row('baseline: Redis PUBLISH → SUBSCRIBE message', base.pubsub),
     ],
