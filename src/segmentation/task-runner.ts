@@ -25,6 +25,11 @@ export interface RunContext {
    * the critical path cost throughput.
    */
   progress?(pct: number): Promise<void>;
+  /**
+   * Called once the ML call has returned (whatever its outcome): QUEUE_CONCURRENCY bounds the calls in
+   * flight to the ML service, so the worker may start its next job while this one records its outcome.
+   */
+  releaseSlot?(): void;
 }
 
 export type RunOutcome = 'completed' | 'dropped';
@@ -73,8 +78,10 @@ export class TaskRunner {
       }
       try {
         const results = await this.ml.segment({ image_path: storagePath, task_id: task.taskId }, { signal: ctx.signal });
+        ctx.releaseSlot?.();
         return await this.succeed(task, results);
       } catch (err) {
+        if (!(err instanceof MlCircuitOpenError)) ctx.releaseSlot?.(); // else it calls again below
         if (err instanceof MlAbortedError) return this.handBack(task);
         if (err instanceof MlCircuitOpenError) {
           // Did not reach the ML service: keep the attempt, wait for the circuit to move on.

@@ -144,6 +144,46 @@ describe('BandConsumer (real Redis)', () => {
     expect(seen).toEqual([1, 2]); // band 8 before band 2
   });
 
+  it('releaseSlot lets the slot take its next job while the job finishes, but never more than one finishing', async () => {
+    for (let n = 1; n <= 3; n++) await band(5).add('segment', { n }, { jobId: `e${n}` });
+    const started: number[] = [];
+    const finish = new Map<number, () => void>();
+    consumer = new BandConsumer(bands, client, opts); // one slot
+    await consumer.start(async (job: Job<{ n: number }>, releaseSlot) => {
+      started.push(job.data.n);
+      releaseSlot();
+      await new Promise<void>((r) => finish.set(job.data.n, r));
+    });
+    await until('job 2 started while job 1 is still running', () => started.length === 2);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(started).toEqual([1, 2]); // job 3 waits: job 1 is still finishing
+    finish.get(1)!();
+    await until('job 3 started once job 1 finished', () => started.length === 3);
+    finish.get(2)!();
+    finish.get(3)!();
+    await until('all completed', async () => (await band(5).getJobCounts()).completed === 3);
+  });
+
+  it('a job fetched ahead is given back to the head of its band when the consumer pauses', async () => {
+    for (let n = 1; n <= 3; n++) await band(7).add('segment', { n }, { jobId: `a${n}` });
+    const started: number[] = [];
+    let finishFirst!: () => void;
+    consumer = new BandConsumer(bands, client, opts); // one slot: under load, it fetches job 2 ahead
+    await consumer.start(async (job: Job<{ n: number }>) => {
+      started.push(job.data.n);
+      if (job.data.n === 1) await new Promise<void>((r) => (finishFirst = r));
+    });
+    await until('job 1 running and job 2 fetched ahead', async () => started.length === 1 && (await band(7).getActiveCount()) === 2);
+    consumer.pause();
+    finishFirst();
+    await until('job 2 back in wait', async () => (await band(7).getActiveCount()) === 0 && (await band(7).getWaitingCount()) === 2);
+    expect(started).toEqual([1]);
+    expect(await client.exists(`${prefix}:${bandQueueName(7)}:a2:lock`)).toBe(0); // its lock was dropped
+    consumer.resume();
+    await until('2 then 3', () => started.length === 3);
+    expect(started).toEqual([1, 2, 3]); // job 2 kept its place at the head of the line
+  });
+
   it('a job left active without a lock (its worker died between pop and lock) is moved back and processed', async () => {
     await band(5).add('segment', { n: 1 }, { jobId: 'orphan' });
     // What a process killed right after the pop leaves: the id in `active`, no lock.

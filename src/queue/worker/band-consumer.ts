@@ -9,7 +9,8 @@ import type { RedisClient } from '../../redis/redis.factory';
  * or to failed/delayed, which applies `attempts` and the backoff.
  */
 interface BullInternals<T> {
-  keys: Record<'wait' | 'active', string>;
+  keys: Record<'wait' | 'active' | 'paused' | 'meta-paused', string>;
+  token: string;
   setHandler(name: string, handler: (job: Job<T>) => Promise<unknown>): void;
   _initProcess(): Promise<void>;
   moveToActive(jobId: string): Promise<Job<T> | null>;
@@ -33,10 +34,39 @@ return nil`;
 
 const POP_FIRST = 'spherosegPopFirstBand';
 
-type PopFirstClient = RedisClient & Record<typeof POP_FIRST, (n: number, ...keys: string[]) => Promise<[number, string] | null>>;
+/**
+ * Gives back a job this process took but has not started: drops its lock (if still ours), removes it
+ * from `active` and puts it at the head of the line again (the consuming end of `wait`, or of `paused`
+ * while the queue is paused — Bull renames one onto the other). KEYS = active, wait, paused,
+ * meta-paused, lock; ARGV = job id, lock token.
+ */
+const UNFETCH_LUA = `
+if redis.call('GET', KEYS[5]) == ARGV[2] then redis.call('DEL', KEYS[5]) end
+local removed = redis.call('LREM', KEYS[1], -1, ARGV[1])
+if removed > 0 then
+  local target = KEYS[2]
+  if redis.call('EXISTS', KEYS[4]) == 1 then target = KEYS[3] end
+  redis.call('RPUSH', target, ARGV[1])
+end
+return removed`;
+
+const UNFETCH = 'spherosegUnfetchJob';
+
+type ConsumerClient = RedisClient &
+  Record<typeof POP_FIRST, (n: number, ...keys: string[]) => Promise<[number, string] | null>> &
+  Record<typeof UNFETCH, (n: number, ...keysAndArgs: string[]) => Promise<number>>;
+
+/**
+ * Processes one job; resolves/rejects as Bull expects (rejection = failed attempt, retried per the
+ * job's options). `releaseSlot()` (optional, idempotent) says the job no longer needs its slot — for
+ * the worker, once the ML call has returned — so the slot takes its next job while this one records
+ * its outcome. The job still completes in Bull only when the handler settles; a slot holds at most
+ * one such finishing job besides the one it runs, so at most `concurrency` jobs are before that point.
+ */
+export type JobHandler<T> = (job: Job<T>, releaseSlot: () => void) => Promise<unknown>;
 
 export interface BandConsumerOptions {
-  /** Jobs processed at once by this process (QUEUE_CONCURRENCY). */
+  /** Jobs processed at once by this process (QUEUE_CONCURRENCY); see {@link JobHandler} for early release. */
   concurrency: number;
   /** Bull job name the handler is registered for. */
   jobName: string;
@@ -66,6 +96,9 @@ export class BandConsumer<T> extends EventEmitter {
   /** Counts wake-ups, so a slot that found nothing can tell whether one came while it was looking. */
   private wakeups = 0;
   private slots: Promise<void>[] = [];
+  /** Every job taken and not finished yet (including those whose slot was released early). */
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private readonly releasers = new WeakMap<Job<T>, () => void>();
   private pollTimer?: NodeJS.Timeout;
   private readonly keys: string[];
 
@@ -81,12 +114,18 @@ export class BandConsumer<T> extends EventEmitter {
     });
   }
 
-  /** Registers the handler on every band, starts Bull's stalled checks and delay timers, then the slots. */
-  async start(handler: (job: Job<T>) => Promise<unknown>): Promise<void> {
+  /**
+   * Registers the handler on every band, starts Bull's stalled checks and delay timers, then the slots.
+   * The handler gets `releaseSlot`: calling it lets its slot take the next job while this one finishes
+   * (e.g. records its outcome) — see {@link JobHandler}.
+   */
+  async start(handler: JobHandler<T>): Promise<void> {
     if (!(POP_FIRST in this.client)) this.client.defineCommand(POP_FIRST, { lua: POP_FIRST_LUA });
+    if (!(UNFETCH in this.client)) this.client.defineCommand(UNFETCH, { lua: UNFETCH_LUA });
+    const bullHandler = (job: Job<T>) => handler(job, this.releasers.get(job) ?? (() => undefined));
     for (const q of this.bands) {
       const bull = q as unknown as BullInternals<T>;
-      bull.setHandler(this.opts.jobName, handler);
+      bull.setHandler(this.opts.jobName, bullHandler);
       await bull._initProcess(); // delay timer: backoff retries return to `wait` when due
       await bull.moveUnlockedJobsToWait(); // jobs a dead worker left active
       bull.startMoveUnlockedJobsToWait();
@@ -123,25 +162,33 @@ export class BandConsumer<T> extends EventEmitter {
     return this.paused !== null;
   }
 
-  /** Stop taking jobs for good and wait until every slot has finished its current job. */
+  /** Stop taking jobs for good and wait until every job taken has finished. */
   async stop(): Promise<void> {
     this.running = false;
     clearInterval(this.pollTimer);
     this.paused?.release();
     this.wakeAll();
     await Promise.allSettled(this.slots);
+    await Promise.allSettled([...this.inFlight]);
   }
 
   private async loop(): Promise<void> {
+    /** This slot's previous job, released early and still finishing: at most one per slot. */
+    let finishing: Promise<unknown> | null = null;
+    /** The next job, fetched while the current one runs, with the wake-up count seen when it started. */
+    let ahead: { job: Promise<Job<T> | null>; seenWakeups: number } | null = null;
     while (this.running) {
       if (this.paused) {
+        if (ahead) await this.giveBack(await ahead.job);
+        ahead = null;
         await this.paused.promise;
         continue;
       }
-      const seenWakeups = this.wakeups;
+      const fetch = ahead ?? { job: this.next(), seenWakeups: this.wakeups };
+      ahead = null;
       let job: Job<T> | null;
       try {
-        job = await this.next();
+        job = await fetch.job;
       } catch (err) {
         this.emit('error', err);
         await new Promise((r) => setTimeout(r, this.opts.retryDelayMs));
@@ -149,18 +196,62 @@ export class BandConsumer<T> extends EventEmitter {
       }
       if (!job) {
         // A wake-up that arrived while this slot was looking is not lost: look again instead of parking.
-        if (this.wakeups === seenWakeups) await new Promise<void>((r) => this.parked.push(r));
+        if (this.wakeups === fetch.seenWakeups) await new Promise<void>((r) => this.parked.push(r));
+        continue;
+      }
+      if (this.paused || !this.running) {
+        await this.giveBack(job); // paused (or stopped) while it was being fetched
         continue;
       }
       this.wakeAll(); // there was work: idle slots look too
       const bull = job.queue as unknown as BullInternals<T>;
-      await bull.processJob(job, true).catch((err: unknown) => this.emit('error', err));
+      let releaseSlot!: () => void;
+      const released = new Promise<void>((r) => (releaseSlot = r));
+      this.releasers.set(job, releaseSlot);
+      const done = bull
+        .processJob(job, true)
+        .catch((err: unknown) => this.emit('error', err))
+        .finally(() => {
+          this.releasers.delete(job);
+          this.inFlight.delete(done);
+          releaseSlot();
+        });
+      this.inFlight.add(done);
+      // Under load (no slot of this process idle), fetch this slot's next job while this one runs, so
+      // the Redis round trips of taking a job are not between two jobs. It is the most urgent job at
+      // this moment; it starts when this slot is free, or goes back to the head of its band if the
+      // consumer pauses first. With an idle slot around, a job fetched ahead would wait for this
+      // slot instead of running at once there (or on another worker), so nothing is fetched ahead.
+      if (this.parked.length === 0) {
+        ahead = { job: this.next(), seenWakeups: this.wakeups };
+        ahead.job.catch(() => undefined); // a failure is handled when it is awaited
+      }
+      await released;
+      // Released early: the slot moves on, but first the job before this one must be finished, so a
+      // slot never has more than one job finishing besides the one it runs.
+      if (finishing) await finishing;
+      finishing = done;
     }
+    if (ahead) await this.giveBack(await ahead.job.catch(() => null));
+  }
+
+  /** Returns a fetched job that was not started to the head of its band (see UNFETCH_LUA). */
+  private async giveBack(job: Job<T> | null): Promise<void> {
+    if (!job) return;
+    const q = job.queue as unknown as BullInternals<T>;
+    const lockKey = (job as unknown as { lockKey(): string }).lockKey();
+    try {
+      await (this.client as ConsumerClient)[UNFETCH](5, q.keys.active, q.keys.wait, q.keys.paused, q.keys['meta-paused'], lockKey, String(job.id), q.token);
+    } catch (err) {
+      // Left locked in `active`: Bull's stalled check returns it to `wait` once the lock expires.
+      this.emit('error', err);
+    }
+    this.wakeAll();
   }
 
   /** The next job, locked by this process, from the most urgent band that has one; null when all are empty. */
   private async next(): Promise<Job<T> | null> {
-    const client = this.client as PopFirstClient;
+    const client = this.client as ConsumerClient;
     const hit = await client[POP_FIRST](this.keys.length, ...this.keys);
     if (!hit) return null;
     const [band, jobId] = hit;

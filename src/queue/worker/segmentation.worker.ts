@@ -62,17 +62,17 @@ export class SegmentationWorker implements OnApplicationBootstrap, BeforeApplica
       else this.consumer?.resume();
     });
     this.shutdown.onShutdown(() => this.consumer?.pause());
-    await this.consumer.start((job: Job<SegmentJobData>) => this.handle(job));
+    await this.consumer.start((job: Job<SegmentJobData>, releaseSlot) => this.handle(job, releaseSlot));
     this.cleanupTimer = setInterval(() => void this.cleanup(), 10 * 60_000);
     this.cleanupTimer.unref();
   }
 
-  private async handle(job: Job<SegmentJobData>): Promise<string> {
+  private async handle(job: Job<SegmentJobData>, releaseSlot: () => void): Promise<string> {
     if (job.processedOn) this.metrics.jobWait.observe(Math.max(0, job.processedOn - job.timestamp) / 1000);
     const endTimer = this.metrics.jobDuration.startTimer();
     const abort = new AbortController();
     const done = this.runner
-      .run(job.data, { signal: abort.signal, progress: (p) => job.progress(p).catch(() => undefined) })
+      .run(job.data, { signal: abort.signal, progress: (p) => job.progress(p).catch(() => undefined), releaseSlot })
       .finally(() => endTimer());
     this.active.set(String(job.id), { abort, done });
     try {
