@@ -30,6 +30,14 @@ export interface RunContext {
    * flight to the ML service, so the worker may start its next job while this one records its outcome.
    */
   releaseSlot?(): void;
+  /** {@link TaskRunner.prepare} already started for this job (fetched ahead); else run() prepares. */
+  prepared?: Promise<PreparedTask>;
+}
+
+/** The claimed task (null: no longer open) and whether its file lies under UPLOAD_DIR. */
+export interface PreparedTask {
+  task: (TaskEntity & { storagePath?: string }) | null;
+  fileOk: boolean;
 }
 
 export type RunOutcome = 'completed' | 'dropped';
@@ -52,20 +60,34 @@ export class TaskRunner {
     @Inject(uploadsConfig.KEY) private readonly uploads: ConfigType<typeof uploadsConfig>,
   ) {}
 
-  async run(data: SegmentJobData, ctx: RunContext): Promise<RunOutcome> {
-    // One statement: mark the task processing (only if still open) and its image, and read the path.
-    // A deleted image took its task rows with it, so it lands here as "not open" too.
+  /**
+   * The job's first step, which the worker may run ahead, while the job before it on the same slot is
+   * still waiting for the ML service: one statement marks the task processing (only if still open) and
+   * its image, and reads the path; then the file is checked. A deleted image took its task rows with
+   * it, so it lands here as "not open" too.
+   */
+  async prepare(data: SegmentJobData): Promise<PreparedTask> {
     const task = await this.store.transition(data.taskId, OPEN_TASK_STATUSES, {
       status: 'processing',
       started: true,
       progress: 10,
       imageStatus: 'processing',
     });
+    if (!task) return { task: null, fileOk: false };
+    return { task, fileOk: await this.isInsideUploads(task.storagePath ?? '') };
+  }
+
+  /** Undoes {@link prepare} for a job that is given back to the queue without being run. */
+  async unprepare(prepared: PreparedTask): Promise<void> {
+    if (!prepared.task) return;
+    await this.store.transition(prepared.task.taskId, ['processing'], { status: 'queued', progress: 0, imageStatus: 'queued' });
+  }
+
+  async run(data: SegmentJobData, ctx: RunContext): Promise<RunOutcome> {
+    const { task, fileOk } = await (ctx.prepared ?? this.prepare(data));
     if (!task) return 'dropped';
     const storagePath = task.storagePath ?? '';
-    if (!(await this.isInsideUploads(storagePath))) {
-      return this.fail(task, 'image file is missing or outside the upload directory', false);
-    }
+    if (!fileOk) return this.fail(task, 'image file is missing or outside the upload directory', false);
     void ctx.progress?.(10);
     this.realtime.toUser(task.userId, 'segmentation:progress', { taskId: task.taskId, imageId: task.imageId, progress: 10 });
 

@@ -77,6 +77,10 @@ export interface BandConsumerOptions {
   idlePollMs: number;
   /** Wait after a Redis error before a slot tries again. */
   retryDelayMs: number;
+  /** Called for a job fetched ahead (it will run on its slot next), e.g. to start its first step early. */
+  onFetchedAhead?(job: Job<unknown>): void;
+  /** Called for a fetched job given back without being run (after it went back to its band). */
+  onGivenBack?(job: Job<unknown>): Promise<void>;
 }
 
 /**
@@ -99,6 +103,7 @@ export class BandConsumer<T> extends EventEmitter {
   /** Every job taken and not finished yet (including those whose slot was released early). */
   private readonly inFlight = new Set<Promise<unknown>>();
   private readonly releasers = new WeakMap<Job<T>, () => void>();
+  private readonly lockKeepers = new Map<Job<T>, NodeJS.Timeout>();
   private pollTimer?: NodeJS.Timeout;
   private readonly keys: string[];
 
@@ -203,6 +208,7 @@ export class BandConsumer<T> extends EventEmitter {
         await this.giveBack(job); // paused (or stopped) while it was being fetched
         continue;
       }
+      this.stopKeepingLocked(job); // processJob renews its lock from now on
       this.wakeAll(); // there was work: idle slots look too
       const bull = job.queue as unknown as BullInternals<T>;
       let releaseSlot!: () => void;
@@ -223,8 +229,16 @@ export class BandConsumer<T> extends EventEmitter {
       // consumer pauses first. With an idle slot around, a job fetched ahead would wait for this
       // slot instead of running at once there (or on another worker), so nothing is fetched ahead.
       if (this.parked.length === 0) {
-        ahead = { job: this.next(), seenWakeups: this.wakeups };
-        ahead.job.catch(() => undefined); // a failure is handled when it is awaited
+        const next = this.next();
+        ahead = { job: next, seenWakeups: this.wakeups };
+        next.then(
+          (j) => {
+            if (!j) return;
+            this.keepLocked(j);
+            if (this.running && !this.paused) this.opts.onFetchedAhead?.(j as Job<unknown>);
+          },
+          () => undefined, // a failure is handled when it is awaited
+        );
       }
       await released;
       // Released early: the slot moves on, but first the job before this one must be finished, so a
@@ -235,9 +249,27 @@ export class BandConsumer<T> extends EventEmitter {
     if (ahead) await this.giveBack(await ahead.job.catch(() => null));
   }
 
+  /**
+   * A job fetched ahead may wait for its slot longer than its lock lasts (a slow ML call): renew the
+   * lock as Bull's processJob would, until the job starts or is given back. Otherwise the stalled check
+   * would hand it to another worker while this one still means to run it.
+   */
+  private keepLocked(job: Job<T>): void {
+    const { lockDuration, lockRenewTime } = (job.queue as unknown as { settings: { lockDuration: number; lockRenewTime: number } }).settings;
+    const timer = setInterval(() => void job.extendLock(lockDuration).catch((err: unknown) => this.emit('error', err)), lockRenewTime);
+    timer.unref();
+    this.lockKeepers.set(job, timer);
+  }
+
+  private stopKeepingLocked(job: Job<T>): void {
+    clearInterval(this.lockKeepers.get(job));
+    this.lockKeepers.delete(job);
+  }
+
   /** Returns a fetched job that was not started to the head of its band (see UNFETCH_LUA). */
   private async giveBack(job: Job<T> | null): Promise<void> {
     if (!job) return;
+    this.stopKeepingLocked(job);
     const q = job.queue as unknown as BullInternals<T>;
     const lockKey = (job as unknown as { lockKey(): string }).lockKey();
     try {
@@ -246,6 +278,7 @@ export class BandConsumer<T> extends EventEmitter {
       // Left locked in `active`: Bull's stalled check returns it to `wait` once the lock expires.
       this.emit('error', err);
     }
+    await this.opts.onGivenBack?.(job as Job<unknown>)?.catch((err: unknown) => this.emit('error', err));
     this.wakeAll();
   }
 

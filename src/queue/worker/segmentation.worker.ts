@@ -6,7 +6,7 @@ import { SEGMENT_JOB, SegmentJobData } from '../../common/contracts';
 import { ShutdownState } from '../../common/shutdown-state';
 import { MetricsService } from '../../metrics/metrics.service';
 import { MlService } from '../../ml/ml.service';
-import { FinalTaskError, HandedBackError, TaskRunner } from '../../segmentation/task-runner';
+import { FinalTaskError, HandedBackError, PreparedTask, TaskRunner } from '../../segmentation/task-runner';
 import { SegmentationQueue } from '../segmentation-queue';
 import { RealtimePublisher } from '../../realtime/realtime.publisher';
 import type { RedisClient } from '../../redis/redis.factory';
@@ -32,6 +32,7 @@ export class SegmentationWorker implements OnApplicationBootstrap, BeforeApplica
   private unsubscribe?: () => void;
   private cleanupTimer?: NodeJS.Timeout;
   private consumer?: BandConsumer<SegmentJobData>;
+  private readonly preparedAhead = new WeakMap<Job<unknown>, Promise<PreparedTask>>();
 
   constructor(
     private readonly queue: SegmentationQueue,
@@ -51,6 +52,18 @@ export class SegmentationWorker implements OnApplicationBootstrap, BeforeApplica
       jobName: SEGMENT_JOB,
       idlePollMs: IDLE_POLL_MS,
       retryDelayMs: RETRY_DELAY_MS,
+      // A job fetched ahead is claimed (task → processing, file checked) while its slot's current job
+      // waits for the ML service, so that claim is not between two ML calls; given back, it is undone.
+      onFetchedAhead: (job) => {
+        const prepared = this.runner.prepare((job as Job<SegmentJobData>).data);
+        prepared.catch(() => undefined); // awaited (and its failure handled) when the job runs
+        this.preparedAhead.set(job, prepared);
+      },
+      onGivenBack: async (job) => {
+        const prepared = this.preparedAhead.get(job);
+        this.preparedAhead.delete(job);
+        if (prepared) await this.runner.unprepare(await prepared.catch(() => ({ task: null, fileOk: false })));
+      },
     });
     const logError = (err: unknown) => this.logger.warn({ err: redactSecrets((err as Error)?.message ?? String(err)) }, 'queue error');
     this.consumer.on('error', logError);
@@ -71,8 +84,10 @@ export class SegmentationWorker implements OnApplicationBootstrap, BeforeApplica
     if (job.processedOn) this.metrics.jobWait.observe(Math.max(0, job.processedOn - job.timestamp) / 1000);
     const endTimer = this.metrics.jobDuration.startTimer();
     const abort = new AbortController();
+    const prepared = this.preparedAhead.get(job);
+    this.preparedAhead.delete(job);
     const done = this.runner
-      .run(job.data, { signal: abort.signal, progress: (p) => job.progress(p).catch(() => undefined), releaseSlot })
+      .run(job.data, { signal: abort.signal, progress: (p) => job.progress(p).catch(() => undefined), releaseSlot, prepared })
       .finally(() => endTimer());
     this.active.set(String(job.id), { abort, done });
     try {
