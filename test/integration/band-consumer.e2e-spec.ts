@@ -16,12 +16,12 @@ describe('BandConsumer (real Redis)', () => {
   let bands: Queue<{ n: number }>[];
   let consumer: BandConsumer<{ n: number }> | undefined;
 
-  const makeBands = () =>
+  const makeBands = (lockDuration = 5000) =>
     PRIORITY_BANDS.map(
       (b) =>
         new Bull<{ n: number }>(bandQueueName(b), {
           prefix,
-          settings: { lockDuration: 5000, lockRenewTime: 2500, stalledInterval: 1000, maxStalledCount: 2 },
+          settings: { lockDuration, lockRenewTime: lockDuration / 2, stalledInterval: 1000, maxStalledCount: 2 },
           createClient: (type) =>
             (type === 'client'
               ? client
@@ -168,7 +168,15 @@ describe('BandConsumer (real Redis)', () => {
     for (let n = 1; n <= 3; n++) await band(7).add('segment', { n }, { jobId: `a${n}` });
     const started: number[] = [];
     let finishFirst!: () => void;
-    consumer = new BandConsumer(bands, client, opts); // one slot: under load, it fetches job 2 ahead
+    const ahead: string[] = [];
+    const givenBack: string[] = [];
+    consumer = new BandConsumer(bands, client, {
+      ...opts,
+      onFetchedAhead: (job) => ahead.push(String(job.id)),
+      onGivenBack: async (job) => {
+        givenBack.push(String(job.id));
+      },
+    }); // one slot: under load, it fetches job 2 ahead
     await consumer.start(async (job: Job<{ n: number }>) => {
       started.push(job.data.n);
       if (job.data.n === 1) await new Promise<void>((r) => (finishFirst = r));
@@ -178,10 +186,43 @@ describe('BandConsumer (real Redis)', () => {
     finishFirst();
     await until('job 2 back in wait', async () => (await band(7).getActiveCount()) === 0 && (await band(7).getWaitingCount()) === 2);
     expect(started).toEqual([1]);
+    expect(ahead).toEqual(['a2']); // the hook that lets the worker claim it early
+    expect(givenBack).toEqual(['a2']); // … and undo that claim
     expect(await client.exists(`${prefix}:${bandQueueName(7)}:a2:lock`)).toBe(0); // its lock was dropped
     consumer.resume();
     await until('2 then 3', () => started.length === 3);
     expect(started).toEqual([1, 2, 3]); // job 2 kept its place at the head of the line
+  });
+
+  it('the lock of a job waiting ahead is renewed, so a long job before it does not let another consumer take it', async () => {
+    await Promise.all(bands.map((q) => q.close()));
+    bands = makeBands(1000); // 1 s locks, renewed every 0.5 s; stalled check every 1 s
+    await Promise.all(bands.map((q) => q.isReady()));
+    for (let n = 1; n <= 2; n++) await band(4).add('segment', { n }, { jobId: `l${n}` });
+    const runs: Array<[string, number]> = [];
+    consumer = new BandConsumer(bands, client, opts);
+    await consumer.start(async (job: Job<{ n: number }>) => {
+      runs.push(['A', job.data.n]);
+      if (job.data.n === 1) await new Promise((r) => setTimeout(r, 3500)); // job 2 waits ahead for 3.5 s
+    });
+    await until('job 2 fetched ahead', async () => (await band(4).getActiveCount()) === 2);
+    // A second consumer (its own Bull queue objects, as another worker process has) on the same bands:
+    // its stalled checks would move an unlocked job 2 back to wait and run it.
+    const otherBands = makeBands(1000);
+    const other = new BandConsumer(otherBands, client, opts);
+    await other.start(async (job: Job<{ n: number }>) => {
+      runs.push(['B', job.data.n]);
+    });
+    try {
+      await until('both completed', async () => (await band(4).getJobCounts()).completed === 2, 15_000);
+      expect(runs).toEqual([
+        ['A', 1],
+        ['A', 2],
+      ]);
+    } finally {
+      await other.stop();
+      await Promise.all(otherBands.map((q) => q.close()));
+    }
   });
 
   it('a job left active without a lock (its worker died between pop and lock) is moved back and processed', async () => {
