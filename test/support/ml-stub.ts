@@ -32,6 +32,8 @@ export interface MlStubCall {
   body: unknown;
   /** `Date.now()` when the request body was fully received. */
   receivedAt: number;
+  /** The request's Authorization header, if any. */
+  authorization?: string;
 }
 
 export interface MlStubOptions {
@@ -287,7 +289,7 @@ export class MlStub {
         } catch {
           /* keep raw text */
         }
-        this.calls.push({ method: 'POST', path, body, receivedAt: Date.now() });
+        this.calls.push({ method: 'POST', path, body, receivedAt: Date.now(), authorization: req.headers.authorization });
         for (const w of [...this.callWaiters]) w();
         const b = this.queue.shift() ?? this.defaultBehaviour;
         this.respond(res, b, () => this.validBody());

@@ -290,6 +290,20 @@ describe('MlService (real HTTP against ml-stub)', () => {
     expect(await mlRequests(metrics, 'failure')).toBe(5);
   });
 
+  it('credentials in ML_SERVICE_URL go as Basic auth and never into error messages', async () => {
+    const withCreds = new URL(stub.url);
+    withCreds.username = 'svc';
+    withCreds.password = 's3cr3t-pw';
+    await setup({ ML_SERVICE_URL: withCreds.toString() });
+    await ml.segment(req(1));
+    expect(stub.calls[0].authorization).toBe(`Basic ${Buffer.from('svc:s3cr3t-pw').toString('base64')}`);
+    stub.behave({ status: 500 });
+    const err = (await ml.segment(req(2)).catch((e: unknown) => e)) as Error;
+    expect(err).toBeInstanceOf(MlServiceError);
+    expect(err.message).not.toContain('s3cr3t-pw');
+    expect(err.message).not.toContain(stub.url.replace(/^http:\/\//, ''));
+  });
+
   it('rejects with MlCircuitOpenError after shutdown', async () => {
     await setup();
     const ref = ctx!;
