@@ -1,11 +1,11 @@
 /**
  * `npm run demo -- <images…>`: logs in as a demo user (created on first use), uploads the images,
  * queues their segmentation, shows live progress from Socket.IO, then prints a table per image and
- * writes an overlay PNG of the polygons beside each image (`<name>.overlay.png`).
+ * writes an overlay PNG of the polygons for each image (`demo-out/<name>.overlay.png`, or DEMO_OUT_DIR).
  *
  * Env: DEMO_API_URL (default http://localhost:5001), DEMO_EMAIL, DEMO_PASSWORD.
  */
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
 import { io } from 'socket.io-client';
@@ -57,7 +57,10 @@ async function overlay(file: string, polygons: Polygon[]): Promise<string> {
     })
     .join('');
   const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${meta.width}" height="${meta.height}">${paths}</svg>`;
-  const out = path.join(path.dirname(file), `${path.parse(file).name}.overlay.png`);
+  // Never beside the input: the images may sit in a read-only or shared folder.
+  const dir = process.env.DEMO_OUT_DIR ?? path.resolve('demo-out');
+  await mkdir(dir, { recursive: true });
+  const out = path.join(dir, `${path.parse(file).name}.overlay.png`);
   await sharp(file).composite([{ input: Buffer.from(svg) }]).png().toFile(out);
   return out;
 }
