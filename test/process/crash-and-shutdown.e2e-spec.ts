@@ -1,6 +1,6 @@
 import * as http from 'node:http';
 import { Client } from 'pg';
-import { makePng, TaskBody, uploadImage, waitForTask } from '../support/fixtures';
+import { eventually, makePng, TaskBody, uploadImage, waitForTask } from '../support/fixtures';
 import { MlStub } from '../support/ml-stub';
 import { BackendProcess, startProcess, stopAllProcesses } from '../support/processes';
 
@@ -124,6 +124,32 @@ describe('crashes and shutdown (real processes from the build)', () => {
     const done = await waitForTask(api, token, task.taskId, undefined, 20_000);
     expect(done.status).toBe('completed');
     expect(callsFor(task.taskId)).toBe(2);
+  });
+
+  it('SIGTERM with a job claimed ahead (slot busy on a hanging call): it goes back to queued too, and each task completes once elsewhere', async () => {
+    stub.enqueue({ hang: true }); // task 1's call hangs; the later ones answer at once
+    const tasks = [await enqueue(), await enqueue(), await enqueue()]; // all waiting when the worker starts
+    const w = await start('worker', { SHUTDOWN_TIMEOUT: '8000', QUEUE_CONCURRENCY: '1' });
+    await stub.waitForCalls(1, 15_000);
+    // The only slot is busy, so its next job was fetched and claimed ahead: processing, no ML call yet.
+    await eventually(async () => (await getTask(tasks[1].taskId)).status === 'processing', 10_000);
+    expect(callsFor(tasks[1].taskId)).toBe(0);
+    expect((await getTask(tasks[2].taskId)).status).toBe('queued');
+
+    w.kill('SIGTERM');
+    expect(await w.waitExit(11_000)).toEqual({ code: 0, signal: null });
+    const after = await db.query<{ status: string }>('SELECT status FROM queue_jobs WHERE task_id = ANY($1::uuid[]) ORDER BY created_at', [
+      tasks.map((t) => t.taskId),
+    ]);
+    expect(after.rows.map((r) => r.status)).toEqual(['queued', 'queued', 'queued']);
+
+    await start('worker', { SHUTDOWN_TIMEOUT: '8000' });
+    for (const t of tasks) expect((await waitForTask(api, token, t.taskId, undefined, 20_000)).status).toBe('completed');
+    expect(tasks.map((t) => callsFor(t.taskId))).toEqual([2, 1, 1]); // task 1: the aborted call and the real one
+    const rows = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM segmentation_results WHERE task_id = ANY($1::uuid[])', [
+      tasks.map((t) => t.taskId),
+    ]);
+    expect(rows.rows[0].n).toBe(3);
   });
 
   it('SIGTERM to an api process under load: requests sent before it all succeed, none the server took fails, exit 0', async () => {
