@@ -34,9 +34,9 @@ export interface RunContext {
   prepared?: Promise<PreparedTask>;
 }
 
-/** The claimed task (null: no longer open) and whether its file lies under UPLOAD_DIR. */
+/** A look-ahead's finding: the image's path (null: the task is no longer open) and whether the file lies under UPLOAD_DIR. */
 export interface PreparedTask {
-  task: (TaskEntity & { storagePath?: string }) | null;
+  storagePath: string | null;
   fileOk: boolean;
 }
 
@@ -61,48 +61,57 @@ export class TaskRunner {
   ) {}
 
   /**
-   * The job's first step, which the worker may run ahead, while the job before it on the same slot is
-   * still waiting for the ML service: one statement marks the task processing (only if still open) and
-   * its image, and reads the path; then the file is checked. A deleted image took its task rows with
-   * it, so it lands here as "not open" too.
+   * Read-only look-ahead the worker may run while the job before this one on the same slot still waits
+   * for the ML service: the image's path, read from PostgreSQL by the task id (never from the payload),
+   * and whether the file lies under UPLOAD_DIR. Nothing is written: the task stays `queued` until run().
    */
   async prepare(data: SegmentJobData): Promise<PreparedTask> {
-    const task = await this.store.transition(data.taskId, OPEN_TASK_STATUSES, {
-      status: 'processing',
-      started: true,
-      progress: 10,
-      imageStatus: 'processing',
-    });
-    if (!task) return { task: null, fileOk: false };
-    return { task, fileOk: await this.isInsideUploads(task.storagePath ?? '') };
-  }
-
-  /** Undoes {@link prepare} for a job that is given back to the queue without being run. */
-  async unprepare(prepared: PreparedTask): Promise<void> {
-    if (!prepared.task) return;
-    await this.store.transition(prepared.task.taskId, ['processing'], { status: 'queued', progress: 0, imageStatus: 'queued' });
+    const row = await this.store.peekForRun(data.taskId);
+    if (!row || !OPEN_TASK_STATUSES.includes(row.status)) return { storagePath: null, fileOk: false };
+    return { storagePath: row.storagePath, fileOk: await this.isInsideUploads(row.storagePath) };
   }
 
   async run(data: SegmentJobData, ctx: RunContext): Promise<RunOutcome> {
-    const { task, fileOk } = await (ctx.prepared ?? this.prepare(data));
-    if (!task) return 'dropped';
+    // With a look-ahead that found the file, the first ML call starts alongside the claim (the claim's
+    // round trip is then hidden behind the call); a claim that finds the task no longer open cancels it.
+    const ahead = ctx.prepared ? await ctx.prepared.catch(() => undefined) : undefined;
+    const early = ahead?.fileOk && ahead.storagePath && this.ml.isCallable() ? this.startEarly(data, ahead.storagePath, ctx.signal) : undefined;
+    let task: Awaited<ReturnType<TaskRunner['claim']>>;
+    try {
+      task = await this.claim(data);
+    } catch (err) {
+      early?.cancel();
+      throw err;
+    }
+    if (!task) {
+      early?.cancel();
+      return 'dropped';
+    }
     const storagePath = task.storagePath ?? '';
-    if (!fileOk) return this.fail(task, 'image file is missing or outside the upload directory', false);
+    if (!early && !(await this.isInsideUploads(storagePath))) {
+      return this.fail(task, 'image file is missing or outside the upload directory', false);
+    }
     void ctx.progress?.(10);
     this.realtime.toUser(task.userId, 'segmentation:progress', { taskId: task.taskId, imageId: task.imageId, progress: 10 });
 
+    let pending = early?.call;
     for (;;) {
-      if (ctx.signal.aborted) return this.handBack(task);
-      try {
-        await this.ml.waitUntilCallable(ctx.signal);
-      } catch {
-        return this.handBack(task);
+      if (!pending) {
+        if (ctx.signal.aborted) return this.handBack(task);
+        try {
+          await this.ml.waitUntilCallable(ctx.signal);
+        } catch {
+          return this.handBack(task);
+        }
       }
       try {
-        const results = await this.ml.segment({ image_path: storagePath, task_id: task.taskId }, { signal: ctx.signal });
+        const call = pending ?? this.ml.segment({ image_path: storagePath, task_id: task.taskId }, { signal: ctx.signal });
+        pending = undefined;
+        const results = await call;
         ctx.releaseSlot?.();
         return await this.succeed(task, results);
       } catch (err) {
+        pending = undefined;
         if (!(err instanceof MlCircuitOpenError)) ctx.releaseSlot?.(); // else it calls again below
         if (err instanceof MlAbortedError) return this.handBack(task);
         if (err instanceof MlCircuitOpenError) {
@@ -114,6 +123,27 @@ export class TaskRunner {
         return this.failedAttempt(task, err as Error);
       }
     }
+  }
+
+  /**
+   * Marks the task processing (only if still open) and its image, and reads the path, in one
+   * statement. A deleted image took its task rows with it, so it lands here as "not open" too.
+   */
+  private claim(data: SegmentJobData) {
+    return this.store.transition(data.taskId, OPEN_TASK_STATUSES, {
+      status: 'processing',
+      started: true,
+      progress: 10,
+      imageStatus: 'processing',
+    });
+  }
+
+  /** The first ML call, started before the claim has answered; `cancel()` aborts it (claim refused or failed). */
+  private startEarly(data: SegmentJobData, storagePath: string, signal: AbortSignal) {
+    const local = new AbortController();
+    const call = this.ml.segment({ image_path: storagePath, task_id: data.taskId }, { signal: AbortSignal.any([signal, local.signal]) });
+    call.catch(() => undefined); // awaited by run() unless cancelled
+    return { call, cancel: () => local.abort() };
   }
 
   private async isInsideUploads(storagePath: string): Promise<boolean> {

@@ -97,6 +97,15 @@ export class TaskStore {
     return this.tasks.find({ where: { deadLettered: true, status: 'failed' }, order: { updatedAt: 'DESC' }, take: limit });
   }
 
+  /** Read-only: the task's status and its image's storage path (null when the task is gone). */
+  async peekForRun(taskId: string): Promise<{ status: TaskStatus; storagePath: string } | null> {
+    const rows = await this.prepared.rows<{ status: TaskStatus; storage_path: string }>(
+      'SELECT q.status, i.storage_path FROM queue_jobs q JOIN images i ON i.id = q.image_id WHERE q.task_id = $1',
+      [taskId],
+    );
+    return rows[0] ? { status: rows[0].status, storagePath: rows[0].storage_path } : null;
+  }
+
   /**
    * Conditional transition in one statement. Returns the updated task, or null when it was not in one
    * of `from` (e.g. cancelled meanwhile). With `imageStatus`, the image's status changes in the same

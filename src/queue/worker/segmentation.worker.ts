@@ -52,17 +52,13 @@ export class SegmentationWorker implements OnApplicationBootstrap, BeforeApplica
       jobName: SEGMENT_JOB,
       idlePollMs: IDLE_POLL_MS,
       retryDelayMs: RETRY_DELAY_MS,
-      // A job fetched ahead is claimed (task → processing, file checked) while its slot's current job
-      // waits for the ML service, so that claim is not between two ML calls; given back, it is undone.
+      // For a job fetched ahead, read its image path and check the file while its slot's current job
+      // waits for the ML service (read-only: the task stays queued); its ML call then starts alongside
+      // its claim, so neither round trip is between two ML calls.
       onFetchedAhead: (job) => {
         const prepared = this.runner.prepare((job as Job<SegmentJobData>).data);
         prepared.catch(() => undefined); // awaited (and its failure handled) when the job runs
         this.preparedAhead.set(job, prepared);
-      },
-      onGivenBack: async (job) => {
-        const prepared = this.preparedAhead.get(job);
-        this.preparedAhead.delete(job);
-        if (prepared) await this.runner.unprepare(await prepared.catch(() => ({ task: null, fileOk: false })));
       },
     });
     const logError = (err: unknown) => this.logger.warn({ err: redactSecrets((err as Error)?.message ?? String(err)) }, 'queue error');
