@@ -5,6 +5,7 @@ import { MlStub } from '../support/ml-stub';
 import { eventually, uploadImage, waitForTask, TaskBody } from '../support/fixtures';
 import { Reconciler } from '../../src/segmentation/reconciler';
 import { SegmentationQueue } from '../../src/queue/segmentation-queue';
+import { TaskRunner } from '../../src/segmentation/task-runner';
 
 const ADMIN = { email: `admin_pipe_${Date.now()}@example.org`, password: 'admin-password-1' };
 
@@ -283,5 +284,34 @@ describe('segmentation pipeline (one all-role process, ML test server)', () => {
     expect((await waitForTask(t, token, task.taskId)).status).toBe('completed');
     const rows = await ds.query('SELECT count(*)::int AS n FROM segmentation_results WHERE task_id = $1', [task.taskId]);
     expect(rows[0].n).toBe(1);
+  });
+  it('a job looked at ahead and cancelled before it starts: its early ML call is aborted and nothing is recorded', async () => {
+    await t.request('/api/queue/pause', { method: 'POST', token: admin });
+    try {
+      const { token, user } = await t.register();
+      const imageId = await uploadImage(t, token);
+      const task = (await (await enqueue(token, imageId)).json()) as TaskBody;
+      const runner = t.app.get(TaskRunner);
+      const data = { taskId: task.taskId, imageId, userId: user.id };
+      const prepared = await runner.prepare(data); // what a busy slot does for its next job
+      expect(prepared.fileOk).toBe(true);
+      expect(((await (await t.request(`/api/segmentation/tasks/${task.taskId}`, { token })).json()) as TaskBody).status).toBe('queued');
+
+      const cancel = await t.request(`/api/segmentation/tasks/${task.taskId}`, { method: 'DELETE', token });
+      expect(cancel.status).toBe(200);
+      stub.behave({ hang: true }); // an early call would only end by being aborted
+      const outcome = await runner.run(data, { signal: new AbortController().signal, prepared: Promise.resolve(prepared) });
+      expect(outcome).toBe('dropped');
+      // Time for a call that was not aborted to reach the stub (where it would hang): none is left open.
+      await new Promise((r) => setTimeout(r, 500));
+      expect(stub.pendingRequests()).toBe(0);
+      expect(stub.calls.length).toBeLessThanOrEqual(1);
+      const rows = await ds.query('SELECT count(*)::int AS n FROM segmentation_results WHERE task_id = $1', [task.taskId]);
+      expect(rows[0].n).toBe(0);
+      const after = (await (await t.request(`/api/segmentation/tasks/${task.taskId}`, { token })).json()) as TaskBody;
+      expect(after).toMatchObject({ status: 'cancelled', attempts: 0 });
+    } finally {
+      await t.request('/api/queue/resume', { method: 'POST', token: admin });
+    }
   });
 });
