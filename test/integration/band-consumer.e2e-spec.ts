@@ -186,8 +186,8 @@ describe('BandConsumer (real Redis)', () => {
     finishFirst();
     await until('job 2 back in wait', async () => (await band(7).getActiveCount()) === 0 && (await band(7).getWaitingCount()) === 2);
     expect(started).toEqual([1]);
-    expect(ahead).toEqual(['a2']); // the hook that lets the worker claim it early
-    expect(givenBack).toEqual(['a2']); // … and undo that claim
+    expect(ahead).toEqual(['a2']); // the hook that lets the worker look at it early
+    expect(givenBack).toEqual(['a2']); // … and forget it again
     expect(await client.exists(`${prefix}:${bandQueueName(7)}:a2:lock`)).toBe(0); // its lock was dropped
     consumer.resume();
     await until('2 then 3', () => started.length === 3);
