@@ -7,13 +7,14 @@ import { ChildProcess, execSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
-import { AddressInfo, createServer, Socket } from 'node:net';
+import { AddressInfo, Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import Redis from 'ioredis';
 import { Client } from 'pg';
 import { MlStub } from '../../test/support/ml-stub';
+import { freeLoopbackPort } from '../../test/support/pg-instance';
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 export const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -128,17 +129,6 @@ export interface Backend {
 
 const backends = new Set<Backend>();
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 export async function startBackend(
   env: BenchEnv,
   role: 'api' | 'worker' | 'all',
@@ -147,7 +137,7 @@ export async function startBackend(
   nodeArgs: string[] = [],
 ): Promise<Backend> {
   if (!existsSync(BACKEND_MAIN)) throw new Error(`${BACKEND_MAIN} does not exist: build first`);
-  const port = await freePort();
+  const port = await freeLoopbackPort();
   const childEnv: Record<string, string> = {
     PATH: process.env.PATH ?? '',
     HOME: process.env.HOME ?? '/tmp',

@@ -1,6 +1,5 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
-import { createServer } from 'node:net';
 import * as path from 'node:path';
 
 /** Runs the built segmenter (`dist/src/segmenter/main.js`) as a child process, as production does. */
@@ -39,17 +38,6 @@ export function ensureBuilt(): void {
   // tsc still emits when another module has a type error; what matters is a fresh main.js.
   const build = spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: REPO_ROOT, encoding: 'utf8' });
   if (builtMtime() < sources) throw new Error(`build failed:\n${build.stdout}\n${build.stderr}`);
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 export interface RunningService {

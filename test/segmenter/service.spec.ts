@@ -4,7 +4,8 @@ import * as path from 'node:path';
 import type { MlPolygon, MlSegmentResults } from '../../src/common/contracts';
 import { greyPng } from '../fixtures/image-files';
 import { generateSynthetic } from '../fixtures/synthetic';
-import { type RunningService, ensureBuilt, freePort, spawnService, waitHealthy } from './service-process';
+import { freeLoopbackPort } from '../support/pg-instance';
+import { type RunningService, ensureBuilt, spawnService, waitHealthy } from './service-process';
 
 const SAMPLE = path.resolve(__dirname, '../../../shared/samples/test_spheroid.png');
 const FEATURE_KEYS = [
@@ -58,7 +59,7 @@ beforeAll(async () => {
   await symlink(outside, path.join(uploads, 'elsewhere'));
   await symlink('scene.png', path.join(uploads, 'images/alias.png'));
 
-  const port = String(await freePort());
+  const port = String(await freeLoopbackPort());
   service = spawnService({ UPLOAD_DIR: uploads, SEGMENTER_PORT: port, SEGMENTER_THREADS: '2' });
   await waitHealthy(service);
 }, 180_000);

@@ -37,13 +37,15 @@ export interface PgInstance {
   isRunning(): boolean;
 }
 
-const BIN = process.env.PG_BIN_DIR ?? '/usr/lib/postgresql/15/bin';
-const asRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+export const PG_BIN_DIR = process.env.PG_BIN_DIR ?? '/usr/lib/postgresql/15/bin';
+/** PostgreSQL refuses to run as root: as root, its binaries run as the `postgres` OS user. */
+export const asRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 const PG_USER = 'postgres';
 
-function run(bin: string, args: string[], timeoutMs = 60_000): Promise<string> {
-  const file = asRoot ? 'runuser' : path.join(BIN, bin);
-  const argv = asRoot ? ['-u', PG_USER, '--', path.join(BIN, bin), ...args] : args;
+/** Runs a PostgreSQL binary (as the `postgres` user when root) and resolves with its stdout. */
+export function runPg(bin: string, args: string[], timeoutMs = 60_000): Promise<string> {
+  const file = asRoot ? 'runuser' : path.join(PG_BIN_DIR, bin);
+  const argv = asRoot ? ['-u', PG_USER, '--', path.join(PG_BIN_DIR, bin), ...args] : args;
   return new Promise((resolve, reject) => {
     execFile(
       file,
@@ -78,7 +80,7 @@ export function spawnWatchdog(pid: number, cleanup: string): ChildProcess {
   return child;
 }
 
-function chownToPg(p: string): void {
+export function chownToPg(p: string): void {
   if (!asRoot) return;
   const { uid, gid } = pgIds();
   chownSync(p, uid, gid);
@@ -110,10 +112,10 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Pg
   chownToPg(sock);
   const port = await freeLoopbackPort();
 
-  const ctl = (args: string[]) => run('pg_ctl', ['-D', data, ...args]);
+  const ctl = (args: string[]) => runPg('pg_ctl', ['-D', data, ...args]);
   const watchdog = spawnWatchdog(
     process.pid,
-    `${asRoot ? `runuser -u ${PG_USER} -- ` : ''}${path.join(BIN, 'pg_ctl')} -D '${data}' -m immediate -w stop >/dev/null 2>&1; rm -rf '${root}'`,
+    `${asRoot ? `runuser -u ${PG_USER} -- ` : ''}${path.join(PG_BIN_DIR, 'pg_ctl')} -D '${data}' -m immediate -w stop >/dev/null 2>&1; rm -rf '${root}'`,
   );
 
   let running = false;
@@ -123,9 +125,9 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Pg
     if (destroyed || !running) return;
     try {
       execFileSync(
-        asRoot ? 'runuser' : path.join(BIN, 'pg_ctl'),
+        asRoot ? 'runuser' : path.join(PG_BIN_DIR, 'pg_ctl'),
         [
-          ...(asRoot ? ['-u', PG_USER, '--', path.join(BIN, 'pg_ctl')] : []),
+          ...(asRoot ? ['-u', PG_USER, '--', path.join(PG_BIN_DIR, 'pg_ctl')] : []),
           '-D',
           data,
           '-m',
@@ -180,7 +182,7 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Pg
   };
 
   try {
-    await run('initdb', [
+    await runPg('initdb', [
       '-D',
       data,
       '-A',

@@ -1,8 +1,8 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { createServer } from 'node:net';
 import path from 'node:path';
+import { freeLoopbackPort } from './pg-instance';
 
 /**
  * Real backend processes from the build (`node dist/src/main.js`), for tests that need what only a
@@ -96,26 +96,12 @@ const WATCHDOG = `data:text/javascript,${encodeURIComponent(
   "const parent = process.ppid; setInterval(() => { if (process.ppid !== parent) process.kill(process.pid, 'SIGKILL'); }, 500).unref();",
 )}`;
 
-/** A port that was free a moment ago (listen on 0, read it, close). */
-export async function freePort(): Promise<number> {
-  return new Promise<number>((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Spawns `node dist/src/main.js` for a role and (by default) waits until it is live. */
 export async function startProcess(opts: StartProcessOptions): Promise<BackendProcess> {
   if (!existsSync(MAIN)) throw new Error(`${MAIN} does not exist: build first (npx nest build)`);
-  const port = await freePort();
+  const port = await freeLoopbackPort();
   const name = opts.name ?? `${opts.role}#${++counter}`;
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;

@@ -66,26 +66,7 @@ export async function startRedis(): Promise<RedisInstance> {
     output = '';
     const p = spawn(
       'redis-server',
-      [
-        '--port',
-        String(port),
-        '--bind',
-        '127.0.0.1',
-        '--save',
-        '',
-        '--appendonly',
-        'no',
-        '--dir',
-        dir,
-        '--pidfile',
-        pidfile,
-        '--daemonize',
-        'no',
-        '--protected-mode',
-        'no',
-        '--loglevel',
-        'warning',
-      ],
+      redisServerArgs(dir, port, pidfile),
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     p.stdout!.setEncoding('utf8').on('data', (c: string) => (output = (output + c).slice(-8000)));
@@ -169,4 +150,28 @@ export async function startRedis(): Promise<RedisInstance> {
     throw err;
   }
   return instance;
+}
+
+/** Common redis-server arguments: loopback, no persistence, a pid file the watchdog can find. */
+export function redisServerArgs(dir: string, port: number, pidfile = path.join(dir, `redis-${port}.pid`)): string[] {
+  return [
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    '--dir',
+    dir,
+    '--pidfile',
+    pidfile,
+    '--daemonize',
+    'no',
+    '--protected-mode',
+    'no',
+    '--loglevel',
+    'warning',
+  ];
 }

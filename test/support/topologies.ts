@@ -1,9 +1,10 @@
-import { ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
-import { appendFileSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { ChildProcess, execFile, spawn } from 'node:child_process';
+import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
-import { freeLoopbackPort, PgInstance, spawnWatchdog, startPostgres } from './pg-instance';
+import { asRoot, chownToPg, freeLoopbackPort, PG_BIN_DIR, PgInstance, runPg, spawnWatchdog, startPostgres } from './pg-instance';
+import { redisServerArgs } from './redis-instance';
 import { sleep, until } from './checks';
 
 /**
@@ -109,30 +110,6 @@ function redisWorkspace(prefix: string): {
   };
 }
 
-/** Common redis-server arguments: loopback, no persistence, a pid file the watchdog can find. */
-function serverArgs(dir: string, port: number): string[] {
-  return [
-    '--port',
-    String(port),
-    '--bind',
-    '127.0.0.1',
-    '--save',
-    '',
-    '--appendonly',
-    'no',
-    '--dir',
-    dir,
-    '--pidfile',
-    path.join(dir, `redis-${port}.pid`),
-    '--daemonize',
-    'no',
-    '--protected-mode',
-    'no',
-    '--loglevel',
-    'warning',
-  ];
-}
-
 // ─── Redis Cluster ────────────────────────────────────────────────────────────────────────────────
 
 export interface RedisClusterTopology {
@@ -158,7 +135,7 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterTopolo
       const busPort = await freeLoopbackPort();
       ports.push(port);
       await ws.spawnServer(port, [
-        ...serverArgs(ws.dir, port),
+        ...redisServerArgs(ws.dir, port),
         '--cluster-enabled',
         'yes',
         '--cluster-port',
@@ -249,9 +226,9 @@ export async function startRedisSentinel(name = 'spheroseg'): Promise<RedisSenti
   try {
     const primaryPort = await freeLoopbackPort();
     const replicaPort = await freeLoopbackPort();
-    const primary = await ws.spawnServer(primaryPort, serverArgs(ws.dir, primaryPort));
+    const primary = await ws.spawnServer(primaryPort, redisServerArgs(ws.dir, primaryPort));
     await ws.spawnServer(replicaPort, [
-      ...serverArgs(ws.dir, replicaPort),
+      ...redisServerArgs(ws.dir, replicaPort),
       '--replicaof',
       '127.0.0.1',
       String(primaryPort),
@@ -344,43 +321,8 @@ export async function startRedisSentinel(name = 'spheroseg'): Promise<RedisSenti
 
 // ─── PostgreSQL primary + streaming replica ──────────────────────────────────────────────────────
 
-const PG_BIN = process.env.PG_BIN_DIR ?? '/usr/lib/postgresql/15/bin';
-const asRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-
-function pgRun(bin: string, args: string[], timeoutMs = 60_000): Promise<string> {
-  const file = asRoot ? 'runuser' : path.join(PG_BIN, bin);
-  const argv = asRoot ? ['-u', 'postgres', '--', path.join(PG_BIN, bin), ...args] : args;
-  return new Promise((resolve, reject) => {
-    execFile(
-      file,
-      argv,
-      { timeout: timeoutMs, env: { ...process.env, LC_ALL: 'C' } },
-      (err, stdout, stderr) => {
-        if (err) reject(new Error(`${bin} ${args.join(' ')} failed: ${err.message}\n${stdout}\n${stderr}`));
-        else resolve(stdout);
-      },
-    );
-  });
-}
-
-function chownToPostgres(p: string): void {
-  if (!asRoot) return;
-  const uid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim());
-  const gid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim());
-  chownSync(p, uid, gid);
-}
-
-export interface PgReplica {
-  url: string;
-  port: number;
-  urlFor(name: string): string;
-  /** pg_ctl stop (default `fast`). No-op when stopped. */
-  stop(mode?: 'smart' | 'fast' | 'immediate'): Promise<void>;
-  /** pg_ctl start on the same port and data. No-op when running. */
-  start(): Promise<void>;
-  isRunning(): boolean;
-  destroy(): Promise<void>;
-}
+/** A replica offers what a primary does, except restart (the tests stop and start it). */
+export type PgReplica = Omit<PgInstance, 'restart'>;
 
 export interface PgReplicationTopology {
   primary: PgInstance;
@@ -405,16 +347,16 @@ export async function startPostgresWithReplica(): Promise<PgReplicationTopology>
   const sock = path.join(root, 'sock');
   const log = path.join(root, 'postgres.log');
   mkdirSync(sock);
-  chownToPostgres(root);
-  chownToPostgres(sock);
+  chownToPg(root);
+  chownToPg(sock);
   const watchdog = spawnWatchdog(
     process.pid,
-    `${asRoot ? 'runuser -u postgres -- ' : ''}${path.join(PG_BIN, 'pg_ctl')} -D '${data}' -m immediate -w stop >/dev/null 2>&1; rm -rf '${root}'`,
+    `${asRoot ? 'runuser -u postgres -- ' : ''}${path.join(PG_BIN_DIR, 'pg_ctl')} -D '${data}' -m immediate -w stop >/dev/null 2>&1; rm -rf '${root}'`,
   );
   const port = await freeLoopbackPort();
   let running = false;
   let destroyed = false;
-  const ctl = (args: string[]) => pgRun('pg_ctl', ['-D', data, ...args]);
+  const ctl = (args: string[]) => runPg('pg_ctl', ['-D', data, ...args]);
   const urlFor = (name: string) => `postgresql://postgres@127.0.0.1:${port}/${encodeURIComponent(name)}`;
   const replica: PgReplica = {
     url: urlFor('postgres'),
@@ -495,7 +437,7 @@ export async function startPostgresWithReplica(): Promise<PgReplicationTopology>
   };
 
   try {
-    await pgRun('pg_basebackup', [
+    await runPg('pg_basebackup', [
       '-h',
       '127.0.0.1',
       '-p',
