@@ -11,6 +11,7 @@ import type { RedisClient } from '../../redis/redis.factory';
 interface BullInternals<T> {
   keys: Record<'wait' | 'active' | 'paused' | 'meta-paused', string>;
   token: string;
+  settings: { lockDuration: number; lockRenewTime: number };
   setHandler(name: string, handler: (job: Job<T>) => Promise<unknown>): void;
   _initProcess(): Promise<void>;
   moveToActive(jobId: string): Promise<Job<T> | null>;
@@ -79,8 +80,6 @@ export interface BandConsumerOptions {
   retryDelayMs: number;
   /** Called for a job fetched ahead (it will run on its slot next), e.g. to start its first step early. */
   onFetchedAhead?(job: Job<unknown>): void;
-  /** Called for a fetched job given back without being run (after it went back to its band). */
-  onGivenBack?(job: Job<unknown>): Promise<void>;
 }
 
 /**
@@ -161,10 +160,6 @@ export class BandConsumer<T> extends EventEmitter {
     this.paused = null;
     p?.release();
     this.wakeAll();
-  }
-
-  get isPaused(): boolean {
-    return this.paused !== null;
   }
 
   /** Stop taking jobs for good and wait until every job taken has finished. */
@@ -255,7 +250,7 @@ export class BandConsumer<T> extends EventEmitter {
    * would hand it to another worker while this one still means to run it.
    */
   private keepLocked(job: Job<T>): void {
-    const { lockDuration, lockRenewTime } = (job.queue as unknown as { settings: { lockDuration: number; lockRenewTime: number } }).settings;
+    const { lockDuration, lockRenewTime } = (job.queue as unknown as BullInternals<T>).settings;
     const timer = setInterval(() => void job.extendLock(lockDuration).catch((err: unknown) => this.emit('error', err)), lockRenewTime);
     timer.unref();
     this.lockKeepers.set(job, timer);
@@ -278,7 +273,6 @@ export class BandConsumer<T> extends EventEmitter {
       // Left locked in `active`: Bull's stalled check returns it to `wait` once the lock expires.
       this.emit('error', err);
     }
-    await this.opts.onGivenBack?.(job as Job<unknown>)?.catch((err: unknown) => this.emit('error', err));
     this.wakeAll();
   }
 
