@@ -78,9 +78,9 @@ describe('faults: SIGTERM to an api process, SIGKILL to a worker', () => {
       }
     };
     // 16 clients: enough that some request is always in the server's accept queue (or accepted and
-    // not parsed yet) when the signal lands. Fails today: main.ts closes the listener at once on
-    // SIGTERM (app.close() -> fastify.close() with forceCloseConnections 'idle'), which resets those
-    // connections although their requests were sent before the signal. See the report of 2026-11-29.
+    // not parsed yet) when the signal lands. Closing the listener at once would reset those
+    // connections although their requests were sent before the signal: main.ts keeps answering for
+    // SHUTDOWN_DRAIN_DELAY (with `Connection: close`) before it closes.
     const loops = Array.from({ length: Number(process.env.FAULTS_SIGTERM_LOOPS ?? 16) }, loop);
     await sleep(1500);
     signalled = true;
