@@ -4,7 +4,8 @@ import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import multipart from '@fastify/multipart';
 import { Logger } from 'nestjs-pino';
-import { AppModule, AppRole } from './app.module';
+import { AppModule } from './app.module';
+import type { AppRole } from './config/app-role';
 import { AllExceptionsFilter } from './common/http-exception.filter';
 import { ShutdownState } from './common/shutdown-state';
 import { randomUUID } from 'node:crypto';

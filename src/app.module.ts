@@ -12,8 +12,7 @@ import { SegmentationModule } from './segmentation/segmentation.module';
 import { QueueWorkerModule } from './queue/worker/queue-worker.module';
 import { RealtimeModule } from './realtime/realtime.module';
 import { MlModule } from './ml/ml.module';
-
-export type AppRole = 'all' | 'api' | 'worker';
+import type { AppRole } from './config/app-role';
 
 /**
  * The application for one role (CONTRACT §1): `api` serves REST + Socket.IO and only enqueues,

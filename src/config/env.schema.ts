@@ -1,10 +1,13 @@
 import * as Joi from 'joi';
+import { APP_ROLES, type AppRole } from './app-role';
 
 /** Every environment variable of CONTRACT §2, validated once at start-up. */
 export const envSchema = Joi.object({
   NODE_ENV: Joi.string().valid('development', 'production', 'test').default('development'),
   PORT: Joi.number().integer().min(0).max(65535).default(5001),
-  APP_ROLE: Joi.string().valid('all', 'api', 'worker').default('all'),
+  APP_ROLE: Joi.string()
+    .valid(...APP_ROLES)
+    .default('all'),
   LOG_LEVEL: Joi.string().valid('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent').default('info'),
 
   DATABASE_URL: Joi.string()
@@ -73,7 +76,7 @@ export const envSchema = Joi.object({
 export type Env = {
   NODE_ENV: 'development' | 'production' | 'test';
   PORT: number;
-  APP_ROLE: 'all' | 'api' | 'worker';
+  APP_ROLE: AppRole;
   LOG_LEVEL: string;
   DATABASE_URL: string;
   DATABASE_REPLICA_URLS: string;

@@ -1,7 +1,7 @@
 import { DynamicModule, Module, ModuleMetadata } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { JwtModule } from '@nestjs/jwt';
-import type { AppRole } from '../app.module';
+import type { AppRole } from '../config/app-role';
 import { authConfig } from '../config/configuration';
 import { MlModule } from '../ml/ml.module';
 import { EventsGateway } from './events.gateway';

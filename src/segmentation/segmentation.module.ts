@@ -1,6 +1,6 @@
 import { DynamicModule, Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
-import type { AppRole } from '../app.module';
+import type { AppRole } from '../config/app-role';
 import { ImagesModule } from '../images/images.module';
 import { MlModule } from '../ml/ml.module';
 import { QueueModule } from '../queue/queue.module';

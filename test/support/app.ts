@@ -1,7 +1,7 @@
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { randomBytes } from 'node:crypto';
 import { createApp } from '../../src/app.factory';
-import type { AppRole } from '../../src/app.module';
+import type { AppRole } from '../../src/config/app-role';
 
 /** A fetch Response whose JSON body tests read without casts. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any

@@ -1,5 +1,5 @@
 import { DynamicModule, Module } from '@nestjs/common';
-import type { AppRole } from '../../app.module';
+import type { AppRole } from '../../config/app-role';
 import { MlModule } from '../../ml/ml.module';
 import { SegmentationModule } from '../../segmentation/segmentation.module';
 import { QueueModule } from '../queue.module';

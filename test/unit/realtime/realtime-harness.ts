@@ -4,7 +4,7 @@ import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify
 import { Test } from '@nestjs/testing';
 import { randomBytes } from 'node:crypto';
 import { io, Socket as ClientSocket } from 'socket.io-client';
-import type { AppRole } from '../../../src/app.module';
+import type { AppRole } from '../../../src/config/app-role';
 import { ML_STATUS_READER, MlStatusReader, MlStatusSnapshot } from '../../../src/common/contracts';
 import { AppConfigModule } from '../../../src/config/config.module';
 import { RedisFactory } from '../../../src/redis/redis.factory';
