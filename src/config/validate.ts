@@ -14,7 +14,11 @@ export function validateWithSchema<T>(schema: ObjectSchema, raw: Record<string, 
   for (const [k, v] of Object.entries(raw)) {
     if (v !== '' || !known.has(k)) input[k] = v;
   }
-  const { error, value } = schema.validate(input, { abortEarly: true, convert: true, errors: { wrap: { label: false } } });
+  const { error, value } = schema.validate(input, {
+    abortEarly: true,
+    convert: true,
+    errors: { wrap: { label: false } },
+  });
   if (error) {
     const detail = error.details[0];
     const name = String(detail.path[0] ?? detail.context?.key ?? 'configuration');

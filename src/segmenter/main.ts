@@ -70,7 +70,14 @@ function lineLogger(min: SegmenterEnv['LOG_LEVEL']) {
     if (LEVELS[level] < LEVELS[min]) return;
     const stream = level === 'error' ? process.stderr : process.stdout;
     stream.write(
-      JSON.stringify({ level, time: new Date().toISOString(), pid: process.pid, context: 'SegmenterMain', msg, ...fields }) + '\n',
+      JSON.stringify({
+        level,
+        time: new Date().toISOString(),
+        pid: process.pid,
+        context: 'SegmenterMain',
+        msg,
+        ...fields,
+      }) + '\n',
     );
   };
 }
@@ -78,7 +85,13 @@ function lineLogger(min: SegmenterEnv['LOG_LEVEL']) {
 main().catch((err: unknown) => {
   if (shuttingDown) return;
   process.stderr.write(
-    JSON.stringify({ level: 'error', time: new Date().toISOString(), context: 'SegmenterMain', msg: 'start-up failed', err: err instanceof Error ? err.message : String(err) }) + '\n',
+    JSON.stringify({
+      level: 'error',
+      time: new Date().toISOString(),
+      context: 'SegmenterMain',
+      msg: 'start-up failed',
+      err: err instanceof Error ? err.message : String(err),
+    }) + '\n',
   );
   process.exit(1);
 });

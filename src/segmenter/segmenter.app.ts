@@ -17,7 +17,9 @@ const NEST_LEVELS: Record<SegmenterEnv['LOG_LEVEL'], LogLevel[]> = {
 };
 
 /** Builds the segmenter application (Fastify, JSON logs, `{ success: false, error }` errors); the caller listens. */
-export async function createSegmenterApp(logLevel: SegmenterEnv['LOG_LEVEL'] = 'info'): Promise<NestFastifyApplication> {
+export async function createSegmenterApp(
+  logLevel: SegmenterEnv['LOG_LEVEL'] = 'info',
+): Promise<NestFastifyApplication> {
   const levels = NEST_LEVELS[logLevel];
   const app = await NestFactory.create<NestFastifyApplication>(SegmenterModule, new FastifyAdapter(), {
     logger: levels.length > 0 ? new ConsoleLogger({ json: true, colors: false, logLevels: levels }) : false,

@@ -27,11 +27,13 @@ type Tracked = NpmRun & { nodeDescendantAtStart?: number };
 async function startAndTerminate(script: string, env: NodeJS.ProcessEnv, liveUrl: string, entry: string) {
   const run: Tracked = npmRun(script, env);
   started.push(run);
-  await waitFor(async () => run.child.exitCode === null && (await httpStatus(liveUrl)) === 200, 60_000, `${script} live`).catch(
-    (err: Error) => {
-      throw new Error(`${err.message}; logs:\n${run.logs()}`);
-    },
-  );
+  await waitFor(
+    async () => run.child.exitCode === null && (await httpStatus(liveUrl)) === 200,
+    60_000,
+    `${script} live`,
+  ).catch((err: Error) => {
+    throw new Error(`${err.message}; logs:\n${run.logs()}`);
+  });
   const node = run.nodeDescendant();
   run.nodeDescendantAtStart = node;
   expect(node).toBeDefined();
@@ -77,7 +79,12 @@ describe.each(['api', 'worker'] as const)('npm run start:prod (APP_ROLE=%s)', (r
       SHUTDOWN_DRAIN_DELAY: '200',
     };
     delete env.NODE_OPTIONS;
-    const { began, ended } = await startAndTerminate('start:prod', env, `http://127.0.0.1:${port}/api/health/live`, 'dist/src/main.js');
+    const { began, ended } = await startAndTerminate(
+      'start:prod',
+      env,
+      `http://127.0.0.1:${port}/api/health/live`,
+      'dist/src/main.js',
+    );
     expect(began).toMatchObject({ level: 30, role, timeoutMs: SHUTDOWN_TIMEOUT });
     expect(ended).toMatchObject({ level: 30, role });
   });

@@ -21,7 +21,11 @@ function run(env: NodeJS.ProcessEnv) {
   return { child, logs: () => logs, exited };
 }
 
-const cleanEnv = (vars: Record<string, string>): NodeJS.ProcessEnv => ({ PATH: process.env.PATH, HOME: process.env.HOME, ...vars });
+const cleanEnv = (vars: Record<string, string>): NodeJS.ProcessEnv => ({
+  PATH: process.env.PATH,
+  HOME: process.env.HOME,
+  ...vars,
+});
 
 describe('reference segmenter, own configuration', () => {
   it('starts with NODE_ENV=production and a clean environment (no JWT_SECRET, DATABASE_URL, REDIS_URL): /health 200', async () => {
@@ -35,8 +39,16 @@ describe('reference segmenter, own configuration', () => {
     expect(Object.keys(env).filter((k) => /JWT|DATABASE|REDIS/.test(k))).toEqual([]);
     const p = run(env);
     try {
-      await waitFor(async () => p.child.exitCode !== null || (await httpStatus(`http://127.0.0.1:${port}/health`)) === 200, 60_000, 'segmenter health');
-      expect({ exitCode: p.child.exitCode, logs: p.child.exitCode === null ? '' : p.logs() }).toEqual({ exitCode: null, logs: '' });
+      await waitFor(
+        async () =>
+          p.child.exitCode !== null || (await httpStatus(`http://127.0.0.1:${port}/health`)) === 200,
+        60_000,
+        'segmenter health',
+      );
+      expect({ exitCode: p.child.exitCode, logs: p.child.exitCode === null ? '' : p.logs() }).toEqual({
+        exitCode: null,
+        logs: '',
+      });
       const res = await fetch(`http://127.0.0.1:${port}/health`);
       expect(res.status).toBe(200);
       expect(await res.json()).toEqual({ status: 'healthy', model_loaded: true });
@@ -52,7 +64,9 @@ describe('reference segmenter, own configuration', () => {
     ['SHUTDOWN_TIMEOUT', 'soon'],
     ['LOG_LEVEL', 'loud'],
   ])('validates its own variable %s: one line naming it, exit 1', async (name, value) => {
-    const p = run(cleanEnv({ NODE_ENV: 'production', SEGMENTER_PORT: String(await freeLoopbackPort()), [name]: value }));
+    const p = run(
+      cleanEnv({ NODE_ENV: 'production', SEGMENTER_PORT: String(await freeLoopbackPort()), [name]: value }),
+    );
     expect(await p.exited).toBe(1);
     const lines = p.logs().trim().split('\n');
     expect(lines).toHaveLength(1);
@@ -75,8 +89,16 @@ describe('reference segmenter, own configuration', () => {
       }),
     );
     try {
-      await waitFor(async () => p.child.exitCode !== null || (await httpStatus(`http://127.0.0.1:${port}/health`)) === 200, 60_000, 'segmenter health');
-      expect({ exitCode: p.child.exitCode, logs: p.child.exitCode === null ? '' : p.logs() }).toEqual({ exitCode: null, logs: '' });
+      await waitFor(
+        async () =>
+          p.child.exitCode !== null || (await httpStatus(`http://127.0.0.1:${port}/health`)) === 200,
+        60_000,
+        'segmenter health',
+      );
+      expect({ exitCode: p.child.exitCode, logs: p.child.exitCode === null ? '' : p.logs() }).toEqual({
+        exitCode: null,
+        logs: '',
+      });
     } finally {
       p.child.kill('SIGTERM');
       await p.exited;
