@@ -50,6 +50,7 @@ export async function createApp(opts: CreateAppOptions): Promise<NestFastifyAppl
     const uploads = app.get<{ maxBytes: number }>(uploadsConfig.KEY);
     await app.register(multipart as never, { limits: { fileSize: uploads.maxBytes, files: 1, fields: 5, parts: 6 } });
     setupSwagger(app);
+    redirectRootToDocs(app);
     await mountQueueBoard(app);
     await useRealtimeAdapter(app);
   }
@@ -66,6 +67,16 @@ export async function createApp(opts: CreateAppOptions): Promise<NestFastifyAppl
   return app;
 }
 
+const DOCS_PATH = 'api/docs';
+
+/** `GET /` (and HEAD) is where a person lands first: send them to the OpenAPI UI. */
+function redirectRootToDocs(app: NestFastifyApplication): void {
+  app
+    .getHttpAdapter()
+    .getInstance()
+    .get('/', (_req, reply) => reply.redirect(`/${DOCS_PATH}`, 302));
+}
+
 function setupSwagger(app: INestApplication): void {
   const doc = new DocumentBuilder()
     .setTitle('Spheroseg backend')
@@ -73,7 +84,7 @@ function setupSwagger(app: INestApplication): void {
     .setVersion('0.1.0')
     .addBearerAuth()
     .build();
-  SwaggerModule.setup('api/docs', app, () => SwaggerModule.createDocument(app, doc), {
+  SwaggerModule.setup(DOCS_PATH, app, () => SwaggerModule.createDocument(app, doc), {
     jsonDocumentUrl: 'api/docs/json',
   });
 }

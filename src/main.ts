@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import { ConfigValidationError, validateEnv } from './config/env.schema';
 import { ShutdownState } from './common/shutdown-state';
 import { redactSecrets } from './common/redact';
+import pino from 'pino';
 
 /**
  * Entry point of the backend. APP_ROLE chooses what runs (CONTRACT §1). On SIGTERM/SIGINT readiness
@@ -23,14 +24,18 @@ async function main(): Promise<void> {
   const { createApp } = await import('./app.factory');
   const app = await createApp({ role: env.APP_ROLE });
   const shutdown = app.get(ShutdownState);
+  // The two shutdown lines are written by the entry point, whatever the modules log meanwhile.
+  const lifecycle = pino({ level: env.LOG_LEVEL, base: { pid: process.pid, role: env.APP_ROLE, context: 'Shutdown' } });
 
   let closing = false;
   const stop = async (signal: string) => {
     if (closing) return;
     closing = true;
     shutdown.markShuttingDown();
+    const startedAt = Date.now();
+    lifecycle.info({ signal, timeoutMs: env.SHUTDOWN_TIMEOUT }, 'shutdown started');
     const deadline = setTimeout(() => {
-      process.stderr.write(JSON.stringify({ level: 'error', msg: 'shutdown timed out', signal }) + '\n');
+      lifecycle.error({ signal, durationMs: Date.now() - startedAt }, 'shutdown timed out');
       process.exit(1);
     }, env.SHUTDOWN_TIMEOUT);
     deadline.unref();
@@ -40,9 +45,10 @@ async function main(): Promise<void> {
       const drain = Math.min(env.SHUTDOWN_DRAIN_DELAY, Math.floor(env.SHUTDOWN_TIMEOUT / 3));
       if (drain > 0) await new Promise((resolve) => setTimeout(resolve, drain));
       await app.close();
+      lifecycle.info({ signal, durationMs: Date.now() - startedAt }, 'shutdown complete');
       process.exit(0);
     } catch (err) {
-      process.stderr.write(JSON.stringify({ level: 'error', msg: 'shutdown failed', err: (err as Error).message }) + '\n');
+      lifecycle.error({ signal, err: redactSecrets((err as Error).message) }, 'shutdown failed');
       process.exit(1);
     }
   };

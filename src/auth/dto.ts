@@ -1,13 +1,14 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { Transform } from 'class-transformer';
-import { IsBoolean, IsEmail, IsIn, IsOptional, IsString, MaxLength, MinLength } from 'class-validator';
+import { IsBoolean, IsIn, IsOptional, IsString, MaxLength, MinLength } from 'class-validator';
 import type { UserRole } from '../common/contracts';
+import { EMAIL_MAX_LENGTH, IsEmailAddress } from '../common/email';
 
 export class CredentialsDto {
   @ApiProperty({ example: 'ada@example.org' })
   @Transform(({ value }) => (typeof value === 'string' ? value.trim().toLowerCase() : value))
-  @IsEmail({}, { message: 'email must be a valid email address' })
-  @MaxLength(254)
+  @IsEmailAddress({ message: 'email must be a valid email address' })
+  @MaxLength(EMAIL_MAX_LENGTH)
   email!: string;
 
   @ApiProperty({ minLength: 8, example: 'correct horse battery' })

@@ -100,16 +100,6 @@ export const authConfig = registerAs('auth', () => {
   };
 });
 
-export const segmenterConfig = registerAs('segmenter', () => {
-  const e = env();
-  return {
-    port: e.SEGMENTER_PORT,
-    uploadDir: path.resolve(e.UPLOAD_DIR),
-    maxPixels: e.MAX_IMAGE_PIXELS,
-    threads: e.SEGMENTER_THREADS,
-  };
-});
-
 export const allConfigs = [
   appConfig,
   databaseConfig,
@@ -118,5 +108,4 @@ export const allConfigs = [
   mlConfig,
   uploadsConfig,
   authConfig,
-  segmenterConfig,
 ];

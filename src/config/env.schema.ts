@@ -1,5 +1,9 @@
 import * as Joi from 'joi';
 import { APP_ROLES, type AppRole } from './app-role';
+import { ConfigValidationError, validateWithSchema } from './validate';
+import { isEmailAddress } from '../common/email';
+
+export { ConfigValidationError };
 
 /** Every environment variable of CONTRACT §2, validated once at start-up. */
 export const envSchema = Joi.object({
@@ -63,14 +67,15 @@ export const envSchema = Joi.object({
   JWT_EXPIRES_IN: Joi.string()
     .pattern(/^\d+[smhd]?$/)
     .default('1d'),
-  ADMIN_EMAIL: Joi.string().email().allow(''),
+  // The rule registration uses (syntax only, no TLD list): any address a user can register with works here.
+  ADMIN_EMAIL: Joi.string()
+    .allow('')
+    .custom((v: string, helpers) => (v === '' || isEmailAddress(v) ? v : helpers.error('string.email'))),
   ADMIN_PASSWORD: Joi.string().min(8).allow(''),
   CORS_ORIGINS: Joi.string().allow('').default(''),
 
   SHUTDOWN_TIMEOUT: Joi.number().integer().min(0).default(30000),
   SHUTDOWN_DRAIN_DELAY: Joi.number().integer().min(0).default(1000),
-  SEGMENTER_PORT: Joi.number().integer().min(0).max(65535).default(5002),
-  SEGMENTER_THREADS: Joi.number().integer().min(0).default(0),
 }).unknown(true);
 
 export type Env = {
@@ -117,30 +122,12 @@ export type Env = {
   CORS_ORIGINS: string;
   SHUTDOWN_TIMEOUT: number;
   SHUTDOWN_DRAIN_DELAY: number;
-  SEGMENTER_PORT: number;
-  SEGMENTER_THREADS: number;
 };
 
-const KNOWN_KEYS = new Set(Object.keys(envSchema.describe().keys ?? {}));
-
-export class ConfigValidationError extends Error {}
-
 /**
- * Validates the environment. Throws a ConfigValidationError whose message is one line naming the
- * variable and what is wrong; the offending value is never echoed (it may be a secret).
+ * Validates the backend's environment. Throws a ConfigValidationError whose message is one line naming
+ * the variable and what is wrong; the offending value is never echoed (it may be a secret).
  */
 export function validateEnv(raw: Record<string, unknown>): Env {
-  // An empty string means "unset" for optional variables, as in most twelve-factor services.
-  const input: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(raw)) {
-    if (v !== '' || !KNOWN_KEYS.has(k)) input[k] = v;
-  }
-  const { error, value } = envSchema.validate(input, { abortEarly: true, convert: true, errors: { wrap: { label: false } } });
-  if (error) {
-    const detail = error.details[0];
-    const name = String(detail.path[0] ?? detail.context?.key ?? 'configuration');
-    const what = detail.message.replace(new RegExp(`^"?${name}"?\\s*`), '');
-    throw new ConfigValidationError(`Invalid configuration: ${name} ${what}`);
-  }
-  return value as Env;
+  return validateWithSchema<Env>(envSchema, raw);
 }

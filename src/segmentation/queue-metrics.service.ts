@@ -31,7 +31,15 @@ export class QueueMetricsService implements OnModuleInit, HealthCheckable {
 
   onModuleInit(): void {
     this.metrics.onCollect(async () => {
-      const c = await withTimeout(this.queue.counts(), 900, 'queue counts timed out');
+      // The counts are global (Redis), the same from every process; dashboards and KEDA take their max.
+      // A process that cannot read them exports none rather than its last, stale figures.
+      let c: Awaited<ReturnType<SegmentationQueue['counts']>>;
+      try {
+        c = await withTimeout(this.queue.counts(), 900, 'queue counts timed out');
+      } catch {
+        this.metrics.queueJobs.reset();
+        return;
+      }
       for (const state of ['waiting', 'active', 'completed', 'failed', 'delayed', 'paused'] as const) {
         this.metrics.queueJobs.set({ state }, c[state] ?? 0);
       }

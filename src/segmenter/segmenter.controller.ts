@@ -2,7 +2,7 @@ import { Body, Controller, Get, HttpCode, Inject, Logger, Post, Res } from '@nes
 import type { ConfigType } from '@nestjs/config';
 import type { FastifyReply } from 'fastify';
 import type { MlHealthResponse, MlSegmentResponse } from '../common/contracts';
-import { segmenterConfig } from '../config/configuration';
+import { segmenterConfig } from './segmenter.config';
 import { parseSegmentRequest } from './segment-request';
 import { SegmentFailure, SegmenterPool } from './segmenter-pool';
 import { SegmenterError } from './segmenter.errors';

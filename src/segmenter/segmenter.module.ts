@@ -1,14 +1,24 @@
 import { Module } from '@nestjs/common';
-import type { ConfigType } from '@nestjs/config';
+import { ConfigModule, type ConfigType } from '@nestjs/config';
 import { availableParallelism } from 'node:os';
-import { AppConfigModule } from '../config/config.module';
-import { segmenterConfig } from '../config/configuration';
+import { segmenterConfig, validateSegmenterEnv } from './segmenter.config';
 import { SegmenterController } from './segmenter.controller';
 import { SegmenterPool } from './segmenter-pool';
 
-/** The reference segmentation service (CONTRACT §8): its own application, started by `src/segmenter/main.ts`. */
+/**
+ * The reference segmentation service (CONTRACT §8): its own application, started by
+ * `src/segmenter/main.ts`, with its own configuration (`segmenter.config.ts`), none of the backend's.
+ */
 @Module({
-  imports: [AppConfigModule.forRoot()],
+  imports: [
+    ConfigModule.forRoot({
+      isGlobal: true,
+      ignoreEnvFile: true,
+      cache: true,
+      load: [segmenterConfig],
+      validate: (raw: Record<string, unknown>) => validateSegmenterEnv(raw),
+    }),
+  ],
   controllers: [SegmenterController],
   providers: [
     {

@@ -4,8 +4,10 @@ import { getStorageToken, type ThrottlerStorage } from '@nestjs/throttler';
 import { createBullBoard } from '@bull-board/api';
 import { BullAdapter } from '@bull-board/api/bullAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
+import fastifyStatic from '@fastify/static';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { STATUS_CODES } from 'node:http';
+import path from 'node:path';
 import { AuthService } from '../../auth/auth.service';
 import { UsersService } from '../../auth/users.service';
 import { toErrorBody } from '../../common/http-exception.filter';
@@ -16,6 +18,27 @@ import { BoardAuthenticator } from './board-auth';
 /** Where the dashboard lives (routes registered on Fastify directly, so the global prefix is spelled out). */
 export const QUEUE_BOARD_PATH = '/api/admin/queues';
 export const QUEUE_BOARD_REALM = 'spheroseg queues';
+
+/**
+ * bull-board's page loads its font from Google Fonts: an air-gapped cluster gets a console error on
+ * every page. The same font (Ubuntu, weights 300/400/500, from @fontsource/ubuntu) is served by the
+ * board itself under `fonts/`, and the page's link is rewritten to it. A Content-Security-Policy then
+ * keeps every page of the board on this origin, so nothing else can reach out either.
+ */
+const GOOGLE_FONTS_LINK = /<link[^>]+href="https:\/\/fonts\.googleapis\.com\/[^"]*"[^>]*>/g;
+const LOCAL_FONT_LINKS = ['300', '400', '500'].map((w) => `<link href="fonts/${w}.css" rel="stylesheet">`).join('');
+const FONT_ROOT = path.dirname(require.resolve('@fontsource/ubuntu/LICENSE'));
+const BOARD_CSP = [
+  "default-src 'self'",
+  "script-src 'self'",
+  "style-src 'self' 'unsafe-inline'",
+  "img-src 'self' data:",
+  "font-src 'self' data:",
+  "connect-src 'self'",
+  "base-uri 'self'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+].join('; ');
 
 /**
  * Mounts the Bull dashboard (@bull-board) on the app's Fastify instance, for admins only. Call it for
@@ -73,6 +96,17 @@ export async function mountQueueBoard(app: NestFastifyApplication): Promise<void
   await app.register(
     async (scope: FastifyInstance) => {
       scope.addHook('onRequest', guard);
+      scope.addHook('onSend', async (_req, reply, payload) => {
+        if (!String(reply.getHeader('content-type') ?? '').startsWith('text/html')) return payload;
+        void reply.header('content-security-policy', BOARD_CSP);
+        return typeof payload === 'string' ? payload.replace(GOOGLE_FONTS_LINK, LOCAL_FONT_LINKS) : payload;
+      });
+      await scope.register(fastifyStatic, {
+        root: FONT_ROOT,
+        prefix: '/fonts/',
+        decorateReply: false,
+        allowedPath: (pathname: string) => /^\/(?:[0-9a-z-]+\.css|files\/[0-9a-z-]+\.woff2?)$/.test(pathname),
+      });
       await scope.register(serverAdapter.registerPlugin());
     },
     { prefix: QUEUE_BOARD_PATH },
