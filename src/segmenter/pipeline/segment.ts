@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { MlPolygon, MlSegmentResults } from '../../common/contracts';
 import { decodeToGrey } from './decode';
-import { segmentForeground } from './foreground';
+import { rethreshold, segmentForeground } from './foreground';
 import type { GreyImage } from './grey-image';
 import { classifyRegion, measureRegions, spheroidConfidence } from './objects';
 import { type Cv, type Mat, type MatScope, copyF32, copyI32, copyU8, withMatScope } from './opencv';
@@ -19,14 +19,17 @@ export function segmentGrey(cv: Cv, image: GreyImage, params: SegmentParams = DE
   const g = geometryOf(image.width, image.height, params);
   return withMatScope(cv, (scope) => {
     const flat = flattenIllumination(scope, image, g, params);
-    const { mask } = segmentForeground(scope, flat, g, params);
+    const first = segmentForeground(scope, flat, g, params);
+    const flatPixels = copyU8(flat);
+    const rough = labelComponents(scope, first.mask, g, refArea(g, params.minSpheroidArea));
+    const roughDistance = distanceToBackground(scope, first.mask);
+    const roughRegions = splitTouching(rough, roughDistance, splitOptions(g, params));
+    const thresholds = objectThresholds(scope, roughRegions, flatPixels, roughDistance, g, params);
+    const mask = rethreshold(scope, flat, thresholds, g, params);
     const components = labelComponents(scope, mask, g, refArea(g, params.minSpheroidArea));
     const distance = distanceToBackground(scope, mask);
-    const regions = splitTouching(components, distance, {
-      minPeakRadius: refLength(g, params.minPeakRadius),
-      neckRatio: params.neckRatio,
-    });
-    return tracePolygons(scope, regions, copyU8(flat), distance, g, params);
+    const regions = splitTouching(components, distance, splitOptions(g, params));
+    return tracePolygons(scope, regions, flatPixels, distance, g, params);
   });
 }
 
@@ -63,6 +66,46 @@ function labelComponents(scope: MatScope, mask: Mat, g: Geometry, minArea: numbe
   }
   for (let i = 0; i < labels.length; i++) labels[i] = renumber[labels[i]];
   return { width: g.workWidth, height: g.workHeight, labels, count };
+}
+
+const splitOptions = (g: Geometry, params: SegmentParams) => ({
+  minPeakRadius: refLength(g, params.minPeakRadius),
+  neckRatio: params.neckRatio,
+  minDepth: refLength(g, params.minNeckDepth),
+});
+
+/** Per object, the grey halfway between the background and the mean of its core (distance > half its largest), on its pixels. */
+function objectThresholds(
+  scope: MatScope,
+  objects: LabelImage,
+  flat: Uint8Array,
+  distance: Float32Array,
+  g: Geometry,
+  params: SegmentParams,
+): Mat {
+  const { labels, count } = objects;
+  const peak = new Float32Array(count + 1);
+  for (let i = 0; i < labels.length; i++) if (distance[i] > peak[labels[i]]) peak[labels[i]] = distance[i];
+  const sum = new Float64Array(count + 1);
+  const n = new Float64Array(count + 1);
+  for (let i = 0; i < labels.length; i++) {
+    const l = labels[i];
+    if (l === 0 || distance[i] <= peak[l] / 2) continue;
+    sum[l] += flat[i];
+    n[l]++;
+  }
+  const level = new Uint8Array(count + 1);
+  for (let l = 1; l <= count; l++) {
+    const core = n[l] > 0 ? sum[l] / n[l] : params.flatLevel;
+    level[l] = Math.round(
+      Math.min(params.thresholdMax, core + params.rethresholdFraction * (params.flatLevel - core)),
+    );
+  }
+  const pixels = new Uint8Array(labels.length);
+  for (let i = 0; i < labels.length; i++) pixels[i] = level[labels[i]];
+  const mat = scope.track(new scope.cv.Mat(g.workHeight, g.workWidth, scope.cv.CV_8UC1));
+  mat.data.set(pixels);
+  return mat;
 }
 
 function distanceToBackground(scope: MatScope, mask: Mat): Float32Array {
