@@ -38,6 +38,8 @@ export interface SegmentParams {
   neckRatio: number;
   /** The smaller of two split spheroids rises at least this much above their neck (in the distance map). */
   minNeckDepth: number;
+  /** See SplitOptions.discApart. */
+  discApart: number;
   /** approxPolyDP epsilon, in pixels of the input image. */
   simplifyEpsilon: number;
 }
@@ -59,9 +61,10 @@ export const DEFAULT_PARAMS: Readonly<SegmentParams> = Object.freeze({
   maxElongation: 3.5,
   maxMeanGrey: 130,
   bubbleCoreMargin: 8,
-  minPeakRadius: 20,
+  minPeakRadius: 24,
   neckRatio: 0.8,
   minNeckDepth: 6,
+  discApart: 0.3,
   simplifyEpsilon: 1,
 });
 

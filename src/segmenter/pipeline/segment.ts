@@ -8,7 +8,7 @@ import { type Cv, type Mat, type MatScope, copyF32, copyI32, copyU8, withMatScop
 import { DEFAULT_PARAMS, type Geometry, type SegmentParams, geometryOf, refArea, refLength } from './params';
 import { toWirePolygons, traceRegion } from './polygons';
 import { flattenIllumination } from './preprocess';
-import { type LabelImage, splitTouching } from './split';
+import { type LabelImage, type SplitResult, splitTouching } from './split';
 
 /**
  * The classical segmentation of one greyscale brightfield image: flatten illumination, threshold,
@@ -72,6 +72,7 @@ const splitOptions = (g: Geometry, params: SegmentParams) => ({
   minPeakRadius: refLength(g, params.minPeakRadius),
   neckRatio: params.neckRatio,
   minDepth: refLength(g, params.minNeckDepth),
+  discApart: params.discApart,
 });
 
 /** Per object, the grey halfway between the background and the mean of its core (distance > half its largest), on its pixels. */
@@ -116,7 +117,7 @@ function distanceToBackground(scope: MatScope, mask: Mat): Float32Array {
 
 function tracePolygons(
   scope: MatScope,
-  regions: LabelImage,
+  regions: SplitResult,
   flat: Uint8Array,
   distance: Float32Array,
   g: Geometry,
@@ -132,7 +133,7 @@ function tracePolygons(
     const outline = traceRegion(scope, regions, region, g, traceOptions);
     if (!outline) continue;
     const confidence = (shape: { solidity: number; circularity: number }) =>
-      spheroidConfidence(region, shape, params);
+      spheroidConfidence(region, shape, params, regions.splitDoubt[region.id]);
     polygons.push(...toWirePolygons(scope, outline, polygons.length + 1, confidence));
   }
   return polygons;

@@ -27,6 +27,12 @@ export interface SplitOptions {
   neckRatio: number;
   /** The smaller peak must rise this many working pixels above the saddle. */
   minDepth: number;
+  /**
+   * Two basins without a neck are still two spheroids when their peaks are further apart than the
+   * larger peak plus this fraction of the smaller: the smaller inscribed disc then lies mostly
+   * outside the larger (one round or elongated body never has such a pair of maxima).
+   */
+  discApart: number;
 }
 
 export interface SplitResult extends LabelImage {
@@ -66,7 +72,7 @@ export function splitTouching(
   // Saddles kept as splits: [rootA, rootB, ratio to the smaller peak].
   const splits: [number, number, number][] = [];
 
-  const { minPeakRadius, neckRatio, minDepth } = options;
+  const { minPeakRadius, neckRatio, minDepth, discApart } = options;
   const decided = new Map<number, number>();
   /**
    * Where basins a and b first meet at height `saddle`: their neck is the lower of the saddle and
@@ -81,7 +87,10 @@ export function splitTouching(
     const apart = Math.hypot((a % width) - (b % width), Math.floor(a / width) - Math.floor(b / width));
     if (apart <= high) return -1;
     const neck = Math.min(saddle, minAlongSegment(a, b, width, distance));
-    return neck < neckRatio * low && low - neck >= minDepth ? neck / low : -1;
+    if (neck < neckRatio * low && low - neck >= minDepth) return neck / low;
+    // No neck, but the smaller inscribed disc lies mostly outside the larger: a body pressed flat
+    // against another, or wedged between two (its contact is as wide as itself).
+    return apart > high + discApart * low ? neck / low : -1;
   };
   for (let k = 0; k < order.length; k++) {
     const i = order[k];
@@ -140,6 +149,7 @@ export function splitTouching(
     if (regionOf[root] === 0) regionOf[root] = ++count;
     regions[i] = regionOf[root];
   }
+  for (let pass = 0; pass < BOUNDARY_PASSES; pass++) reassignByEllipses(labels, regions, count, width);
   const splitDoubt = new Float32Array(count + 1);
   for (const [a, b, ratio] of splits) {
     const ra = find(a);
@@ -149,6 +159,78 @@ export function splitTouching(
     for (const r of [regionOf[ra], regionOf[rb]]) splitDoubt[r] = Math.max(splitDoubt[r], doubt);
   }
   return { width, height, labels: regions, count, splitDoubt };
+}
+
+/** Rounds of boundary refinement after the watershed. */
+const BOUNDARY_PASSES = 2;
+
+/**
+ * Moves the boundaries between the regions of one component to where their shapes say they are:
+ * each region is summarised by its equivalent ellipse (same second moments), and every pixel of a
+ * split component goes to the region in whose ellipse it lies relatively deepest (the smallest
+ * normalised ellipse distance). The watershed puts the cut through the neck, but where the neck is
+ * wide or off-centre its line wanders; two overlapping spheroids meet where each is equally deep.
+ */
+function reassignByEllipses(components: Int32Array, regions: Int32Array, count: number, width: number): void {
+  const m = new Float64Array((count + 1) * 6);
+  const componentOf = new Int32Array(count + 1);
+  for (let i = 0; i < regions.length; i++) {
+    const r = regions[i];
+    if (r === 0) continue;
+    const x = i % width;
+    const y = (i - x) / width;
+    const o = r * 6;
+    m[o]++;
+    m[o + 1] += x;
+    m[o + 2] += y;
+    m[o + 3] += x * x;
+    m[o + 4] += y * y;
+    m[o + 5] += x * y;
+    componentOf[r] = components[i];
+  }
+  const members = new Map<number, number[]>();
+  for (let r = 1; r <= count; r++) {
+    const list = members.get(componentOf[r]);
+    if (list) list.push(r);
+    else members.set(componentOf[r], [r]);
+  }
+  // Per region: centre and the inverse of 4 × covariance (an ellipse of the same moments has q = 1 on its outline).
+  const shape = new Float64Array((count + 1) * 5);
+  for (let r = 1; r <= count; r++) {
+    const o = r * 6;
+    const n = m[o];
+    if (n < 3) continue;
+    const cx = m[o + 1] / n;
+    const cy = m[o + 2] / n;
+    const a = 4 * (m[o + 3] / n - cx * cx) + 1e-6;
+    const c = 4 * (m[o + 4] / n - cy * cy) + 1e-6;
+    const b = 4 * (m[o + 5] / n - cx * cy);
+    const det = a * c - b * b;
+    if (det <= 0) continue;
+    shape.set([cx, cy, c / det, -b / det, a / det], r * 5);
+  }
+  for (let i = 0; i < regions.length; i++) {
+    const r = regions[i];
+    if (r === 0) continue;
+    const list = members.get(componentOf[r]);
+    if (!list || list.length < 2) continue;
+    const x = i % width;
+    const y = (i - x) / width;
+    let best = r;
+    let bestQ = Infinity;
+    for (const k of list) {
+      const o = k * 5;
+      if (shape[o + 2] === 0) continue;
+      const dx = x - shape[o];
+      const dy = y - shape[o + 1];
+      const q = shape[o + 2] * dx * dx + 2 * shape[o + 3] * dx * dy + shape[o + 4] * dy * dy;
+      if (q < bestQ) {
+        bestQ = q;
+        best = k;
+      }
+    }
+    regions[i] = best;
+  }
 }
 
 /** The smallest distance value on the straight segment between two pixels. */
