@@ -35,8 +35,8 @@ export function cleanMask(scope: MatScope, mask: Mat, g: Geometry, p: SegmentPar
 }
 
 /**
- * Each object again at its own threshold: halfway between the background (`flatLevel`) and the
- * mean grey of its core, the 50 % point of its rim whatever its darkness. A global threshold that
+ * Each object again at its own threshold: at `rethresholdFraction` of the way from the mean grey
+ * of its core to the background (`flatLevel`), the 50 % point of its rim whatever its darkness. A global threshold that
  * suits a dark spheroid takes in the grey granular halo of invading cells around it and the blur of
  * its edge; one that suits a pale spheroid misses it. `thresholds` holds each object's threshold
  * on its own pixels (0 elsewhere); it is spread a few pixels outwards so the rim can grow back.
@@ -45,12 +45,7 @@ export function rethreshold(scope: MatScope, flat: Mat, thresholds: Mat, g: Geom
   const { cv } = scope;
   morphDisc(scope, thresholds, thresholds, 'dilate', refLength(g, p.rethresholdReach));
   const mask = scope.mat();
-  let source = flat;
-  if (p.rethresholdMedian > 1) {
-    source = scope.mat();
-    cv.medianBlur(flat, source, p.rethresholdMedian);
-  }
-  cv.compare(source, thresholds, mask, cv.CMP_LT);
+  cv.compare(flat, thresholds, mask, cv.CMP_LT);
   cleanMask(scope, mask, g, p);
   return mask;
 }

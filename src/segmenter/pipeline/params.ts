@@ -18,8 +18,6 @@ export interface SegmentParams {
   rethresholdReach: number;
   /** Where between core grey (0) and background (1) that threshold lies. */
   rethresholdFraction: number;
-  /** Median filter (odd kernel size in working pixels, 0 = none) before it, against halo granules. */
-  rethresholdMedian: number;
   /** Closing radius that bridges the texture of a spheroid; holes up to `holeFillArea` are filled. */
   closeRadius: number;
   holeFillArea: number;
@@ -53,7 +51,6 @@ export const DEFAULT_PARAMS: Readonly<SegmentParams> = Object.freeze({
   thresholdMax: 160,
   rethresholdReach: 6,
   rethresholdFraction: 0.45,
-  rethresholdMedian: 0,
   closeRadius: 0,
   holeFillArea: 400,
   openRadius: 12,

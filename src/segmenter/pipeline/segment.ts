@@ -12,7 +12,8 @@ import { type LabelImage, type SplitResult, splitTouching } from './split';
 
 /**
  * The classical segmentation of one greyscale brightfield image: flatten illumination, threshold,
- * clean the mask, separate touching spheroids, reject specks, fibres, bubbles and faint clusters,
+ * clean the mask, threshold each object again at its own rim level (found after a first split, so a
+ * pale spheroid next to a dark one gets its own), separate touching and overlapping spheroids, reject specks, fibres, bubbles and faint clusters,
  * and trace the spheroids as wire polygons (ids from 1, holes after their outline).
  */
 export function segmentGrey(cv: Cv, image: GreyImage, params: SegmentParams = DEFAULT_PARAMS): MlPolygon[] {
