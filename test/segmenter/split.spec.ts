@@ -145,6 +145,7 @@ describe('spheroidConfidence', () => {
     meanGrey,
     coreGrey: meanGrey,
     rimGrey: meanGrey,
+    peakDistance: 40,
     elongation: 1,
     box: { x: 0, y: 0, width: 80, height: 80 },
   });

@@ -11,6 +11,8 @@ export interface RegionStats {
   meanGrey: number;
   coreGrey: number;
   rimGrey: number;
+  /** Radius of the largest inscribed disc (peak of the distance map), working pixels. */
+  peakDistance: number;
   /** Major / minor axis of the equivalent ellipse. */
   elongation: number;
   box: { x: number; y: number; width: number; height: number };
@@ -90,6 +92,7 @@ function toStats(id: number, s: Sums): RegionStats {
     meanGrey: s.grey / s.area,
     coreGrey: s.coreArea > 0 ? s.coreGrey / s.coreArea : s.grey / s.area,
     rimGrey: rimArea > 0 ? (s.grey - s.coreGrey) / rimArea : s.grey / s.area,
+    peakDistance: s.maxDistance,
     elongation: axisRatio(s),
     box: { x: s.minX, y: s.minY, width: s.maxX - s.minX + 1, height: s.maxY - s.minY + 1 },
   };

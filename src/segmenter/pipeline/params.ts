@@ -38,6 +38,8 @@ export interface SegmentParams {
   minNeckDepth: number;
   /** See SplitOptions.discApart. */
   discApart: number;
+  /** Each spheroid's outline is opened by a disc of this fraction of its inscribed radius (0 = off). */
+  outlineOpenFraction: number;
   /** approxPolyDP epsilon, in pixels of the input image. */
   simplifyEpsilon: number;
 }
@@ -62,6 +64,7 @@ export const DEFAULT_PARAMS: Readonly<SegmentParams> = Object.freeze({
   neckRatio: 0.8,
   minNeckDepth: 6,
   discApart: 0.3,
+  outlineOpenFraction: 0.3,
   simplifyEpsilon: 1,
 });
 

@@ -128,6 +128,7 @@ function tracePolygons(
   const traceOptions = {
     epsilon: params.simplifyEpsilon,
     minHoleArea: refArea(g, params.holeFillArea) * g.upscale ** 2,
+    smoothRadius: params.outlineOpenFraction,
   };
   for (const region of measureRegions(regions, flat, distance)) {
     if (classifyRegion(region, g, params) !== 'spheroid') continue;
