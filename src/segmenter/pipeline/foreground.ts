@@ -8,18 +8,22 @@ export interface Foreground {
   threshold: number;
 }
 
-/**
- * Dark objects of the flattened image: Otsu's threshold (clamped, so that an empty field does not
- * split its noise), a closing that bridges the spheroid texture, small holes filled, and an opening
- * that strips what is thinner than `openRadius` (loose cells, bubble rims, fibres).
- */
+/** Dark objects of the flattened image: Otsu's threshold (clamped, so that an empty field does not split its noise), cleaned. */
 export function segmentForeground(scope: MatScope, flat: Mat, g: Geometry, p: SegmentParams): Foreground {
   const { cv } = scope;
   const mask = scope.mat();
   const otsu = cv.threshold(flat, mask, 0, 255, cv.THRESH_BINARY_INV | cv.THRESH_OTSU);
   const threshold = Math.min(p.thresholdMax, Math.max(p.thresholdMin, otsu));
   if (threshold !== otsu) cv.threshold(flat, mask, threshold, 255, cv.THRESH_BINARY_INV);
+  cleanMask(scope, mask, g, p);
+  return { mask, threshold };
+}
 
+/**
+ * Closing that bridges the spheroid texture, small holes filled, and an opening that strips what is
+ * thinner than `openRadius` (loose cells, invasion-halo granules, bubble rims, fibres).
+ */
+export function cleanMask(scope: MatScope, mask: Mat, g: Geometry, p: SegmentParams): void {
   const close = refLength(g, p.closeRadius);
   morphDisc(scope, mask, mask, 'dilate', close);
   morphDisc(scope, mask, mask, 'erode', close);
@@ -28,7 +32,22 @@ export function segmentForeground(scope: MatScope, flat: Mat, g: Geometry, p: Se
   const open = refLength(g, p.openRadius);
   morphDisc(scope, mask, mask, 'erode', open);
   morphDisc(scope, mask, mask, 'dilate', open);
-  return { mask, threshold };
+}
+
+/**
+ * Each object again at its own threshold: at `rethresholdFraction` of the way from the mean grey
+ * of its core to the background (`flatLevel`), the 50 % point of its rim whatever its darkness. A global threshold that
+ * suits a dark spheroid takes in the grey granular halo of invading cells around it and the blur of
+ * its edge; one that suits a pale spheroid misses it. `thresholds` holds each object's threshold
+ * on its own pixels (0 elsewhere); it is spread a few pixels outwards so the rim can grow back.
+ */
+export function rethreshold(scope: MatScope, flat: Mat, thresholds: Mat, g: Geometry, p: SegmentParams): Mat {
+  const { cv } = scope;
+  morphDisc(scope, thresholds, thresholds, 'dilate', refLength(g, p.rethresholdReach));
+  const mask = scope.mat();
+  cv.compare(flat, thresholds, mask, cv.CMP_LT);
+  cleanMask(scope, mask, g, p);
+  return mask;
 }
 
 /** Fills the holes (inner contours) whose area is at most `maxArea`; larger holes, such as a bubble's light interior, stay. */

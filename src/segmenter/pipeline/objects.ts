@@ -11,6 +11,8 @@ export interface RegionStats {
   meanGrey: number;
   coreGrey: number;
   rimGrey: number;
+  /** Radius of the largest inscribed disc (peak of the distance map), working pixels. */
+  peakDistance: number;
   /** Major / minor axis of the equivalent ellipse. */
   elongation: number;
   box: { x: number; y: number; width: number; height: number };
@@ -90,6 +92,7 @@ function toStats(id: number, s: Sums): RegionStats {
     meanGrey: s.grey / s.area,
     coreGrey: s.coreArea > 0 ? s.coreGrey / s.coreArea : s.grey / s.area,
     rimGrey: rimArea > 0 ? (s.grey - s.coreGrey) / rimArea : s.grey / s.area,
+    peakDistance: s.maxDistance,
     elongation: axisRatio(s),
     box: { x: s.minX, y: s.minY, width: s.maxX - s.minX + 1, height: s.maxY - s.minY + 1 },
   };
@@ -117,16 +120,23 @@ export function classifyRegion(r: RegionStats, g: Geometry, p: SegmentParams): O
 }
 
 /**
- * 0..1 from three cues: contrast against the background (half the weight), solidity and circularity
- * (a quarter each; a round compact body scores 1).
+ * 0..1, how sure the segmenter is that the polygon is one whole spheroid:
+ *   (0.6 × contrast + 0.4 × shape) × split,
+ * contrast = how much darker than the background the object is, relative to the darkest threshold
+ * (1 for a dense body, towards 0 for a faint one); shape = the mean of solidity and
+ * circularity / 0.85 (1 for a compact round body); split = 1 for an object that was not cut from a
+ * group or was cut at a deep neck, falling linearly to 0.6 as the neck widens to the split limit
+ * (`splitDoubt` ≥ 1: separated by the disc rule alone, without a neck).
  */
 export function spheroidConfidence(
   r: RegionStats,
   shape: { solidity: number; circularity: number },
   p: SegmentParams,
+  splitDoubt = 0,
 ): number {
   const clamp = (v: number) => Math.min(1, Math.max(0, v));
   const contrast = clamp((p.flatLevel - r.meanGrey) / (p.flatLevel - p.thresholdMin));
-  const score = 0.5 * contrast + 0.25 * clamp(shape.solidity) + 0.25 * clamp(shape.circularity / 0.85);
-  return Math.round(score * 1000) / 1000;
+  const compact = (clamp(shape.solidity) + clamp(shape.circularity / 0.85)) / 2;
+  const split = 1 - 0.4 * clamp((splitDoubt - 0.5) / 0.5);
+  return Math.round((0.6 * contrast + 0.4 * compact) * split * 1000) / 1000;
 }

@@ -14,6 +14,10 @@ export interface SegmentParams {
   /** Otsu's threshold on the flattened image is clamped to this range. */
   thresholdMin: number;
   thresholdMax: number;
+  /** Each object is thresholded again halfway between the background and its core grey, up to this far out. */
+  rethresholdReach: number;
+  /** Where between core grey (0) and background (1) that threshold lies. */
+  rethresholdFraction: number;
   /** Closing radius that bridges the texture of a spheroid; holes up to `holeFillArea` are filled. */
   closeRadius: number;
   holeFillArea: number;
@@ -30,6 +34,12 @@ export interface SegmentParams {
   /** Seeds of touching spheroids: distance peaks of at least this radius, split where the neck is narrower than `neckRatio` × the smaller radius. */
   minPeakRadius: number;
   neckRatio: number;
+  /** The smaller of two split spheroids rises at least this much above their neck (in the distance map). */
+  minNeckDepth: number;
+  /** See SplitOptions.discApart. */
+  discApart: number;
+  /** Each spheroid's outline is opened by a disc of this fraction of its inscribed radius (0 = off). */
+  outlineOpenFraction: number;
   /** approxPolyDP epsilon, in pixels of the input image. */
   simplifyEpsilon: number;
 }
@@ -41,15 +51,20 @@ export const DEFAULT_PARAMS: Readonly<SegmentParams> = Object.freeze({
   flatLevel: 200,
   thresholdMin: 60,
   thresholdMax: 160,
-  closeRadius: 4,
+  rethresholdReach: 6,
+  rethresholdFraction: 0.45,
+  closeRadius: 0,
   holeFillArea: 400,
-  openRadius: 8,
+  openRadius: 12,
   minSpheroidArea: 2000,
   maxElongation: 3.5,
   maxMeanGrey: 130,
   bubbleCoreMargin: 8,
-  minPeakRadius: 20,
+  minPeakRadius: 24,
   neckRatio: 0.8,
+  minNeckDepth: 6,
+  discApart: 0.3,
+  outlineOpenFraction: 0.3,
   simplifyEpsilon: 1,
 });
 

@@ -1,7 +1,7 @@
 import type { MlPolygon } from '../../common/contracts';
 import { contourFeatures } from './features';
 import type { RegionStats } from './objects';
-import { type Mat, type MatScope } from './opencv';
+import { type Mat, type MatScope, morphDisc } from './opencv';
 import type { Geometry } from './params';
 import type { LabelImage } from './split';
 
@@ -24,10 +24,10 @@ export function traceRegion(
   regions: LabelImage,
   region: RegionStats,
   g: Geometry,
-  opts: { epsilon: number; minHoleArea: number },
+  opts: { epsilon: number; minHoleArea: number; smoothRadius: number },
 ): RegionOutline | undefined {
   const { cv } = scope;
-  const crop = cropMask(scope, regions, region);
+  const crop = cropMask(scope, regions, region, Math.round(opts.smoothRadius * region.peakDistance));
   const large = scope.mat();
   cv.resize(crop.mat, large, new cv.Size(0, 0), g.upscale, g.upscale, cv.INTER_LINEAR);
   cv.threshold(large, large, 127, 255, cv.THRESH_BINARY);
@@ -48,25 +48,46 @@ export function traceRegion(
   return { external: simplify(scope, scope.track(contours.get(outer)), opts.epsilon), holes };
 }
 
+/**
+ * The region's mask around its bounding box. With `openRadius` > 0 the region is first opened by a
+ * disc of that radius (a fraction of its own inscribed radius): clumps of halo or loose cells stuck to
+ * its rim go, a small spheroid keeps its shape. The opening runs on all objects' pixels (and what
+ * lies beyond the image border), so neither the cut against a neighbour nor the border is eaten into.
+ */
 function cropMask(
   scope: MatScope,
   regions: LabelImage,
   region: RegionStats,
+  openRadius: number,
 ): { mat: Mat; x: number; y: number } {
   const { cv } = scope;
-  const x = region.box.x - PAD;
-  const y = region.box.y - PAD;
-  const width = region.box.width + 2 * PAD;
-  const height = region.box.height + 2 * PAD;
-  const pixels = new Uint8Array(width * height);
+  const pad = PAD + openRadius;
+  const x = region.box.x - pad;
+  const y = region.box.y - pad;
+  const width = region.box.width + 2 * pad;
+  const height = region.box.height + 2 * pad;
+  const own = new Uint8Array(width * height);
+  // Outside the image counts as object for the opening: a spheroid cut by the border keeps its corners.
+  const any = new Uint8Array(width * height).fill(255);
   for (let row = Math.max(0, y); row < Math.min(regions.height, y + height); row++) {
     for (let col = Math.max(0, x); col < Math.min(regions.width, x + width); col++) {
-      if (regions.labels[row * regions.width + col] === region.id)
-        pixels[(row - y) * width + (col - x)] = 255;
+      const label = regions.labels[row * regions.width + col];
+      const k = (row - y) * width + (col - x);
+      if (label === region.id) own[k] = 255;
+      if (label === 0) any[k] = 0;
     }
   }
   const mat = scope.track(new cv.Mat(height, width, cv.CV_8UC1));
-  mat.data.set(pixels);
+  if (openRadius <= 0) {
+    mat.data.set(own);
+    return { mat, x, y };
+  }
+  mat.data.set(any);
+  morphDisc(scope, mat, mat, 'erode', openRadius);
+  morphDisc(scope, mat, mat, 'dilate', openRadius);
+  const opened = mat.data.slice();
+  for (let k = 0; k < own.length; k++) own[k] &= opened[k];
+  mat.data.set(own);
   return { mat, x, y };
 }
 

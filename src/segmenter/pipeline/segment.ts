@@ -1,32 +1,36 @@
 import { performance } from 'node:perf_hooks';
 import type { MlPolygon, MlSegmentResults } from '../../common/contracts';
 import { decodeToGrey } from './decode';
-import { segmentForeground } from './foreground';
+import { rethreshold, segmentForeground } from './foreground';
 import type { GreyImage } from './grey-image';
 import { classifyRegion, measureRegions, spheroidConfidence } from './objects';
 import { type Cv, type Mat, type MatScope, copyF32, copyI32, copyU8, withMatScope } from './opencv';
 import { DEFAULT_PARAMS, type Geometry, type SegmentParams, geometryOf, refArea, refLength } from './params';
 import { toWirePolygons, traceRegion } from './polygons';
 import { flattenIllumination } from './preprocess';
-import { type LabelImage, splitTouching } from './split';
+import { type LabelImage, type SplitResult, splitTouching } from './split';
 
 /**
  * The classical segmentation of one greyscale brightfield image: flatten illumination, threshold,
- * clean the mask, separate touching spheroids, reject specks, fibres, bubbles and faint clusters,
+ * clean the mask, threshold each object again at its own rim level (found after a first split, so a
+ * pale spheroid next to a dark one gets its own), separate touching and overlapping spheroids, reject specks, fibres, bubbles and faint clusters,
  * and trace the spheroids as wire polygons (ids from 1, holes after their outline).
  */
 export function segmentGrey(cv: Cv, image: GreyImage, params: SegmentParams = DEFAULT_PARAMS): MlPolygon[] {
   const g = geometryOf(image.width, image.height, params);
   return withMatScope(cv, (scope) => {
     const flat = flattenIllumination(scope, image, g, params);
-    const { mask } = segmentForeground(scope, flat, g, params);
+    const first = segmentForeground(scope, flat, g, params);
+    const flatPixels = copyU8(flat);
+    const rough = labelComponents(scope, first.mask, g, refArea(g, params.minSpheroidArea));
+    const roughDistance = distanceToBackground(scope, first.mask);
+    const roughRegions = splitTouching(rough, roughDistance, splitOptions(g, params));
+    const thresholds = objectThresholds(scope, roughRegions, flatPixels, roughDistance, g, params);
+    const mask = rethreshold(scope, flat, thresholds, g, params);
     const components = labelComponents(scope, mask, g, refArea(g, params.minSpheroidArea));
     const distance = distanceToBackground(scope, mask);
-    const regions = splitTouching(components, distance, {
-      minPeakRadius: refLength(g, params.minPeakRadius),
-      neckRatio: params.neckRatio,
-    });
-    return tracePolygons(scope, regions, copyU8(flat), distance, g, params);
+    const regions = splitTouching(components, distance, splitOptions(g, params));
+    return tracePolygons(scope, regions, flatPixels, distance, g, params);
   });
 }
 
@@ -65,6 +69,47 @@ function labelComponents(scope: MatScope, mask: Mat, g: Geometry, minArea: numbe
   return { width: g.workWidth, height: g.workHeight, labels, count };
 }
 
+const splitOptions = (g: Geometry, params: SegmentParams) => ({
+  minPeakRadius: refLength(g, params.minPeakRadius),
+  neckRatio: params.neckRatio,
+  minDepth: refLength(g, params.minNeckDepth),
+  discApart: params.discApart,
+});
+
+/** Per object, the grey halfway between the background and the mean of its core (distance > half its largest), on its pixels. */
+function objectThresholds(
+  scope: MatScope,
+  objects: LabelImage,
+  flat: Uint8Array,
+  distance: Float32Array,
+  g: Geometry,
+  params: SegmentParams,
+): Mat {
+  const { labels, count } = objects;
+  const peak = new Float32Array(count + 1);
+  for (let i = 0; i < labels.length; i++) if (distance[i] > peak[labels[i]]) peak[labels[i]] = distance[i];
+  const sum = new Float64Array(count + 1);
+  const n = new Float64Array(count + 1);
+  for (let i = 0; i < labels.length; i++) {
+    const l = labels[i];
+    if (l === 0 || distance[i] <= peak[l] / 2) continue;
+    sum[l] += flat[i];
+    n[l]++;
+  }
+  const level = new Uint8Array(count + 1);
+  for (let l = 1; l <= count; l++) {
+    const core = n[l] > 0 ? sum[l] / n[l] : params.flatLevel;
+    level[l] = Math.round(
+      Math.min(params.thresholdMax, core + params.rethresholdFraction * (params.flatLevel - core)),
+    );
+  }
+  const pixels = new Uint8Array(labels.length);
+  for (let i = 0; i < labels.length; i++) pixels[i] = level[labels[i]];
+  const mat = scope.track(new scope.cv.Mat(g.workHeight, g.workWidth, scope.cv.CV_8UC1));
+  mat.data.set(pixels);
+  return mat;
+}
+
 function distanceToBackground(scope: MatScope, mask: Mat): Float32Array {
   const distance = scope.mat();
   scope.cv.distanceTransform(mask, distance, scope.cv.DIST_L2, 5);
@@ -73,7 +118,7 @@ function distanceToBackground(scope: MatScope, mask: Mat): Float32Array {
 
 function tracePolygons(
   scope: MatScope,
-  regions: LabelImage,
+  regions: SplitResult,
   flat: Uint8Array,
   distance: Float32Array,
   g: Geometry,
@@ -83,13 +128,14 @@ function tracePolygons(
   const traceOptions = {
     epsilon: params.simplifyEpsilon,
     minHoleArea: refArea(g, params.holeFillArea) * g.upscale ** 2,
+    smoothRadius: params.outlineOpenFraction,
   };
   for (const region of measureRegions(regions, flat, distance)) {
     if (classifyRegion(region, g, params) !== 'spheroid') continue;
     const outline = traceRegion(scope, regions, region, g, traceOptions);
     if (!outline) continue;
     const confidence = (shape: { solidity: number; circularity: number }) =>
-      spheroidConfidence(region, shape, params);
+      spheroidConfidence(region, shape, params, regions.splitDoubt[region.id]);
     polygons.push(...toWirePolygons(scope, outline, polygons.length + 1, confidence));
   }
   return polygons;

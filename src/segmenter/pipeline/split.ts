@@ -1,10 +1,16 @@
 /**
- * Separation of touching spheroids on the distance transform of the object mask. Seeds are the
- * centres of maximal inscribed discs: distance peaks, taken from the highest down, kept only when
- * they lie outside every kept disc and the mask narrows between them to a neck thinner than
- * `neckRatio` × the smaller radius. Components with two or more seeds are then grown from their
- * seeds in order of decreasing distance (a watershed on the distance height), so the cut falls on
- * the neck; the others stay whole.
+ * Separation of touching and overlapping spheroids: a watershed on the distance transform of the
+ * object mask, with the markers chosen by a neck test instead of being given in advance.
+ *
+ * Pixels are flooded from the highest distance down (one basin per regional maximum). Where two
+ * basins first meet, at a saddle of height `s`, they are kept apart only if the mask narrows there
+ * to a real neck: both peaks (the radii of their largest inscribed discs) are at least
+ * `minPeakRadius`, the saddle is lower than `neckRatio` × the smaller peak, and the smaller peak
+ * rises above the saddle by at least `minDepth`. Otherwise the two basins merge (the bumps of one
+ * rough or elongated spheroid meet at a saddle nearly as high as their peaks). Deciding each meeting
+ * where it happens makes the split work for groups of any size: every pair of neighbouring spheroids
+ * is judged by its own neck. Every later pixel joins the basin of its highest already-flooded
+ * neighbour (steepest ascent), so the boundary between two spheroids runs through the neck.
  */
 export interface LabelImage {
   width: number;
@@ -15,96 +21,225 @@ export interface LabelImage {
 }
 
 export interface SplitOptions {
-  /** Smallest seed radius, in working pixels. */
+  /** Smallest radius of a spheroid's largest inscribed disc, in working pixels. */
   minPeakRadius: number;
+  /** A saddle at least this fraction of the smaller peak is no neck. */
   neckRatio: number;
+  /** The smaller peak must rise this many working pixels above the saddle. */
+  minDepth: number;
+  /**
+   * Two basins without a neck are still two spheroids when their peaks are further apart than the
+   * larger peak plus this fraction of the smaller: the smaller inscribed disc then lies mostly
+   * outside the larger (one round or elongated body never has such a pair of maxima).
+   */
+  discApart: number;
 }
 
-interface Peak {
-  index: number;
-  radius: number;
+export interface SplitResult extends LabelImage {
+  /**
+   * Per region (index = label): the highest saddle-to-peak ratio with any neighbour it was split
+   * from, relative to `neckRatio` (0 = not split or split at a deep neck, near 1 = a doubtful split).
+   */
+  splitDoubt: Float32Array;
 }
 
-/** Number of distance levels per working pixel in the growth queue. */
-const LEVELS_PER_PIXEL = 4;
+/** Distance levels per working pixel. */
+const LEVELS_PER_PIXEL = 8;
 
 export function splitTouching(
   components: LabelImage,
   distance: Float32Array,
   options: SplitOptions,
-): LabelImage {
-  const peaks = findSeeds(components, distance, options);
-  const regions = new Int32Array(components.labels.length);
-  let count = 0;
-  const seeds = peaks.filter((p) => p.length >= 2).flat();
-  for (const seed of seeds) regions[seed.index] = ++count;
-  growFromSeeds(components, distance, regions, seeds);
-  const wholeId = new Int32Array(components.count + 1);
-  const { labels } = components;
-  for (let i = 0; i < labels.length; i++) {
-    const label = labels[i];
-    if (label === 0 || regions[i] !== 0 || peaks[label].length >= 2) continue;
-    if (wholeId[label] === 0) wholeId[label] = ++count;
-    regions[i] = wholeId[label];
-  }
-  return { width: components.width, height: components.height, labels: regions, count };
-}
-
-function findSeeds(components: LabelImage, distance: Float32Array, options: SplitOptions): Peak[][] {
-  const byLabel: Peak[][] = Array.from({ length: components.count + 1 }, () => []);
-  for (const peak of localMaxima(components, distance, options.minPeakRadius)) {
-    byLabel[components.labels[peak.index]].push(peak);
-  }
-  return byLabel.map((candidates) => selectSeeds(candidates, components.width, distance, options.neckRatio));
-}
-
-function localMaxima(components: LabelImage, distance: Float32Array, minRadius: number): Peak[] {
+): SplitResult {
   const { width, height, labels } = components;
-  const peaks: Peak[] = [];
-  for (let y = 1; y < height - 1; y++) {
-    for (let x = 1; x < width - 1; x++) {
-      const i = y * width + x;
-      const d = distance[i];
-      if (labels[i] === 0 || d < minRadius) continue;
-      if (
-        d >= distance[i - 1] &&
-        d >= distance[i + 1] &&
-        d >= distance[i - width] &&
-        d >= distance[i + width] &&
-        d >= distance[i - width - 1] &&
-        d >= distance[i - width + 1] &&
-        d >= distance[i + width - 1] &&
-        d >= distance[i + width + 1]
-      ) {
-        peaks.push({ index: i, radius: d });
+  const n = width * height;
+  const order = pixelsByDescendingDistance(labels, distance);
+
+  const basin = new Int32Array(n).fill(-1);
+  // Union-find over basins; a basin is named by the pixel index of its peak.
+  const parent = new Int32Array(n).fill(-1);
+  const peakOf = new Float32Array(n);
+  const find = (b: number): number => {
+    let root = b;
+    while (parent[root] !== root) root = parent[root];
+    while (parent[b] !== root) {
+      const next = parent[b];
+      parent[b] = root;
+      b = next;
+    }
+    return root;
+  };
+  // Saddles kept as splits: [rootA, rootB, ratio to the smaller peak].
+  const splits: [number, number, number][] = [];
+
+  const { minPeakRadius, neckRatio, minDepth, discApart } = options;
+  const decided = new Map<number, number>();
+  /**
+   * Where basins a and b first meet at height `saddle`: their neck is the lower of the saddle and
+   * the narrowest point of the straight segment between their peaks (which catches a body pressed
+   * flat against a larger one, where the saddle is hardly below the smaller peak). Returns the
+   * neck-to-smaller-peak ratio when they are two spheroids, −1 when they are one.
+   */
+  const neckBetween = (a: number, b: number, saddle: number): number => {
+    const low = Math.min(peakOf[a], peakOf[b]);
+    const high = Math.max(peakOf[a], peakOf[b]);
+    if (low < minPeakRadius) return -1;
+    const apart = Math.hypot((a % width) - (b % width), Math.floor(a / width) - Math.floor(b / width));
+    if (apart <= high) return -1;
+    const neck = Math.min(saddle, minAlongSegment(a, b, width, distance));
+    if (neck < neckRatio * low && low - neck >= minDepth) return neck / low;
+    // No neck, but the smaller inscribed disc lies mostly outside the larger: a body pressed flat
+    // against another, or wedged between two (its contact is as wide as itself).
+    return apart > high + discApart * low ? neck / low : -1;
+  };
+  for (let k = 0; k < order.length; k++) {
+    const i = order[k];
+    const d = distance[i];
+    const x = i % width;
+    const y = (i - x) / width;
+    let best = -1;
+    let bestDistance = -1;
+    for (let dy = -1; dy <= 1; dy++) {
+      const yy = y + dy;
+      if (yy < 0 || yy >= height) continue;
+      for (let dx = -1; dx <= 1; dx++) {
+        const xx = x + dx;
+        if ((dx === 0 && dy === 0) || xx < 0 || xx >= width) continue;
+        const j = yy * width + xx;
+        if (basin[j] < 0) continue;
+        const rj = find(basin[j]);
+        if (best >= 0) {
+          const rb = find(best);
+          if (rb !== rj) {
+            const key = rb < rj ? rb * n + rj : rj * n + rb;
+            let ratio = decided.get(key);
+            if (ratio === undefined) {
+              ratio = neckBetween(rb, rj, d);
+              decided.set(key, ratio);
+            }
+            if (ratio >= 0) {
+              splits.push([rb, rj, ratio]);
+            } else {
+              const [keep, drop] = peakOf[rb] >= peakOf[rj] ? [rb, rj] : [rj, rb];
+              parent[drop] = keep;
+            }
+          }
+        }
+        if (distance[j] > bestDistance) {
+          bestDistance = distance[j];
+          best = basin[j];
+        }
       }
     }
+    if (best < 0) {
+      parent[i] = i;
+      peakOf[i] = d;
+      basin[i] = i;
+    } else {
+      basin[i] = find(best);
+    }
   }
-  return peaks;
+
+  const regionOf = new Int32Array(n).fill(0);
+  const regions = new Int32Array(n);
+  let count = 0;
+  for (let k = 0; k < order.length; k++) {
+    const i = order[k];
+    const root = find(basin[i]);
+    if (regionOf[root] === 0) regionOf[root] = ++count;
+    regions[i] = regionOf[root];
+  }
+  for (let pass = 0; pass < BOUNDARY_PASSES; pass++) reassignByEllipses(labels, regions, count, width);
+  const splitDoubt = new Float32Array(count + 1);
+  for (const [a, b, ratio] of splits) {
+    const ra = find(a);
+    const rb = find(b);
+    if (ra === rb) continue;
+    const doubt = ratio / neckRatio;
+    for (const r of [regionOf[ra], regionOf[rb]]) splitDoubt[r] = Math.max(splitDoubt[r], doubt);
+  }
+  return { width, height, labels: regions, count, splitDoubt };
 }
 
-function selectSeeds(candidates: Peak[], width: number, distance: Float32Array, neckRatio: number): Peak[] {
-  candidates.sort((a, b) => b.radius - a.radius);
-  const kept: Peak[] = [];
-  for (const candidate of candidates) {
-    const distinct = kept.every((seed) => {
-      const dx = (candidate.index % width) - (seed.index % width);
-      const dy = Math.floor(candidate.index / width) - Math.floor(seed.index / width);
-      if (Math.hypot(dx, dy) <= seed.radius) return false;
-      return minAlongSegment(seed.index, candidate.index, width, distance) < neckRatio * candidate.radius;
-    });
-    if (distinct) kept.push(candidate);
+/** Rounds of boundary refinement after the watershed. */
+const BOUNDARY_PASSES = 2;
+
+/**
+ * Moves the boundaries between the regions of one component to where their shapes say they are:
+ * each region is summarised by its equivalent ellipse (same second moments), and every pixel of a
+ * split component goes to the region in whose ellipse it lies relatively deepest (the smallest
+ * normalised ellipse distance). The watershed puts the cut through the neck, but where the neck is
+ * wide or off-centre its line wanders; two overlapping spheroids meet where each is equally deep.
+ */
+function reassignByEllipses(components: Int32Array, regions: Int32Array, count: number, width: number): void {
+  const m = new Float64Array((count + 1) * 6);
+  const componentOf = new Int32Array(count + 1);
+  for (let i = 0; i < regions.length; i++) {
+    const r = regions[i];
+    if (r === 0) continue;
+    const x = i % width;
+    const y = (i - x) / width;
+    const o = r * 6;
+    m[o]++;
+    m[o + 1] += x;
+    m[o + 2] += y;
+    m[o + 3] += x * x;
+    m[o + 4] += y * y;
+    m[o + 5] += x * y;
+    componentOf[r] = components[i];
   }
-  return kept;
+  const members = new Map<number, number[]>();
+  for (let r = 1; r <= count; r++) {
+    const list = members.get(componentOf[r]);
+    if (list) list.push(r);
+    else members.set(componentOf[r], [r]);
+  }
+  // Per region: centre and the inverse of 4 × covariance (an ellipse of the same moments has q = 1 on its outline).
+  const shape = new Float64Array((count + 1) * 5);
+  for (let r = 1; r <= count; r++) {
+    const o = r * 6;
+    const n = m[o];
+    if (n < 3) continue;
+    const cx = m[o + 1] / n;
+    const cy = m[o + 2] / n;
+    const a = 4 * (m[o + 3] / n - cx * cx) + 1e-6;
+    const c = 4 * (m[o + 4] / n - cy * cy) + 1e-6;
+    const b = 4 * (m[o + 5] / n - cx * cy);
+    const det = a * c - b * b;
+    if (det <= 0) continue;
+    shape.set([cx, cy, c / det, -b / det, a / det], r * 5);
+  }
+  for (let i = 0; i < regions.length; i++) {
+    const r = regions[i];
+    if (r === 0) continue;
+    const list = members.get(componentOf[r]);
+    if (!list || list.length < 2) continue;
+    const x = i % width;
+    const y = (i - x) / width;
+    let best = r;
+    let bestQ = Infinity;
+    for (const k of list) {
+      const o = k * 5;
+      if (shape[o + 2] === 0) continue;
+      const dx = x - shape[o];
+      const dy = y - shape[o + 1];
+      const q = shape[o + 2] * dx * dx + 2 * shape[o + 3] * dx * dy + shape[o + 4] * dy * dy;
+      if (q < bestQ) {
+        bestQ = q;
+        best = k;
+      }
+    }
+    regions[i] = best;
+  }
 }
 
-/** The smallest distance value on the straight segment between two pixels: the width of the neck between them. */
+/** The smallest distance value on the straight segment between two pixels. */
 function minAlongSegment(from: number, to: number, width: number, distance: Float32Array): number {
   const x0 = from % width;
   const y0 = Math.floor(from / width);
   const x1 = to % width;
   const y1 = Math.floor(to / width);
-  const steps = Math.max(Math.abs(x1 - x0), Math.abs(y1 - y0));
+  const steps = Math.max(Math.abs(x1 - x0), Math.abs(y1 - y0), 1);
   let min = Infinity;
   for (let s = 0; s <= steps; s++) {
     const x = Math.round(x0 + ((x1 - x0) * s) / steps);
@@ -114,39 +249,21 @@ function minAlongSegment(from: number, to: number, width: number, distance: Floa
   return min;
 }
 
-/** Priority flood from the seeds over their own components, highest distance first. */
-function growFromSeeds(
-  components: LabelImage,
-  distance: Float32Array,
-  regions: Int32Array,
-  seeds: Peak[],
-): void {
-  if (seeds.length === 0) return;
-  const { width, height, labels } = components;
-  const levelOf = (i: number) => Math.floor(distance[i] * LEVELS_PER_PIXEL);
-  const buckets: number[][] = [];
-  let level = 0;
-  for (const seed of seeds) {
-    const l = levelOf(seed.index);
-    (buckets[l] ??= []).push(seed.index);
-    level = Math.max(level, l);
+/** The object pixels, highest distance first (a counting sort on quantised distance). */
+function pixelsByDescendingDistance(labels: Int32Array, distance: Float32Array): Int32Array {
+  let maxLevel = 0;
+  let total = 0;
+  for (let i = 0; i < labels.length; i++) {
+    if (labels[i] === 0) continue;
+    total++;
+    maxLevel = Math.max(maxLevel, Math.floor(distance[i] * LEVELS_PER_PIXEL));
   }
-  const offsets = [-1, 1, -width, width, -width - 1, -width + 1, width - 1, width + 1];
-  for (; level >= 0; level--) {
-    const bucket = buckets[level];
-    while (bucket && bucket.length > 0) {
-      const i = bucket.pop() as number;
-      const x = i % width;
-      const y = (i - x) / width;
-      for (const offset of offsets) {
-        const j = i + offset;
-        const jx = j % width;
-        if (j < 0 || j >= width * height || Math.abs(jx - x) > 1 || Math.abs((j - jx) / width - y) > 1)
-          continue;
-        if (regions[j] !== 0 || labels[j] !== labels[i]) continue;
-        regions[j] = regions[i];
-        (buckets[Math.min(level, levelOf(j))] ??= []).push(j);
-      }
-    }
-  }
+  const start = new Int32Array(maxLevel + 2);
+  for (let i = 0; i < labels.length; i++)
+    if (labels[i] !== 0) start[maxLevel - Math.floor(distance[i] * LEVELS_PER_PIXEL) + 1]++;
+  for (let l = 1; l < start.length; l++) start[l] += start[l - 1];
+  const order = new Int32Array(total);
+  for (let i = 0; i < labels.length; i++)
+    if (labels[i] !== 0) order[start[maxLevel - Math.floor(distance[i] * LEVELS_PER_PIXEL)]++] = i;
+  return order;
 }
