@@ -8,6 +8,7 @@ import type { JwtClaims } from './auth-user';
 import { toUserView, UserEntity, UserView } from './user.entity';
 import { UsersService } from './users.service';
 
+const MAX_REMEMBERED_TOKENS = 20_000;
 const VERIFY_OPTIONS: jsonwebtoken.VerifyOptions = { algorithms: ['HS256'] };
 
 @Injectable()
@@ -17,6 +18,7 @@ export class AuthService {
    * catches the throw, on every verify (about a sixth of the api's CPU under load).
    */
   private readonly key: KeyObject;
+  private readonly verified = new Map<string, { claims: JwtClaims; expiresAt: number }>();
 
   constructor(
     private readonly users: UsersService,
@@ -45,11 +47,26 @@ export class AuthService {
     return this.jwt.signAsync(claims);
   }
 
-  /** Verified claims, or null when the token is missing, malformed, expired or badly signed. */
+  /**
+   * Verified claims, or null when the token is missing, malformed, expired or badly signed. A token
+   * that verified is remembered (keyed by its whole text, signature included) until it expires, so a
+   * client repeating its token costs a map lookup instead of an HMAC and two base64+JSON decodes.
+   */
   verifySync(token: string): JwtClaims | null {
+    const now = Date.now();
+    const hit = this.verified.get(token);
+    if (hit) {
+      if (hit.expiresAt > now) return hit.claims;
+      this.verified.delete(token);
+    }
     try {
-      const claims = jsonwebtoken.verify(token, this.key, VERIFY_OPTIONS) as unknown as JwtClaims;
-      return typeof claims === 'object' && claims !== null && typeof claims.sub === 'number' ? claims : null;
+      const claims = jsonwebtoken.verify(token, this.key, VERIFY_OPTIONS) as unknown as JwtClaims & { exp?: number };
+      if (typeof claims !== 'object' || claims === null || typeof claims.sub !== 'number') return null;
+      if (typeof claims.exp === 'number') {
+        if (this.verified.size >= MAX_REMEMBERED_TOKENS) this.verified.clear();
+        this.verified.set(token, { claims, expiresAt: claims.exp * 1000 });
+      }
+      return claims;
     } catch {
       return null;
     }
