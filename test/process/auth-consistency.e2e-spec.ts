@@ -206,3 +206,22 @@ async function waitForLines(p: BackendProcess, ok: (lines: LogLine[]) => boolean
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+describe('log format by NODE_ENV (issue 10: `npm run start:dev` prints readable lines)', () => {
+  afterAll(() => stopAllProcesses());
+
+  it('prints pino-pretty lines when NODE_ENV is unset (development, as under `npm run start:dev`)', async () => {
+    const [dev] = await startProcesses([
+      { role: 'api', name: 'apiDev', env: { NODE_ENV: undefined, LOG_LEVEL: 'info', QUEUE_NAME: `${process.env.QUEUE_NAME}_dev_${Date.now()}` } },
+    ]);
+    const u = await dev.register();
+    expect((await dev.request('/api/auth/me', { token: u.token, headers: { 'x-request-id': 'dev-req-7' } })).status).toBe(200);
+    const deadline = Date.now() + 5000;
+    while (!/request completed/.test(dev.stdout()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    const out = dev.stdout().replace(/\u001b\[[0-9;]*m/g, ''); // without colours
+    expect(out).toMatch(/INFO.*request completed/);
+    expect(out).toContain('dev-req-7');
+    expect(out.split('\n').filter((l) => l.trim().startsWith('{'))).toEqual([]);
+    expect(out).not.toContain(u.token);
+  });
+});
