@@ -218,7 +218,7 @@ describe('log format by NODE_ENV (issue 10: `npm run start:dev` prints readable 
     expect((await dev.request('/api/auth/me', { token: u.token, headers: { 'x-request-id': 'dev-req-7' } })).status).toBe(200);
     const deadline = Date.now() + 5000;
     while (!/request completed/.test(dev.stdout()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    const out = dev.stdout().replace(/\u001b\[[0-9;]*m/g, ''); // without colours
+    const out = dev.stdout().replace(new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, 'g'), ''); // without colours
     expect(out).toMatch(/INFO.*request completed/);
     expect(out).toContain('dev-req-7');
     expect(out.split('\n').filter((l) => l.trim().startsWith('{'))).toEqual([]);
