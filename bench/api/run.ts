@@ -127,6 +127,7 @@ runMain(async () => {
   const busy = await waitForQuiet();
   console.log(`api bench: up (machine busy ${f2(busy)} cores before)`);
   const pids = { api: api.pid, worker1: workers[0].pid, worker2: workers[1].pid, bare: bare.pid, 'bench (load generator)': process.pid };
+  const idleRss = await api.rss();
   let loadDone = false;
   const rssPeak = peakRss(api, () => loadDone);
   const phases: Phase[] = [];
@@ -208,6 +209,9 @@ runMain(async () => {
   });
   loadDone = true;
   const rss = await rssPeak;
+  const metricsText = await (await fetch(`${api.url}/api/metrics`)).text();
+  const gauge = (name: string) => Number(new RegExp(`^${name}\\s+(\\S+)`, 'm').exec(metricsText)?.[1] ?? NaN);
+  const heap = { total: gauge('nodejs_heap_size_total_bytes'), used: gauge('nodejs_heap_size_used_bytes'), external: gauge('nodejs_external_memory_bytes') };
   await sleep(500);
   const eventsDuringEnqueue = events - eventsBefore;
   const created = Number((await pg.query('SELECT count(*) FROM queue_jobs WHERE user_id = $1', [user.id])).rows[0].count);
@@ -262,6 +266,8 @@ runMain(async () => {
     mainTable,
     '',
     goals,
+    '',
+    `api RSS idle (after start-up and seeding) ${f1(idleRss / MB)} MiB, peak under load ${f1(rss / MB)} MiB; after the load: V8 heap ${f1(heap.used / MB)} used of ${f1(heap.total / MB)} MiB, external ${f1(heap.external / MB)} MiB.`,
     '',
     `Machine load by others just before the run: ${f2(busy)} busy cores.`,
     profile,

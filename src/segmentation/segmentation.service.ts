@@ -116,7 +116,8 @@ export class SegmentationService implements OnModuleInit {
         REDIS_ENQUEUE_TIMEOUT_MS,
         'queue did not accept the jobs in time',
       );
-      await this.store.markEnqueued(tasks.map((t) => t.taskId));
+      // Bookkeeping only (queue wait statistics); not awaited: the answer does not wait for a commit flush.
+      this.store.markEnqueued(tasks.map((t) => t.taskId)).catch((err: Error) => this.logger.warn({ err: err.message }, 'enqueued_at not recorded'));
     } catch (err) {
       this.logger.warn({ tasks: tasks.length, err: (err as Error).message }, 'jobs not queued now; the reconciler will queue them');
     }
