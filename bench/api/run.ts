@@ -90,7 +90,9 @@ runMain(async () => {
   const Q = env.queue('q');
   const profDir = mkdtempSync(path.join(os.tmpdir(), 'bench-api-prof-'));
   const common = { QUEUE_NAME: Q, ML_SERVICE_URL: stub.url, LOG_LEVEL: 'info', DATABASE_POOL_MAX: String(POOL) };
-  const api = await startBackend(env, 'api', common, 'api', PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []);
+  // BENCH_API_NODE_ARGS: extra node flags for the api (e.g. a heap cap, to see what RSS is garbage).
+  const extraArgs = (process.env.BENCH_API_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const api = await startBackend(env, 'api', common, 'api', [...extraArgs, ...(PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [])]);
   const workers = await Promise.all([
     startBackend(env, 'worker', { ...common, QUEUE_CONCURRENCY: '10' }, 'worker1'),
     startBackend(env, 'worker', { ...common, QUEUE_CONCURRENCY: '10' }, 'worker2'),
