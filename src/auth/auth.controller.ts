@@ -1,5 +1,6 @@
-import { Body, Controller, Get, HttpCode, Param, ParseIntPipe, Patch, Post } from '@nestjs/common';
-import { ApiBearerAuth, ApiOkResponse, ApiCreatedResponse, ApiTags } from '@nestjs/swagger';
+import { Body, Controller, Delete, Get, HttpCode, Param, ParseIntPipe, Patch, Post } from '@nestjs/common';
+import { ApiBearerAuth, ApiOkResponse, ApiCreatedResponse, ApiNoContentResponse, ApiTags } from '@nestjs/swagger';
+import { ImagesService } from '../images/images.service';
 import { Public } from '../common/public.decorator';
 import { AuthService } from './auth.service';
 import { AuthUser, CurrentUser, Roles } from './auth-user';
@@ -45,12 +46,36 @@ export class AuthController {
 @ApiBearerAuth()
 @Controller('admin/users')
 export class AdminUsersController {
-  constructor(private readonly users: UsersService) {}
+  constructor(
+    private readonly users: UsersService,
+    private readonly images: ImagesService,
+  ) {}
 
   @Patch(':id')
   @Roles('admin')
   @ApiOkResponse({ type: UserDto })
   async update(@Param('id', ParseIntPipe) id: number, @Body() dto: UpdateUserDto): Promise<UserView> {
     return toUserView(await this.users.update(id, dto));
+  }
+
+  /**
+   * Deletes a user: first each of its images as `DELETE /api/images/:id` would (open tasks cancelled,
+   * files removed), then the account (remaining rows go by cascade). Its tokens stop working at once
+   * on every process.
+   */
+  @Delete(':id')
+  @Roles('admin')
+  @HttpCode(204)
+  @ApiNoContentResponse()
+  async remove(@Param('id', ParseIntPipe) id: number): Promise<void> {
+    if (!(await this.users.findById(id))) throw new NotFoundException('user not found');
+    for (;;) {
+      const { items } = await this.images.list(id, 1, 100);
+      if (items.length === 0) break;
+      for (const image of items) await this.images.delete(id, image.id).catch((err: unknown) => {
+        if (!(err instanceof NotFoundException)) throw err; // deleted meanwhile
+      });
+    }
+    if (!(await this.users.remove(id))) throw new NotFoundException('user not found');
   }
 }

@@ -11,18 +11,21 @@ import { AdminUsersController, AuthController } from './auth.controller';
 import { AuthGuard } from './auth.guard';
 import { AuthService } from './auth.service';
 import { AdminSeeder } from './admin-seeder';
-import { RateLimitGuard } from './rate-limit.guard';
+import { AuthGate } from './auth-gate';
 import { FailOpenThrottlerStorage } from './fail-open.storage';
 import { UserEntity } from './user.entity';
 import { UsersService } from './users.service';
+import { ImagesModule } from '../images/images.module';
 
 /**
- * Accounts, JWT, the global auth + role guard and the shared (Redis) rate limit. Guards run in the
- * order registered: authentication first, so the rate limit can count per user.
+ * Accounts, JWT and the one global guard (authentication, roles, the shared Redis rate limit and the
+ * cross-process user cache: see AuthGuard, AuthGate). The throttler module only provides the Redis
+ * throttler storage the queue board counts its password checks in.
  */
 @Module({
   imports: [
     TypeOrmModule.forFeature([UserEntity]),
+    ImagesModule,
     JwtModule.registerAsync({
       inject: [authConfig.KEY],
       useFactory: (cfg: ConfigType<typeof authConfig>) => ({
@@ -48,8 +51,8 @@ import { UsersService } from './users.service';
     UsersService,
     AuthService,
     AdminSeeder,
+    AuthGate,
     { provide: APP_GUARD, useClass: AuthGuard },
-    { provide: APP_GUARD, useClass: RateLimitGuard },
   ],
   exports: [AuthService, UsersService],
 })

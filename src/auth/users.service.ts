@@ -3,16 +3,50 @@ import { InjectRepository } from '@nestjs/typeorm';
 import { QueryFailedError, Repository } from 'typeorm';
 import * as bcrypt from 'bcryptjs';
 import type { UserRole } from '../common/contracts';
+import { PreparedQueries } from '../database/prepared-queries';
+import { AuthGate } from './auth-gate';
 import { UserEntity } from './user.entity';
 
 const BCRYPT_ROUNDS = 10;
 
+interface UserRow {
+  id: number;
+  email: string;
+  role: UserRole;
+  is_premium: boolean;
+  created_at: Date;
+  updated_at: Date;
+}
+
+/**
+ * Accounts. Every change of a user (role, premium, password of the seeded admin, deletion) is
+ * followed by a version bump in Redis (`AuthGate.bumpUser`), which makes every api process reload
+ * that user on its next request.
+ */
 @Injectable()
 export class UsersService {
-  constructor(@InjectRepository(UserEntity) private readonly users: Repository<UserEntity>) {}
+  constructor(
+    @InjectRepository(UserEntity) private readonly users: Repository<UserEntity>,
+    private readonly prepared: PreparedQueries,
+    private readonly gate: AuthGate,
+  ) {}
 
-  findById(id: number): Promise<UserEntity | null> {
-    return this.users.findOneBy({ id });
+  /** The user without its password hash (a prepared statement: the auth guard's cache miss path). */
+  async findById(id: number): Promise<UserEntity | null> {
+    const rows = await this.prepared.rows<UserRow>(
+      'SELECT id, email, role, is_premium, created_at, updated_at FROM users WHERE id = $1',
+      [id],
+    );
+    const r = rows[0];
+    if (!r) return null;
+    return Object.assign(new UserEntity(), {
+      id: r.id,
+      email: r.email,
+      role: r.role,
+      isPremium: r.is_premium,
+      createdAt: r.created_at,
+      updatedAt: r.updated_at,
+    });
   }
 
   /** With the password hash, for login only. */
@@ -45,7 +79,16 @@ export class UsersService {
     if (!user) throw new NotFoundException('user not found');
     if (patch.isPremium !== undefined) user.isPremium = patch.isPremium;
     if (patch.role !== undefined) user.role = patch.role;
-    return this.users.save(user);
+    const saved = await this.users.save(user);
+    await this.gate.bumpUser(id);
+    return saved;
+  }
+
+  /** Deletes a user (its images, tasks and results go with it by cascade). False when there was none. */
+  async remove(id: number): Promise<boolean> {
+    const res = await this.users.delete({ id });
+    await this.gate.bumpUser(id);
+    return (res.affected ?? 0) > 0;
   }
 
   /** Makes sure the configured admin exists, is an admin and has the configured password. */
@@ -64,6 +107,7 @@ export class UsersService {
       existing.role = 'admin';
       if (!passwordOk) existing.passwordHash = await bcrypt.hash(password, BCRYPT_ROUNDS);
       await this.users.save(existing);
+      await this.gate.bumpUser(existing.id);
     }
   }
 }

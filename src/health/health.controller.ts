@@ -51,17 +51,17 @@ export class HealthController {
     ]);
   }
 
-  /** The event loop answers; no dependency is checked. */
+  /**
+   * The event loop answers; no dependency is checked. The body is Terminus's for one `eventLoop`
+   * indicator, built directly: this is the most frequent request of all (probes), and Terminus's
+   * executor cost it more CPU than the rest of the request.
+   */
   @Get('live')
-  @HealthCheck()
-  live() {
-    return this.terminus.check([
-      async () => {
-        const started = performance.now();
-        await new Promise<void>((resolve) => setImmediate(resolve));
-        return this.indicator.check('eventLoop').up({ lagMs: Math.round((performance.now() - started) * 100) / 100 });
-      },
-    ]);
+  async live() {
+    const started = performance.now();
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    const eventLoop = { status: 'up' as const, lagMs: Math.round((performance.now() - started) * 100) / 100 };
+    return { status: 'ok' as const, info: { eventLoop }, error: {}, details: { eventLoop } };
   }
 
   @Get('services/:service')

@@ -11,7 +11,6 @@ import {
   Optional,
 } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
-import { randomUUID } from 'node:crypto';
 import { mlConfig, queueConfig } from '../config/configuration';
 import { OPEN_TASK_STATUSES, TaskStatus } from '../common/contracts';
 import { withTimeout } from '../common/with-timeout';
@@ -23,10 +22,13 @@ import { RealtimePublisher } from '../realtime/realtime.publisher';
 import { MlService } from '../ml/ml.service';
 import { MlBadInputError, MlCircuitOpenError } from '../ml/ml.errors';
 import { TaskStore } from './task.store';
+import { EnqueueBatcher } from './enqueue-batcher';
 import { TaskEntity } from './task.entity';
 import { toResultView, toTaskView, ResultView, TaskView } from './views';
 
 const REDIS_ENQUEUE_TIMEOUT_MS = 2000;
+const MAX_INT4 = 2_147_483_647;
+const isDbId = (id: number): boolean => Number.isInteger(id) && id >= 1 && id <= MAX_INT4;
 
 /**
  * Task lifecycle on the API side: enqueue (single, batch), read, list, cancel, results, dead-letter
@@ -36,6 +38,7 @@ const REDIS_ENQUEUE_TIMEOUT_MS = 2000;
 @Injectable()
 export class SegmentationService implements OnModuleInit {
   private readonly logger = new Logger(SegmentationService.name);
+  private readonly batcher: EnqueueBatcher;
 
   constructor(
     private readonly store: TaskStore,
@@ -45,7 +48,11 @@ export class SegmentationService implements OnModuleInit {
     @Inject(queueConfig.KEY) private readonly cfg: ConfigType<typeof queueConfig>,
     @Inject(mlConfig.KEY) private readonly mlCfg: ConfigType<typeof mlConfig>,
     @Optional() private readonly ml?: MlService,
-  ) {}
+  ) {
+    this.batcher = new EnqueueBatcher(store, () => this.cfg.maxPendingTasksPerUser, (tasks) =>
+      this.cfg.enabled ? this.dispatch(tasks) : Promise.resolve(),
+    );
+  }
 
   onModuleInit(): void {
     // Deleting an image cancels its open task first (its rows then go with the image).
@@ -65,47 +72,37 @@ export class SegmentationService implements OnModuleInit {
 
   /** 202 with a new task, or 200 with the image's open task (idempotent). */
   async enqueue(user: AuthUser, imageId: number, requested?: number): Promise<{ created: boolean; task: TaskView }> {
-    const image = await this.images.findOwned(user.id, imageId);
     const priority = this.resolvePriority(user, requested);
-    if (!this.cfg.enabled) return { created: false, task: await this.segmentNow(user, image, priority) };
-    const { created, tasks } = await this.createTasks(user, [image.id], priority);
-    await this.dispatch(created);
+    if (!this.cfg.enabled) {
+      const image = await this.images.findOwned(user.id, imageId);
+      return { created: false, task: await this.segmentNow(user, image, priority) };
+    }
+    const { created, tasks } = await this.createTasks(user, [imageId], priority, 'image not found');
     return { created: created.length > 0, task: toTaskView(tasks[0]) };
   }
 
   async enqueueBatch(user: AuthUser, imageIds: number[], requested?: number): Promise<TaskView[]> {
     const ids = [...new Set(imageIds)];
-    const owned = await this.images.countOwned(user.id, ids);
-    if (owned !== ids.length) throw new NotFoundException('one or more images were not found');
     const priority = this.resolvePriority(user, requested);
-    const { created, tasks } = await this.createTasks(user, ids, priority);
-    await this.dispatch(created);
+    const { tasks } = await this.createTasks(user, ids, priority, 'one or more images were not found');
     const byImage = new Map(tasks.map((t) => [t.imageId, t]));
     return ids.map((id) => toTaskView(byImage.get(id)!));
   }
 
-  /** In one transaction, under the user's lock: reuse open tasks, check the limit, insert the rest. */
-  private async createTasks(user: AuthUser, imageIds: number[], priority: number) {
-    return this.store.transaction(async (m) => {
-      await this.store.lockUser(m, user.id);
-      const open = await this.store.openTasksForImages(m, imageIds);
-      const openImages = new Set(open.map((t) => t.imageId));
-      const missing = imageIds.filter((id) => !openImages.has(id));
-      if (missing.length > 0) {
-        const pending = await this.store.countOpenForUser(m, user.id);
-        if (pending + missing.length > this.cfg.maxPendingTasksPerUser) {
-          throw new HttpException(
-            `too many pending tasks: ${pending} open, limit ${this.cfg.maxPendingTasksPerUser}`,
-            HttpStatus.TOO_MANY_REQUESTS,
-          );
-        }
-      }
-      const created = await this.store.insertQueued(
-        m,
-        missing.map((imageId) => ({ taskId: randomUUID(), imageId, userId: user.id, priority })),
-      );
-      return { created, tasks: [...open, ...created] };
-    });
+  /**
+   * Reuses the images' open tasks and inserts the rest, or refuses the whole request: 404 when an
+   * image is not the user's, 429 past MAX_PENDING_TASKS_PER_USER. One round trip to PostgreSQL, shared
+   * with the user's other concurrent requests (EnqueueBatcher); new tasks are queued before it returns.
+   */
+  private async createTasks(user: AuthUser, imageIds: number[], priority: number, notFound: string): Promise<{ created: TaskEntity[]; tasks: TaskEntity[] }> {
+    if (!imageIds.every(isDbId)) throw new NotFoundException(notFound);
+    const o = await this.batcher.submit(user.id, imageIds, priority);
+    if (o.kind === 'ok') return o;
+    if (o.kind === 'missing') throw new NotFoundException(notFound);
+    throw new HttpException(
+      `too many pending tasks: ${o.pending} open, limit ${this.cfg.maxPendingTasksPerUser}`,
+      HttpStatus.TOO_MANY_REQUESTS,
+    );
   }
 
   /** Hands new tasks to Bull. A Redis failure is logged, not returned: the task is recorded and will be queued. */
@@ -119,7 +116,8 @@ export class SegmentationService implements OnModuleInit {
         REDIS_ENQUEUE_TIMEOUT_MS,
         'queue did not accept the jobs in time',
       );
-      await this.store.markEnqueued(tasks.map((t) => t.taskId));
+      // Bookkeeping only (queue wait statistics); not awaited: the answer does not wait for a commit flush.
+      this.store.markEnqueued(tasks.map((t) => t.taskId)).catch((err: Error) => this.logger.warn({ err: err.message }, 'enqueued_at not recorded'));
     } catch (err) {
       this.logger.warn({ tasks: tasks.length, err: (err as Error).message }, 'jobs not queued now; the reconciler will queue them');
     }
@@ -199,7 +197,7 @@ export class SegmentationService implements OnModuleInit {
   private async segmentNow(user: AuthUser, image: ImageEntity, priority: number): Promise<TaskView> {
     if (!this.ml) throw new HttpException('segmentation is not available in this process', HttpStatus.SERVICE_UNAVAILABLE);
     if (!this.ml.isCallable()) throw this.circuitOpen();
-    const { created, tasks } = await this.createTasks(user, [image.id], priority);
+    const { created, tasks } = await this.createTasks(user, [image.id], priority, 'image not found');
     const task = created[0] ?? tasks[0];
     if (!created.length) return toTaskView(task); // already open (queued by an earlier queue-mode request)
     await this.store.transition(task.taskId, ['queued'], { status: 'processing', started: true, progress: 10, imageStatus: 'processing' });

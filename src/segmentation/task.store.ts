@@ -8,12 +8,18 @@ import { TaskEntity } from './task.entity';
 import { fromWirePolygon } from './views';
 import { PreparedQueries } from '../database/prepared-queries';
 
-export interface NewTask {
-  taskId: string;
+export interface EnqueueItem {
+  /** Ordinal of the request this item belongs to (requests are decided in this order). */
+  req: number;
   imageId: number;
-  userId: number;
+  /** Id for the task if one is created. */
+  taskId: string;
   priority: number;
 }
+
+export type EnqueueOutcome =
+  | { kind: 'ok'; created: TaskEntity[]; tasks: TaskEntity[] }
+  | { kind: 'missing' | 'limit'; pending: number };
 
 /**
  * Every read and write of tasks and results. State changes are conditional updates (`WHERE status IN
@@ -34,13 +40,30 @@ export class TaskStore {
     return this.ds.transaction(fn);
   }
 
-  /** Serialises enqueues of one user inside a transaction (pending-task limit stays exact). */
-  async lockUser(m: EntityManager, userId: number): Promise<void> {
-    await m.query('SELECT pg_advisory_xact_lock(727274002, $1)', [userId]);
-  }
-
-  countOpenForUser(m: EntityManager, userId: number): Promise<number> {
-    return m.getRepository(TaskEntity).count({ where: { userId, status: In([...OPEN_TASK_STATUSES]) } });
+  /**
+   * Enqueues the items of several requests of one user in one round trip (`spheroseg_enqueue`,
+   * migration EnqueueFunction): under the user's advisory lock, each request in order either gets
+   * its images' open tasks (inserting the missing ones), or is refused whole (`missing`: an image is
+   * not the user's; `limit`: past `max` open tasks). Returns one outcome per request ordinal.
+   */
+  async enqueueMany(userId: number, items: EnqueueItem[], max: number): Promise<Map<number, EnqueueOutcome>> {
+    const rows = await this.prepared.rows<Row & { o_req: number; o_outcome: string; o_created: boolean; o_pending: number }>(
+      'SELECT * FROM spheroseg_enqueue($1, $2::int[], $3::int[], $4::uuid[], $5::smallint[], $6)',
+      [userId, items.map((i) => i.req), items.map((i) => i.imageId), items.map((i) => i.taskId), items.map((i) => i.priority), max],
+    );
+    const out = new Map<number, EnqueueOutcome>();
+    for (const r of rows) {
+      if (r.o_outcome !== 'ok') {
+        out.set(r.o_req, { kind: r.o_outcome as 'missing' | 'limit', pending: r.o_pending });
+        continue;
+      }
+      let o = out.get(r.o_req);
+      if (!o || o.kind !== 'ok') out.set(r.o_req, (o = { kind: 'ok', created: [], tasks: [] }));
+      const task = fromRow(r);
+      o.tasks.push(task);
+      if (r.o_created) o.created.push(task);
+    }
+    return out;
   }
 
   openTasksForImages(m: EntityManager | undefined, imageIds: number[]): Promise<TaskEntity[]> {
@@ -48,28 +71,14 @@ export class TaskStore {
     return (m ?? this.ds.manager).getRepository(TaskEntity).find({ where: { imageId: In(imageIds), status: In([...OPEN_TASK_STATUSES]) } });
   }
 
-  /** Inserts queued tasks and marks their images `queued`, in one statement. */
-  async insertQueued(m: EntityManager, rows: NewTask[]): Promise<TaskEntity[]> {
-    if (rows.length === 0) return [];
-    const result = await m.query(
-      `WITH t AS (
-         INSERT INTO queue_jobs (task_id, job_id, image_id, user_id, status, priority)
-         SELECT id, id::text, image_id, user_id, 'queued', priority
-         FROM unnest($1::uuid[], $2::int[], $3::int[], $4::smallint[]) AS x(id, image_id, user_id, priority)
-         RETURNING *),
-       i AS (UPDATE images SET segmentation_status = 'queued', updated_at = now() FROM t WHERE images.id = t.image_id)
-       SELECT * FROM t`,
-      [rows.map((r) => r.taskId), rows.map((r) => r.imageId), rows.map((r) => r.userId), rows.map((r) => r.priority)],
-    );
-    return rowsOf(result).map(fromRow);
-  }
-
   findById(taskId: string): Promise<TaskEntity | null> {
     return this.tasks.findOneBy({ taskId });
   }
 
-  findOwned(userId: number, taskId: string): Promise<TaskEntity | null> {
-    return this.tasks.findOneBy({ taskId, userId });
+  /** The user's task (a prepared statement: `GET /api/segmentation/tasks/:id` is a hot path). */
+  async findOwned(userId: number, taskId: string): Promise<TaskEntity | null> {
+    const rows = await this.prepared.rows('SELECT * FROM queue_jobs WHERE task_id = $1 AND user_id = $2', [taskId, userId]);
+    return rows.length ? fromRow(rows[0]) : null;
   }
 
   async listOwned(userId: number, status: TaskStatus | undefined, page: number, limit: number) {
