@@ -95,13 +95,31 @@ export class TaskRunner {
     this.realtime.toUser(task.userId, 'segmentation:progress', { taskId: task.taskId, imageId: task.imageId, progress: 10 });
 
     let pending = early?.call;
+    /** Set once this job waited for the circuit: the task may have been cancelled meanwhile. */
+    let waited = false;
     for (;;) {
       if (!pending) {
         if (ctx.signal.aborted) return this.handBack(task);
+        if (!this.ml.isCallable()) waited = true;
         try {
           await this.ml.waitUntilCallable(ctx.signal);
         } catch {
           return this.handBack(task);
+        }
+        if (waited) {
+          // Right before the call: a task cancelled while it waited must not get the call (at half-open
+          // it would take the one trial call from a live task, and its result would be dropped anyway).
+          waited = false;
+          if (!(await this.store.isProcessing(task.taskId))) {
+            ctx.releaseSlot?.();
+            this.metrics.jobsTotal.inc({ result: 'discarded' });
+            return 'dropped';
+          }
+          // Another caller took the half-open trial during that round trip: wait for its outcome.
+          if (!this.ml.isCallable()) {
+            waited = true;
+            continue;
+          }
         }
       }
       try {
@@ -116,6 +134,7 @@ export class TaskRunner {
         if (err instanceof MlAbortedError) return this.handBack(task);
         if (err instanceof MlCircuitOpenError) {
           // Did not reach the ML service: keep the attempt, wait for the circuit to move on.
+          waited = true;
           await this.ml.waitForStateChange(ctx.signal).catch(() => undefined);
           continue;
         }

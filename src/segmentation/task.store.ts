@@ -106,6 +106,12 @@ export class TaskStore {
     return rows[0] ? { status: rows[0].status, storagePath: rows[0].storage_path } : null;
   }
 
+  /** True while the task is `processing` (claimed by a worker and neither cancelled nor finished). */
+  async isProcessing(taskId: string): Promise<boolean> {
+    const rows = await this.prepared.rows<{ status: TaskStatus }>('SELECT status FROM queue_jobs WHERE task_id = $1', [taskId]);
+    return rows[0]?.status === 'processing';
+  }
+
   /**
    * Conditional transition in one statement. Returns the updated task, or null when it was not in one
    * of `from` (e.g. cancelled meanwhile). With `imageStatus`, the image's status changes in the same
