@@ -20,12 +20,6 @@ export class HandedBackError extends Error {}
 export interface RunContext {
   signal: AbortSignal;
   /**
-   * Bull's copy of the job's progress (shown by the queue dashboard). Not awaited: the truth is the
-   * task's PostgreSQL row and the `segmentation:progress` events, and a Redis round trip per job on
-   * the critical path cost throughput.
-   */
-  progress?(pct: number): Promise<void>;
-  /**
    * Called once the ML call has returned (whatever its outcome): QUEUE_CONCURRENCY bounds the calls in
    * flight to the ML service, so the worker may start its next job while this one records its outcome.
    */
@@ -91,7 +85,6 @@ export class TaskRunner {
     if (!early && !(await this.isInsideUploads(storagePath))) {
       return this.fail(task, 'image file is missing or outside the upload directory', false);
     }
-    void ctx.progress?.(10);
     this.realtime.toUser(task.userId, 'segmentation:progress', { taskId: task.taskId, imageId: task.imageId, progress: 10 });
 
     let pending = early?.call;
@@ -149,12 +142,7 @@ export class TaskRunner {
    * statement. A deleted image took its task rows with it, so it lands here as "not open" too.
    */
   private claim(data: SegmentJobData) {
-    return this.store.transition(data.taskId, OPEN_TASK_STATUSES, {
-      status: 'processing',
-      started: true,
-      progress: 10,
-      imageStatus: 'processing',
-    });
+    return this.store.claim(data.taskId);
   }
 
   /** The first ML call, started before the claim has answered; `cancel()` aborts it (claim refused or failed). */
