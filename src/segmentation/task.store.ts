@@ -223,12 +223,13 @@ export class TaskStore {
     const cols: unknown[][] = [[], [], [], [], [], []];
     for (const it of items) completeArgs(it.results, it.taskId).forEach((v, k) => cols[k].push(v));
     const rows = await this.prepared.rows(
-      `SELECT c.* FROM unnest($1::uuid[], $2::int[], $3::int[], $4::int[], $5::int[], $6::text[]) WITH ORDINALITY AS x(id, w, h, ms, n, p, ord)
+      `SELECT x.ord AS batch_ord, c.* FROM unnest($1::uuid[], $2::int[], $3::int[], $4::int[], $5::int[], $6::text[]) WITH ORDINALITY AS x(id, w, h, ms, n, p, ord)
        CROSS JOIN LATERAL spheroseg_complete_task(x.id, x.w, x.h, x.ms, x.n, x.p::jsonb) c ORDER BY x.ord`,
       cols,
     );
-    const byId = new Map(rows.map((r) => [r.task_id as string, fromRow(r)]));
-    return items.map((it) => byId.get(it.taskId) ?? null);
+    // By position, not by id: of two completions of one task in a batch only the first completes it.
+    const byOrd = new Map(rows.map((r) => [Number(r.batch_ord), fromRow(r)]));
+    return items.map((_, i) => byOrd.get(i + 1) ?? null);
   }
 
   /** Aggregates of recent history for the queue metrics (from the primary: admins expect fresh figures). */
