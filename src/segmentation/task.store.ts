@@ -29,6 +29,10 @@ export class TaskStore {
     (ids) => this.claimMany(ids),
     (id) => this.claimOne(id),
   );
+  private readonly peeks = new StatementBatcher<string, { status: TaskStatus; storagePath: string } | null>(
+    (ids) => this.peekMany(ids),
+    async (id) => (await this.peekMany([id]))[0],
+  );
   private readonly completions = new StatementBatcher<{ taskId: string; results: MlSegmentResults }, TaskEntity | null>(
     (items) => this.completeMany(items),
     (item) => this.completeOne(item.taskId, item.results),
@@ -108,13 +112,21 @@ export class TaskStore {
     return this.tasks.find({ where: { deadLettered: true, status: 'failed' }, order: { updatedAt: 'DESC' }, take: limit });
   }
 
-  /** Read-only: the task's status and its image's storage path (null when the task is gone). */
-  async peekForRun(taskId: string): Promise<{ status: TaskStatus; storagePath: string } | null> {
-    const rows = await this.prepared.rows<{ status: TaskStatus; storage_path: string }>(
-      'SELECT q.status, i.storage_path FROM queue_jobs q JOIN images i ON i.id = q.image_id WHERE q.task_id = $1',
-      [taskId],
+  /**
+   * Read-only: the task's status and its image's storage path (null when the task is gone). Used by
+   * the worker's look-ahead; concurrent peeks of this process share one statement.
+   */
+  peekForRun(taskId: string): Promise<{ status: TaskStatus; storagePath: string } | null> {
+    return this.peeks.run(taskId);
+  }
+
+  private async peekMany(taskIds: string[]): Promise<Array<{ status: TaskStatus; storagePath: string } | null>> {
+    const rows = await this.prepared.rows<{ task_id: string; status: TaskStatus; storage_path: string }>(
+      'SELECT q.task_id, q.status, i.storage_path FROM queue_jobs q JOIN images i ON i.id = q.image_id WHERE q.task_id = ANY($1::uuid[])',
+      [taskIds],
     );
-    return rows[0] ? { status: rows[0].status, storagePath: rows[0].storage_path } : null;
+    const byId = new Map(rows.map((r) => [r.task_id, { status: r.status, storagePath: r.storage_path }]));
+    return taskIds.map((id) => byId.get(id) ?? null);
   }
 
   /** True while the task is `processing` (claimed by a worker and neither cancelled nor finished). */
