@@ -77,6 +77,10 @@ interface Phase {
   perWorker: Array<WorkerFigures & { name: string }>;
   /** ML answer sent → `segmentation:completed` at the client, ms, per task of the phase. */
   latencies: number[];
+  /** The same without the first 2 × WORKERS × CONCURRENCY answers of the drain. */
+  warmLatencies: number[];
+  /** Position (by answer time) of the first task in the slowest 1 %. */
+  worstFirst: number;
   noEvent: number;
   apiRssMaxMiB: number;
   statements: Array<{ query: string; calls: number; ms: number }>;
@@ -207,14 +211,19 @@ async function pipeline(servers: BenchServers) {
       `SELECT regexp_replace(query, '\\s+', ' ', 'g') AS query, calls, total_exec_time AS ms
          FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%' ORDER BY calls DESC, total_exec_time DESC`,
     );
-    const latencies: number[] = [];
+    const pairs: Array<[number, number]> = []; // [answer sent, latency]
     let noEvent = 0;
     for (const id of taskIds) {
       const a = arrivedAt.get(id);
       const s = stub.sentAt.get(id);
       if (a === undefined || s === undefined) noEvent++;
-      else latencies.push(a - s);
+      else pairs.push([s, a - s]);
     }
+    pairs.sort((x, y) => x[0] - y[0]);
+    const latencies = pairs.map(([, l]) => l);
+    // The first answers of a drain meet cold connections (pool, prepared statements, keep-alive sockets).
+    const warmLatencies = pairs.slice(2 * WORKERS * CONCURRENCY).map(([, l]) => l);
+    const worstFirst = Math.min(...pairs.map(([, l], i) => (l >= pct(latencies, 99) ? i : Infinity)));
     const redisCalls = [...cmd1.entries()].map(([k, v]) => [k, v - (cmd0.get(k) ?? 0)] as [string, number]).filter(([, v]) => v > 0).sort((a, b) => b[1] - a[1]);
     return {
       label,
@@ -224,6 +233,8 @@ async function pipeline(servers: BenchServers) {
       cpu: [...cpu1.entries()].map(([k, v]) => [k, v - (cpu0.get(k) ?? 0)] as [string, number]),
       perWorker: workers.map((w, i) => ({ name: w.name, ...workerFigures(before[i], after[i]) })),
       latencies,
+      warmLatencies,
+      worstFirst,
       noEvent,
       apiRssMaxMiB,
       statements: stmts.map((r) => ({ query: r.query, calls: Number(r.calls), ms: r.ms })),
@@ -317,7 +328,7 @@ function phaseReport(p: Phase, ideal?: number): string {
     '',
     `${p.completed} completed, ${p.failed} failed/cancelled in ${f2(p.seconds)} s = **${f1(rate)} tasks/s**${ideal ? ` = **${f3(rate / ideal)} of ideal** (${ideal} tasks/s)` : ''}. Machine load by others just before: ${f2(p.busyOthers)} busy cores.`,
     '',
-    `ML answer sent → \`segmentation:completed\` at the client: p50 **${f1(pct(p.latencies, 50))} ms**, p99 **${f1(pct(p.latencies, 99))} ms**, max ${f1(pct(p.latencies, 100))} ms (${p.latencies.length} tasks, ${p.noEvent} without an event). api RSS max during the drain: **${f1(p.apiRssMaxMiB)} MiB**.`,
+    `ML answer sent → \`segmentation:completed\` at the client: p50 **${f1(pct(p.latencies, 50))} ms**, p99 **${f1(pct(p.latencies, 99))} ms**, max ${f1(pct(p.latencies, 100))} ms (${p.latencies.length} tasks, ${p.noEvent} without an event); without the first ${2 * WORKERS * CONCURRENCY} answers of the drain p50 ${f1(pct(p.warmLatencies, 50))} ms, p99 ${f1(pct(p.warmLatencies, 99))} ms (the slowest 1 % start at answer #${p.worstFirst + 1}). api RSS max during the drain: **${f1(p.apiRssMaxMiB)} MiB**.`,
     '',
     'CPU during the drain, from /proc:',
     '',
