@@ -271,6 +271,8 @@ export interface TimedStub {
   /** performance.now() when the response for task_id was written (res.end called). */
   sentAt: Map<string, number>;
   calls: number;
+  /** Answer delay; may be changed between phases (0: answer as soon as the request is read). */
+  latencyMs: number;
   stop(): Promise<void>;
 }
 
@@ -278,7 +280,7 @@ export async function startTimedStub(latencyMs: number): Promise<TimedStub> {
   const body = JSON.stringify({ success: true, results: MlStub.results(640, 480) });
   const sentAt = new Map<string, number>();
   const sockets = new Set<Socket>();
-  const stub = { sentAt, calls: 0 } as TimedStub;
+  const stub = { sentAt, calls: 0, latencyMs } as TimedStub;
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -299,11 +301,13 @@ export async function startTimedStub(latencyMs: number): Promise<TimedStub> {
       } catch {
         /* ignore */
       }
-      setTimeout(() => {
+      const answer = () => {
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
         res.end(body);
         sentAt.set(taskId, performance.now());
-      }, latencyMs);
+      };
+      if (stub.latencyMs > 0) setTimeout(answer, stub.latencyMs);
+      else answer();
     });
   });
   server.keepAliveTimeout = 30_000;

@@ -18,7 +18,6 @@ import {
   f2,
   f3,
   json,
-  REDIS_URL,
   register,
   runMain,
   seedImages,
@@ -28,10 +27,14 @@ import {
   table,
   writeResults,
   invocation,
+  pct,
 } from '../common/harness';
 import { mkdtempSync, readdirSync } from 'node:fs';
 import os from 'node:os';
-import { cpuDelta, cpuSnapshot, metric, scrape, summariseCpuProfile, waitForQuiet } from '../common/probe';
+import { Client } from 'pg';
+import { io, Socket } from 'socket.io-client';
+import { cpuDelta, cpuSnapshot, machineCpu, metric, scrape, summariseCpuProfile, waitForQuiet } from '../common/probe';
+import { BenchServers, parseCommandStats, postgresCpuSeconds, processCpuSeconds, rssMiB, withBenchServers } from './servers';
 
 const TASKS = Number(process.env.BENCH_TASKS ?? 2000);
 const WORKERS = 2;
@@ -65,11 +68,52 @@ function workerFigures(before: string, after: string): WorkerFigures {
   };
 }
 
-async function pipeline() {
+interface Phase {
+  label: string;
+  completed: number;
+  failed: number;
+  seconds: number;
+  cpu: Array<[string, number]>;
+  perWorker: Array<WorkerFigures & { name: string }>;
+  /** ML answer sent → `segmentation:completed` at the client, ms, per task of the phase. */
+  latencies: number[];
+  /** The same without the first 2 × WORKERS × CONCURRENCY answers of the drain. */
+  warmLatencies: number[];
+  /** Position (by answer time) of the first task in the slowest 1 %. */
+  worstFirst: number;
+  noEvent: number;
+  apiRssMaxMiB: number;
+  statements: Array<{ query: string; calls: number; ms: number }>;
+  redisCalls: Array<[string, number]>;
+  busyOthers: number;
+}
+
+/** Every process of the system under test (and the bench's own, reported apart): api, workers, PostgreSQL (whole server), Redis (the server). */
+function systemCpu(s: BenchServers, pids: Record<string, number>): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const [k, pid] of Object.entries(pids)) m.set(k, processCpuSeconds(pid));
+  m.set('postgres (all processes)', postgresCpuSeconds(s.postmasterPid));
+  m.set('redis-server', processCpuSeconds(s.redisPid));
+  const self = process.cpuUsage();
+  m.set(BENCH_SELF, (self.user + self.system) / 1e6);
+  m.set('machine total (busy)', machineCpu().busy);
+  return m;
+}
+
+async function pipeline(servers: BenchServers) {
   const env = benchEnv('pipe');
   const queueName = env.queue('seg');
   const stub = await startTimedStub(LATENCY_MS);
-  const common = { QUEUE_NAME: queueName, ML_SERVICE_URL: stub.url };
+  const databaseUrl = servers.pg.urlFor(env.dbName);
+  const common: Record<string, string> = {
+    QUEUE_NAME: queueName,
+    ML_SERVICE_URL: stub.url,
+    DATABASE_URL: databaseUrl,
+    REDIS_URL: servers.redis.url,
+    LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info',
+    DATABASE_POOL_MAX: '10',
+    ...(process.env.QUEUE_FAIRNESS !== undefined ? { QUEUE_FAIRNESS: process.env.QUEUE_FAIRNESS } : {}),
+  };
   // The api first: it creates the database and runs the migrations.
   const api = await startBackend(env, 'api', common, 'api');
   const workers: Backend[] = [];
@@ -79,62 +123,144 @@ async function pipeline() {
   const admin = await adminToken(api, env);
   await json(api.request('/api/queue/pause', { method: 'POST', token: admin }), 200);
 
-  const pg = await env.pg();
+  const pg = new Client({ connectionString: databaseUrl });
+  await pg.connect();
+  await pg.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
+  const redis = servers.redis.client();
   const user = await register(api);
   const ids = await seedImages(api, env, pg, user.token, user.id, TASKS);
 
-  // Enqueue through the batch route, 500 ids per call, while the queue is paused.
-  const tEnq = performance.now();
-  for (let i = 0; i < ids.length; i += 500) {
-    const b = await json<{ tasks: unknown[] }>(api.request('/api/segmentation/batch', { token: user.token, json: { imageIds: ids.slice(i, i + 500) } }), 202);
-    if (b.tasks.length !== Math.min(500, ids.length - i)) throw new Error('batch returned a short task list');
-  }
-  const enqSeconds = (performance.now() - tEnq) / 1000;
-  const m0 = await json<{ waiting: number; paused: number; isPaused: boolean }>(api.request('/api/queue/metrics', { token: admin }), 200);
-  const queued = m0.waiting + m0.paused;
-  if (queued < TASKS) throw new Error(`expected ${TASKS} queued jobs, Bull has ${queued}`);
-  console.log(`enqueued ${TASKS} tasks via the batch route in ${f2(enqSeconds)} s (${f1(TASKS / enqSeconds)} tasks/s); paused=${m0.isPaused}`);
+  // A client subscribed to every event on the api, as a frontend would be.
+  const socket: Socket = io(api.url, { path: '/socket.io', auth: { token: user.token }, transports: ['websocket'] });
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', () => resolve());
+    socket.once('connect_error', (e) => reject(e));
+  });
+  const arrivedAt = new Map<string, number>();
+  const eventCounts = new Map<string, number>();
+  socket.onAny((event: string, payload: { taskId?: string }) => {
+    eventCounts.set(event, (eventCounts.get(event) ?? 0) + 1);
+    if (event === 'segmentation:completed' && payload?.taskId) arrivedAt.set(payload.taskId, performance.now());
+  });
 
-  const busyOthers = await waitForQuiet();
-  const before = await Promise.all(workers.map((w) => scrape(w.url)));
   const pids: Record<string, number> = { api: api.pid };
   workers.forEach((w) => (pids[w.name] = w.pid));
-  const cpu0 = cpuSnapshot(pids);
 
-  const t0 = performance.now();
-  await json(api.request('/api/queue/resume', { method: 'POST', token: admin }), 200);
-  let completed = 0;
-  let failed = 0;
-  for (;;) {
-    const { rows } = await pg.query<{ done: number; bad: number }>(
-      `SELECT count(*) FILTER (WHERE status = 'completed')::int AS done,
-              count(*) FILTER (WHERE status IN ('failed','cancelled'))::int AS bad FROM queue_jobs`,
+  const drain = async (label: string): Promise<Phase> => {
+    const taskIds: string[] = [];
+    for (let i = 0; i < ids.length; i += 500) {
+      const b = await json<{ tasks: Array<{ taskId: string }> }>(
+        api.request('/api/segmentation/batch', { token: user.token, json: { imageIds: ids.slice(i, i + 500) } }),
+        202,
+      );
+      if (b.tasks.length !== Math.min(500, ids.length - i)) throw new Error('batch returned a short task list');
+      taskIds.push(...b.tasks.map((t) => t.taskId));
+    }
+    const busyOthers = await waitForQuiet();
+    await sleep(1500); // let the statistics of the enqueue reach pg_stat_statements before the reset
+    await pg.query('SELECT pg_stat_statements_reset()');
+    const cmd0 = parseCommandStats(await redis.info('commandstats'));
+    const before = await Promise.all(workers.map((w) => scrape(w.url)));
+    const cpu0 = systemCpu(servers, pids);
+    let apiRssMaxMiB = rssMiB(api.pid);
+    const rssTimer = setInterval(() => (apiRssMaxMiB = Math.max(apiRssMaxMiB, rssMiB(api.pid))), 50);
+
+    const t0 = performance.now();
+    await json(api.request('/api/queue/resume', { method: 'POST', token: admin }), 200);
+    // The end: every task of the phase finished in PostgreSQL. Watched through the client's
+    // `segmentation:completed` events (sent after the row is written), so the bench adds no statements
+    // to the PostgreSQL figures; PostgreSQL is asked every 500 ms (and once at the end) for the truth.
+    const phaseIds = new Set(taskIds);
+    let seen = 0;
+    const onCompleted = (event: string, payload: { taskId?: string }) => {
+      if (event === 'segmentation:completed' && payload?.taskId && phaseIds.has(payload.taskId)) seen++;
+    };
+    socket.onAny(onCompleted);
+    const count = async () =>
+      (
+        await pg.query<{ done: number; bad: number }>(
+          `SELECT count(*) FILTER (WHERE status = 'completed')::int AS done,
+                  count(*) FILTER (WHERE status IN ('failed','cancelled'))::int AS bad FROM queue_jobs WHERE task_id = ANY($1::uuid[])`,
+          [taskIds],
+        )
+      ).rows[0];
+    let completed = 0;
+    let failed = 0;
+    let lastAsked = performance.now();
+    for (;;) {
+      if (seen >= TASKS || performance.now() - lastAsked > 500) {
+        const r = await count();
+        lastAsked = performance.now();
+        completed = r.done;
+        failed = r.bad;
+        if (completed + failed >= TASKS) break;
+      }
+      if (performance.now() - t0 > DRAIN_TIMEOUT_MS) throw new Error(`${label} drain timed out: ${completed}/${TASKS} completed`);
+      await sleep(5);
+    }
+    socket.offAny(onCompleted);
+    const seconds = (performance.now() - t0) / 1000;
+    const cpu1 = systemCpu(servers, pids);
+    clearInterval(rssTimer);
+    await json(api.request('/api/queue/pause', { method: 'POST', token: admin }), 200);
+    const after = await Promise.all(workers.map((w) => scrape(w.url)));
+    await sleep(300); // the last events
+    const cmd1 = parseCommandStats(await redis.info('commandstats'));
+    await sleep(1200); // backends report their statement statistics within a second of going idle
+    const { rows: stmts } = await pg.query<{ query: string; calls: string; ms: number }>(
+      `SELECT regexp_replace(query, '\\s+', ' ', 'g') AS query, calls, total_exec_time AS ms
+         FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%' ORDER BY calls DESC, total_exec_time DESC`,
     );
-    completed = rows[0].done;
-    failed = rows[0].bad;
-    if (completed + failed >= TASKS) break;
-    if (performance.now() - t0 > DRAIN_TIMEOUT_MS) throw new Error(`drain timed out: ${completed}/${TASKS} completed`);
-    await sleep(10);
-  }
-  const seconds = (performance.now() - t0) / 1000;
-  const cpu1 = cpuSnapshot(pids);
-  const after = await Promise.all(workers.map((w) => scrape(w.url)));
-  const span = await pg.query<{ s: number; first_ms: number }>(
-    `SELECT EXTRACT(EPOCH FROM max(processing_completed_at) - min(processing_started_at))::float AS s,
-            EXTRACT(EPOCH FROM percentile_disc(0.5) WITHIN GROUP (ORDER BY processing_completed_at - processing_started_at))::float * 1000 AS first_ms
-       FROM queue_jobs`,
-  );
-  const perWorker = workers.map((w, i) => ({ name: w.name, ...workerFigures(before[i], after[i]) }));
-  await api.request('/api/queue/pause', { method: 'POST', token: admin }).catch(() => undefined);
+    const pairs: Array<[number, number]> = []; // [answer sent, latency]
+    let noEvent = 0;
+    for (const id of taskIds) {
+      const a = arrivedAt.get(id);
+      const s = stub.sentAt.get(id);
+      if (a === undefined || s === undefined) noEvent++;
+      else pairs.push([s, a - s]);
+    }
+    pairs.sort((x, y) => x[0] - y[0]);
+    const latencies = pairs.map(([, l]) => l);
+    // The first answers of a drain meet cold connections (pool, prepared statements, keep-alive sockets).
+    const warmLatencies = pairs.slice(2 * WORKERS * CONCURRENCY).map(([, l]) => l);
+    const worstFirst = Math.min(...pairs.map(([, l], i) => (l >= pct(latencies, 99) ? i : Infinity)));
+    const redisCalls = [...cmd1.entries()].map(([k, v]) => [k, v - (cmd0.get(k) ?? 0)] as [string, number]).filter(([, v]) => v > 0).sort((a, b) => b[1] - a[1]);
+    return {
+      label,
+      completed,
+      failed,
+      seconds,
+      cpu: [...cpu1.entries()].map(([k, v]) => [k, v - (cpu0.get(k) ?? 0)] as [string, number]),
+      perWorker: workers.map((w, i) => ({ name: w.name, ...workerFigures(before[i], after[i]) })),
+      latencies,
+      warmLatencies,
+      worstFirst,
+      noEvent,
+      apiRssMaxMiB,
+      statements: stmts.map((r) => ({ query: r.query, calls: Number(r.calls), ms: r.ms })),
+      redisCalls,
+      busyOthers,
+    };
+  };
+
+  const slow = await drain(`ML stub ${LATENCY_MS} ms`);
+  console.log(`${slow.label}: ${slow.completed} completed in ${f2(slow.seconds)} s = ${f1(slow.completed / slow.seconds)} tasks/s`);
+  stub.latencyMs = 0;
+  const instant = await drain('ML stub instant');
+  console.log(`${instant.label}: ${instant.completed} completed in ${f2(instant.seconds)} s = ${f1(instant.completed / instant.seconds)} tasks/s`);
+  const apiRssAfterMiB = rssMiB(api.pid);
+  socket.close();
+  redis.disconnect();
+  await pg.end();
   for (const b of [api, ...workers]) await b.stop();
-  return { completed, failed, seconds, dbSpan: span.rows[0].s, medianRowMs: span.rows[0].first_ms, perWorker, cpu: cpuDelta(cpu0, cpu1), busyOthers, stubCalls: stub.calls, enqSeconds };
+  return { slow, instant, stubCalls: stub.calls, apiRssAfterMiB, events: eventCounts, fairness: process.env.QUEUE_FAIRNESS };
 }
 
-async function bare() {
+async function bare(redisUrl: string) {
   const env = benchEnv('bare');
   const name = 'segmentation';
   const prefix = `{${env.queue('bare')}}`;
-  const q = new Bull(name, REDIS_URL, { prefix });
+  const q = new Bull(name, redisUrl, { prefix });
   await q.isReady();
   await q.pause();
   // Same options as the app's jobs (SegmentationQueue.jobOptions): default priority 1 → Bull 10.
@@ -154,7 +280,7 @@ async function bare() {
   const done = new Map<number, number>();
   const ready: Promise<void>[] = [];
   for (let i = 0; i < WORKERS; i++) {
-    const c = fork(path.join(__dirname, 'bare-worker.js'), [REDIS_URL, prefix, name, String(CONCURRENCY), String(LATENCY_MS)]);
+    const c = fork(path.join(__dirname, 'bare-worker.js'), [redisUrl, prefix, name, String(CONCURRENCY), String(LATENCY_MS)]);
     children.push(c);
     ready.push(new Promise((r) => c.on('message', (m: { ready?: boolean; done?: number }) => (m.ready ? r() : done.set(i, m.done ?? 0)))));
   }
@@ -179,46 +305,97 @@ async function bare() {
   return { seconds, cpu: cpuDelta(cpu0, cpu1), busyOthers };
 }
 
-runMain(async () => {
-  console.log(`pipeline bench: ${TASKS} tasks, ${WORKERS} workers × ${CONCURRENCY}, ML ${LATENCY_MS} ms, ideal ${IDEAL} tasks/s`);
-  const p = await pipeline();
-  console.log(`pipeline: ${p.completed} completed in ${f2(p.seconds)} s = ${f1(p.completed / p.seconds)} tasks/s (${f3(p.completed / p.seconds / IDEAL)} of ideal)`);
-  const b = await bare();
-  const pRate = p.completed / p.seconds;
-  const bRate = TASKS / b.seconds;
-  const rows = [
-    ['spheroseg pipeline (2 worker processes × 10)', TASKS, f2(p.seconds), f1(pRate), f3(pRate / IDEAL)],
-    ['bare Bull (2 forked processes × 10, sleep 50 ms)', TASKS, f2(b.seconds), f1(bRate), f3(bRate / IDEAL)],
-  ];
-  const main = table(['what', 'tasks', 'drain s', 'tasks/s', 'achieved/ideal'], rows);
-  const ratio = `pipeline / bare Bull = ${f3(pRate / bRate)}; target pipeline ≥ 0.9 × ideal: ${pRate / IDEAL >= 0.9 ? 'met' : 'NOT met'}`;
-  const perJob = (s: number) => f2((s * 1000) / TASKS);
-  const cpuRows = p.cpu.map(([k, v]) => [k, f2(v), perJob(v)]);
-  const bareCpu = b.cpu.map(([k, v]) => [k, f2(v), perJob(v)]);
+const BENCH_SELF = 'bench process (ML stub, Socket.IO client; not in the system)';
+const SYSTEM = (k: string) => k !== 'machine total (busy)' && k !== BENCH_SELF;
+
+function phaseReport(p: Phase, ideal?: number): string {
+  const rate = p.completed / p.seconds;
+  const perTask = (v: number) => f2((v * 1000) / TASKS);
+  const system = p.cpu.filter(([k]) => SYSTEM(k)).reduce((a, [, v]) => a + v, 0);
+  const cpuRows = [...p.cpu.filter(([k]) => SYSTEM(k)), ['whole system (api + workers + PostgreSQL + Redis)', system] as [string, number], ...p.cpu.filter(([k]) => !SYSTEM(k))].map(
+    ([k, v]) => [k, f2(v), perTask(v)],
+  );
   const wk = table(
     ['worker', 'jobs', 'job avg ms', 'ML call avg ms', 'DB queries/job', 'DB query avg ms', 'pool acquire avg ms'],
     p.perWorker.map((w) => [w.name, w.jobs, f1(w.jobAvgMs), f1(w.mlAvgMs), f1(w.dbQueries / w.jobs), f2(w.dbQueryAvgMs), f2(w.poolAcquireAvgMs)]),
   );
-  const body = [
-    `Ideal = ${WORKERS} × ${CONCURRENCY} / ${LATENCY_MS / 1000} s = ${IDEAL} tasks/s. ${TASKS} tasks enqueued through \`POST /api/segmentation/batch\` (500 ids per call) with the queue paused (admin pause), timed from \`POST /api/queue/resume\` until PostgreSQL has every task \`completed\` (polled every 10 ms). Baseline: bare Bull, same Redis, same job options, jobs added with \`addBulk\` while paused, timed from \`queue.resume()\`.`,
+  const stmtCalls = p.statements.reduce((a, x) => a + x.calls, 0);
+  const stmtRows = p.statements.slice(0, 12).map((x) => [x.query.slice(0, 140).replace(/\|/g, '\\|'), x.calls, f2(x.calls / TASKS), f2(x.ms)]);
+  const redisTotal = p.redisCalls.reduce((a, [, v]) => a + v, 0);
+  const redisRows = p.redisCalls.slice(0, 14).map(([k, v]) => [k, v, f2(v / TASKS)]);
+  return [
+    `### ${p.label}`,
     '',
-    main,
+    `${p.completed} completed, ${p.failed} failed/cancelled in ${f2(p.seconds)} s = **${f1(rate)} tasks/s**${ideal ? ` = **${f3(rate / ideal)} of ideal** (${ideal} tasks/s)` : ''}. Machine load by others just before: ${f2(p.busyOthers)} busy cores.`,
     '',
-    ratio + '.',
+    `ML answer sent → \`segmentation:completed\` at the client: p50 **${f1(pct(p.latencies, 50))} ms**, p99 **${f1(pct(p.latencies, 99))} ms**, max ${f1(pct(p.latencies, 100))} ms (${p.latencies.length} tasks, ${p.noEvent} without an event); without the first ${2 * WORKERS * CONCURRENCY} answers of the drain p50 ${f1(pct(p.warmLatencies, 50))} ms, p99 ${f1(pct(p.warmLatencies, 99))} ms (the slowest 1 % start at answer #${p.worstFirst + 1}). api RSS max during the drain: **${f1(p.apiRssMaxMiB)} MiB**.`,
     '',
-    `Completed ${p.completed}, failed/cancelled ${p.failed}; ML stub calls ${p.stubCalls}. DB span (first processing_started_at → last processing_completed_at) ${f2(p.dbSpan)} s; median task row processing time ${f1(p.medianRowMs)} ms. Enqueue of the ${TASKS} tasks through the batch route took ${f2(p.enqSeconds)} s (${f1(TASKS / p.enqSeconds)} tasks/s).`,
+    'CPU during the drain, from /proc:',
     '',
-    'Where the time goes, from each worker\'s own `/api/metrics` (deltas over the drain):',
+    table(['process', 'CPU s', 'CPU ms per task'], cpuRows),
     '',
     wk,
     '',
-    'CPU seconds during the drain (from /proc; the machine total includes anything else running on the machine):',
+    `PostgreSQL statements during the drain (pg_stat_statements, whole server): ${stmtCalls} = **${f2(stmtCalls / TASKS)} per task**. Most called:`,
     '',
-    table(['pipeline: process', 'CPU s', 'CPU ms per task'], cpuRows),
+    table(['statement', 'calls', 'per task', 'total exec ms'], stmtRows),
     '',
-    table(['bare Bull: process', 'CPU s', 'CPU ms per task'], bareCpu),
+    `Redis commands during the drain (INFO commandstats): ${redisTotal} = **${f2(redisTotal / TASKS)} per task**:`,
     '',
-    `Machine load by others just before each drain (busy cores of ${os.availableParallelism()}, measured over 1 s): pipeline ${f2(p.busyOthers)}, bare Bull ${f2(b.busyOthers)}.`,
+    table(['command', 'calls', 'per task'], redisRows),
+  ].join('\n');
+}
+
+runMain(async () => {
+  console.log(`pipeline bench: ${TASKS} tasks, ${WORKERS} workers × ${CONCURRENCY}, ML ${LATENCY_MS} ms, ideal ${IDEAL} tasks/s`);
+  const { p, b } = await withBenchServers(async (servers) => {
+    const p = await pipeline(servers);
+    const b = await bare(servers.redis.url);
+    return { p, b };
+  });
+  const pRate = p.slow.completed / p.slow.seconds;
+  const bRate = TASKS / b.seconds;
+  const iRate = p.instant.completed / p.instant.seconds;
+  const sysPerTask = (ph: Phase) => (ph.cpu.filter(([k]) => SYSTEM(k)).reduce((a, [, v]) => a + v, 0) * 1000) / TASKS;
+  const rows = [
+    [`spheroseg pipeline (2 worker processes × 10), ML ${LATENCY_MS} ms`, TASKS, f2(p.slow.seconds), f1(pRate), f3(pRate / IDEAL)],
+    ['bare Bull (2 forked processes × 10, sleep 50 ms)', TASKS, f2(b.seconds), f1(bRate), f3(bRate / IDEAL)],
+    ['spheroseg pipeline, ML stub answering at once', TASKS, f2(p.instant.seconds), f1(iRate), '–'],
+  ];
+  const lat99 = pct(p.slow.latencies, 99);
+  const rssMax = Math.max(p.slow.apiRssMaxMiB, p.instant.apiRssMaxMiB);
+  const goal = (ok: boolean) => (ok ? 'met' : '**NOT met**');
+  const goals = table(
+    ['goal', 'measured', ''],
+    [
+      ['pipeline ≥ 0.9 of ideal', f3(pRate / IDEAL), goal(pRate / IDEAL >= 0.9)],
+      ['whole-system CPU per task ≤ 2.0 ms (50 ms stub)', `${f2(sysPerTask(p.slow))} ms`, goal(sysPerTask(p.slow) <= 2.0)],
+      ['whole-system CPU per task ≤ 1.5 ms (instant stub)', `${f2(sysPerTask(p.instant))} ms`, goal(sysPerTask(p.instant) <= 1.5)],
+      ['instant-stub drain ≥ 1 000 tasks/s', f1(iRate), goal(iRate >= 1000)],
+      ['ML answer → client event p99 ≤ 50 ms (50 ms stub drain)', `${f1(lat99)} ms`, goal(lat99 <= 50)],
+      ['api RSS ≤ 250 MiB under load', `${f1(rssMax)} MiB`, goal(rssMax <= 250)],
+    ],
+  );
+  const bareCpu = b.cpu.map(([k, v]) => [k, f2(v), f2((v * 1000) / TASKS)]);
+  const events = [...p.events.entries()].map(([k, v]) => `${k} ${v}`).join(', ');
+  const body = [
+    `Setting: one \`api\` and ${WORKERS} \`worker\` processes from the build, \`QUEUE_CONCURRENCY=${CONCURRENCY}\`, \`DATABASE_POOL_MAX=10\`, \`NODE_ENV=production\`, \`LOG_LEVEL=${process.env.BENCH_LOG_LEVEL ?? 'info'}\`, \`QUEUE_FAIRNESS=${p.fairness ?? '(app default)'}\`; a Socket.IO client (websocket) connected to the api as the tasks' owner, listening to every event; the bench's own PostgreSQL 15 (fsync, synchronous_commit and full_page_writes on, pg_stat_statements) and Redis 7 servers, so that their CPU is the bench's alone. ${TASKS} tasks enqueued through \`POST /api/segmentation/batch\` (500 ids per call) while the queue is paused, timed from \`POST /api/queue/resume\` until PostgreSQL has every task of the phase finished (watched through the client's \`segmentation:completed\` events, confirmed in PostgreSQL; the bench's own statements are then a handful); then the same images are enqueued again and drained with the ML stub answering at once. Ideal = ${WORKERS} × ${CONCURRENCY} / ${LATENCY_MS / 1000} s = ${IDEAL} tasks/s. Baseline: bare Bull on the same Redis, same job options.`,
+    '',
+    table(['what', 'tasks', 'drain s', 'tasks/s', 'achieved/ideal'], rows),
+    '',
+    `pipeline / bare Bull = ${f3(pRate / bRate)}.`,
+    '',
+    goals,
+    '',
+    `ML stub calls ${p.stubCalls}; events at the client: ${events}. api RSS after both drains ${f1(p.apiRssAfterMiB)} MiB.`,
+    '',
+    phaseReport(p.slow, IDEAL),
+    '',
+    phaseReport(p.instant),
+    '',
+    '### bare Bull baseline',
+    '',
+    table(['process', 'CPU s', 'CPU ms per task'], bareCpu),
   ].join('\n');
   let profile = '';
   if (PROFILE) {
@@ -229,7 +406,7 @@ runMain(async () => {
       profile += table(['function (self time)', 'ms'], s.byFunction.map(([k, v]) => [k.replace(/\|/g, '/'), f1(v)])) + '\n';
       break;
     }
-    console.log(profile);
+    console.log(body + '\n' + profile);
     writeResults('pipeline-profile', 'Pipeline worker CPU profile', invocation(process.env.BENCH_BUILD), body + '\n' + profile);
     return;
   }

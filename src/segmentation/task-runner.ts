@@ -20,12 +20,6 @@ export class HandedBackError extends Error {}
 export interface RunContext {
   signal: AbortSignal;
   /**
-   * Bull's copy of the job's progress (shown by the queue dashboard). Not awaited: the truth is the
-   * task's PostgreSQL row and the `segmentation:progress` events, and a Redis round trip per job on
-   * the critical path cost throughput.
-   */
-  progress?(pct: number): Promise<void>;
-  /**
    * Called once the ML call has returned (whatever its outcome): QUEUE_CONCURRENCY bounds the calls in
    * flight to the ML service, so the worker may start its next job while this one records its outcome.
    */
@@ -91,17 +85,34 @@ export class TaskRunner {
     if (!early && !(await this.isInsideUploads(storagePath))) {
       return this.fail(task, 'image file is missing or outside the upload directory', false);
     }
-    void ctx.progress?.(10);
     this.realtime.toUser(task.userId, 'segmentation:progress', { taskId: task.taskId, imageId: task.imageId, progress: 10 });
 
     let pending = early?.call;
+    /** Set once this job waited for the circuit: the task may have been cancelled meanwhile. */
+    let waited = false;
     for (;;) {
       if (!pending) {
         if (ctx.signal.aborted) return this.handBack(task);
+        if (!this.ml.isCallable()) waited = true;
         try {
           await this.ml.waitUntilCallable(ctx.signal);
         } catch {
           return this.handBack(task);
+        }
+        if (waited) {
+          // Right before the call: a task cancelled while it waited must not get the call (at half-open
+          // it would take the one trial call from a live task, and its result would be dropped anyway).
+          waited = false;
+          if (!(await this.store.isProcessing(task.taskId))) {
+            ctx.releaseSlot?.();
+            this.metrics.jobsTotal.inc({ result: 'discarded' });
+            return 'dropped';
+          }
+          // Another caller took the half-open trial during that round trip: wait for its outcome.
+          if (!this.ml.isCallable()) {
+            waited = true;
+            continue;
+          }
         }
       }
       try {
@@ -116,6 +127,7 @@ export class TaskRunner {
         if (err instanceof MlAbortedError) return this.handBack(task);
         if (err instanceof MlCircuitOpenError) {
           // Did not reach the ML service: keep the attempt, wait for the circuit to move on.
+          waited = true;
           await this.ml.waitForStateChange(ctx.signal).catch(() => undefined);
           continue;
         }
@@ -130,19 +142,18 @@ export class TaskRunner {
    * statement. A deleted image took its task rows with it, so it lands here as "not open" too.
    */
   private claim(data: SegmentJobData) {
-    return this.store.transition(data.taskId, OPEN_TASK_STATUSES, {
-      status: 'processing',
-      started: true,
-      progress: 10,
-      imageStatus: 'processing',
-    });
+    return this.store.claim(data.taskId);
   }
 
   /** The first ML call, started before the claim has answered; `cancel()` aborts it (claim refused or failed). */
   private startEarly(data: SegmentJobData, storagePath: string, signal: AbortSignal) {
+    // One controller for both causes (the job's signal, or cancel()); AbortSignal.any costs far more per call.
     const local = new AbortController();
-    const call = this.ml.segment({ image_path: storagePath, task_id: data.taskId }, { signal: AbortSignal.any([signal, local.signal]) });
-    call.catch(() => undefined); // awaited by run() unless cancelled
+    const forward = () => local.abort(signal.reason);
+    if (signal.aborted) forward();
+    else signal.addEventListener('abort', forward, { once: true });
+    const call = this.ml.segment({ image_path: storagePath, task_id: data.taskId }, { signal: local.signal });
+    call.catch(() => undefined).finally(() => signal.removeEventListener('abort', forward)); // awaited by run() unless cancelled
     return { call, cancel: () => local.abort() };
   }
 

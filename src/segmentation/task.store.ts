@@ -7,6 +7,7 @@ import { ResultEntity } from './result.entity';
 import { TaskEntity } from './task.entity';
 import { fromWirePolygon } from './views';
 import { PreparedQueries } from '../database/prepared-queries';
+import { StatementBatcher } from './statement-batcher';
 
 export interface EnqueueItem {
   /** Ordinal of the request this item belongs to (requests are decided in this order). */
@@ -29,6 +30,20 @@ export type EnqueueOutcome =
  */
 @Injectable()
 export class TaskStore {
+  /** Worker claims and completions, coalesced into multi-row statements under load (see StatementBatcher). */
+  private readonly claims = new StatementBatcher<string, (TaskEntity & { storagePath?: string }) | null>(
+    (ids) => this.claimMany(ids),
+    (id) => this.claimOne(id),
+  );
+  private readonly peeks = new StatementBatcher<string, { status: TaskStatus; storagePath: string } | null>(
+    (ids) => this.peekMany(ids),
+    async (id) => (await this.peekMany([id]))[0],
+  );
+  private readonly completions = new StatementBatcher<{ taskId: string; results: MlSegmentResults }, TaskEntity | null>(
+    (items) => this.completeMany(items),
+    (item) => this.completeOne(item.taskId, item.results),
+  );
+
   constructor(
     @InjectDataSource() private readonly ds: DataSource,
     @InjectRepository(TaskEntity) private readonly tasks: Repository<TaskEntity>,
@@ -106,13 +121,27 @@ export class TaskStore {
     return this.tasks.find({ where: { deadLettered: true, status: 'failed' }, order: { updatedAt: 'DESC' }, take: limit });
   }
 
-  /** Read-only: the task's status and its image's storage path (null when the task is gone). */
-  async peekForRun(taskId: string): Promise<{ status: TaskStatus; storagePath: string } | null> {
-    const rows = await this.prepared.rows<{ status: TaskStatus; storage_path: string }>(
-      'SELECT q.status, i.storage_path FROM queue_jobs q JOIN images i ON i.id = q.image_id WHERE q.task_id = $1',
-      [taskId],
+  /**
+   * Read-only: the task's status and its image's storage path (null when the task is gone). Used by
+   * the worker's look-ahead; concurrent peeks of this process share one statement.
+   */
+  peekForRun(taskId: string): Promise<{ status: TaskStatus; storagePath: string } | null> {
+    return this.peeks.run(taskId);
+  }
+
+  private async peekMany(taskIds: string[]): Promise<Array<{ status: TaskStatus; storagePath: string } | null>> {
+    const rows = await this.prepared.rows<{ task_id: string; status: TaskStatus; storage_path: string }>(
+      'SELECT q.task_id, q.status, i.storage_path FROM queue_jobs q JOIN images i ON i.id = q.image_id WHERE q.task_id = ANY($1::uuid[])',
+      [taskIds],
     );
-    return rows[0] ? { status: rows[0].status, storagePath: rows[0].storage_path } : null;
+    const byId = new Map(rows.map((r) => [r.task_id, { status: r.status, storagePath: r.storage_path }]));
+    return taskIds.map((id) => byId.get(id) ?? null);
+  }
+
+  /** True while the task is `processing` (claimed by a worker and neither cancelled nor finished). */
+  async isProcessing(taskId: string): Promise<boolean> {
+    const rows = await this.prepared.rows<{ status: TaskStatus }>('SELECT status FROM queue_jobs WHERE task_id = $1', [taskId]);
+    return rows[0]?.status === 'processing';
   }
 
   /**
@@ -169,21 +198,59 @@ export class TaskStore {
   }
 
   /**
-   * Writes the result and completes the task atomically and idempotently, in one round trip
-   * (`spheroseg_complete_task`, migration CompleteTaskFunction): a task that is no longer open
-   * (cancelled, or completed by an earlier run of the same job) gets no result. The conditional UPDATE
-   * takes the task's row lock, so two runs of one job cannot both complete it.
+   * Claims an open task for a worker: `processing`, progress 10, started now, its image `processing`;
+   * returns the task with its image's storage path, or null when it is no longer open. Concurrent
+   * claims of this process share one statement (one commit).
    */
-  async complete(taskId: string, results: MlSegmentResults): Promise<TaskEntity | null> {
-    const rows = await this.prepared.rows('SELECT * FROM spheroseg_complete_task($1, $2, $3, $4, $5, $6::jsonb)', [
-      taskId,
-      results.image_width,
-      results.image_height,
-      Math.round(results.processing_time_ms),
-      results.polygons.filter((p) => p.type === 'external').length,
-      JSON.stringify(results.polygons.map(fromWirePolygon)),
-    ]);
+  claim(taskId: string): Promise<(TaskEntity & { storagePath?: string }) | null> {
+    return this.claims.run(taskId);
+  }
+
+  private claimOne(taskId: string) {
+    return this.transition(taskId, OPEN_TASK_STATUSES, { status: 'processing', started: true, progress: 10, imageStatus: 'processing' });
+  }
+
+  private async claimMany(taskIds: string[]) {
+    const rows = await this.prepared.rows(
+      `WITH t AS (UPDATE queue_jobs SET updated_at = now(), status = 'processing', progress = 10,
+                         processing_started_at = COALESCE(processing_started_at, now())
+                   WHERE task_id = ANY($1::uuid[]) AND status = ANY($2::varchar[]) RETURNING *),
+            i AS (UPDATE images SET segmentation_status = 'processing', updated_at = now()
+                    FROM t WHERE images.id = t.image_id RETURNING images.id, images.storage_path)
+       SELECT t.*, i.storage_path FROM t LEFT JOIN i ON i.id = t.image_id`,
+      [taskIds, [...OPEN_TASK_STATUSES]],
+    );
+    const byId = new Map(rows.map((r) => [r.task_id as string, fromRow(r)]));
+    return taskIds.map((id) => byId.get(id) ?? null);
+  }
+
+  /**
+   * Writes the result and completes the task atomically and idempotently (`spheroseg_complete_task`,
+   * migration CompleteTaskFunction): a task that is no longer open (cancelled, or completed by an
+   * earlier run of the same job) gets no result. The conditional UPDATE takes the task's row lock, so
+   * two runs of one job cannot both complete it. Concurrent completions of this process share one
+   * statement (one transaction, one commit); a failed batch is retried task by task.
+   */
+  complete(taskId: string, results: MlSegmentResults): Promise<TaskEntity | null> {
+    return this.completions.run({ taskId, results });
+  }
+
+  private async completeOne(taskId: string, results: MlSegmentResults): Promise<TaskEntity | null> {
+    const rows = await this.prepared.rows('SELECT * FROM spheroseg_complete_task($1, $2, $3, $4, $5, $6::jsonb)', completeArgs(results, taskId));
     return rows.length ? fromRow(rows[0]) : null;
+  }
+
+  private async completeMany(items: Array<{ taskId: string; results: MlSegmentResults }>): Promise<Array<TaskEntity | null>> {
+    const cols: unknown[][] = [[], [], [], [], [], []];
+    for (const it of items) completeArgs(it.results, it.taskId).forEach((v, k) => cols[k].push(v));
+    const rows = await this.prepared.rows(
+      `SELECT x.ord AS batch_ord, c.* FROM unnest($1::uuid[], $2::int[], $3::int[], $4::int[], $5::int[], $6::text[]) WITH ORDINALITY AS x(id, w, h, ms, n, p, ord)
+       CROSS JOIN LATERAL spheroseg_complete_task(x.id, x.w, x.h, x.ms, x.n, x.p::jsonb) c ORDER BY x.ord`,
+      cols,
+    );
+    // By position, not by id: of two completions of one task in a batch only the first completes it.
+    const byOrd = new Map(rows.map((r) => [Number(r.batch_ord), fromRow(r)]));
+    return items.map((_, i) => byOrd.get(i + 1) ?? null);
   }
 
   /** Aggregates of recent history for the queue metrics (from the primary: admins expect fresh figures). */
@@ -240,6 +307,18 @@ export class TaskStore {
 }
 
 type Row = Record<string, unknown>;
+
+/** The arguments of `spheroseg_complete_task` for one task (polygons as JSON text). */
+function completeArgs(results: MlSegmentResults, taskId: string): unknown[] {
+  return [
+    taskId,
+    results.image_width,
+    results.image_height,
+    Math.round(results.processing_time_ms),
+    results.polygons.filter((p) => p.type === 'external').length,
+    JSON.stringify(results.polygons.map(fromWirePolygon)),
+  ];
+}
 
 /** `query()` of an UPDATE … RETURNING answers `[rows, count]`; a SELECT answers `rows`. */
 function rowsOf(result: unknown): Row[] {

@@ -118,3 +118,64 @@ describe('ENABLE_QUEUE=false: segmentation in the request', () => {
     expect(await open!.json()).toMatchObject({ statusCode: 503, error: 'Service Unavailable' });
   });
 });
+
+describe('a task cancelled while its worker waits for the open circuit gets no ML call', () => {
+  const stub = new MlStub();
+  let t: TestApp;
+
+  beforeAll(async () => {
+    await stub.start();
+    t = await startTestApp({
+      QUEUE_NAME: `${process.env.QUEUE_NAME}_breaker_cancel`,
+      ML_SERVICE_URL: stub.url,
+      QUEUE_CONCURRENCY: '3',
+      QUEUE_BACKOFF_DELAY: '50',
+      QUEUE_MAX_ATTEMPTS: '5',
+      ML_BREAKER_VOLUME_THRESHOLD: '1',
+      ML_BREAKER_ERROR_THRESHOLD: '50',
+      ML_BREAKER_RESET_TIMEOUT: '1500',
+    });
+  });
+  afterAll(async () => {
+    await t.close();
+    await stub.stop();
+  });
+
+  const circuit = async () => ((await (await t.request('/api/health/services/ml')).json()) as { details?: { circuit?: string } }).details?.circuit;
+  const enqueue = async (token: string) =>
+    ((await (await t.request(`/api/images/${await uploadImage(t, token)}/segmentation`, { method: 'POST', token })).json()) as TaskBody).taskId;
+
+  it('drops the cancelled task before its call, and a live waiting task is the half-open trial', async () => {
+    const { token } = await t.register();
+    // Open the circuit with one failed call, then take that task out of the way.
+    stub.behave({ status: 500 });
+    const first = await enqueue(token);
+    await eventually(async () => ((await circuit()) === 'open' ? true : null));
+    await waitForTask(t, token, first, (x) => x.status === 'queued' && x.attempts === 1);
+    expect((await t.request(`/api/segmentation/tasks/${first}`, { method: 'DELETE', token })).status).toBe(200);
+
+    // Three tasks wait in the queue; at half-open the worker takes all three: the first call is the
+    // trial (held, then 500 → open again), the two others are refused and wait in the worker.
+    stub.reset();
+    stub.enqueue({ latencyMs: 800, status: 500 });
+    const tasks = [await enqueue(token), await enqueue(token), await enqueue(token)];
+    await stub.waitForCalls(1, 10_000);
+    const trial = (stub.calls[0].body as { task_id: string }).task_id;
+    await eventually(async () => ((await circuit()) === 'open' ? true : null));
+    const waiting = tasks.filter((id) => id !== trial);
+    for (const id of waiting) await waitForTask(t, token, id, (x) => x.status === 'processing');
+
+    // Cancel one of the waiting tasks while the circuit is open.
+    const [cancelled, live] = waiting;
+    expect((await t.request(`/api/segmentation/tasks/${cancelled}`, { method: 'DELETE', token })).status).toBe(200);
+    const callsAtCancel = stub.calls.length;
+
+    // Next half-open: the live task's call is the trial and closes the circuit; everything completes.
+    for (const id of [live, trial]) expect((await waitForTask(t, token, id)).status).toBe('completed');
+    await eventually(async () => ((await circuit()) === 'closed' ? true : null));
+    const later = stub.calls.slice(callsAtCancel).map((c) => (c.body as { task_id: string }).task_id);
+    expect(later).toContain(live);
+    expect(later).not.toContain(cancelled);
+    expect((await waitForTask(t, token, cancelled, () => true)).status).toBe('cancelled');
+  });
+});

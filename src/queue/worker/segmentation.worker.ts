@@ -83,7 +83,7 @@ export class SegmentationWorker implements OnApplicationBootstrap, BeforeApplica
     const prepared = this.preparedAhead.get(job);
     this.preparedAhead.delete(job);
     const done = this.runner
-      .run(job.data, { signal: abort.signal, progress: (p) => job.progress(p).catch(() => undefined), releaseSlot, prepared })
+      .run(job.data, { signal: abort.signal, releaseSlot, prepared })
       .finally(() => endTimer());
     this.active.set(String(job.id), { abort, done });
     try {

@@ -1,0 +1,118 @@
+/**
+ * The pipeline bench's own PostgreSQL 15 and Redis servers (loopback, free ports, deleted at the end):
+ * the shared servers on 5432/6379 also serve other people's tests, so their processes' CPU cannot be
+ * told apart from the bench's. The PostgreSQL server keeps the durability settings of the shared one
+ * (fsync, synchronous_commit, full_page_writes on; 128 MB shared buffers) and loads
+ * pg_stat_statements, so every statement a task causes is counted.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { Client } from 'pg';
+import { startPostgres, type PgInstance } from '../../test/support/pg-instance';
+import { startRedis, type RedisInstance } from '../../test/support/redis-instance';
+import { runCleanups } from '../common/harness';
+
+const TICK = 100; // CLK_TCK on Linux
+
+export interface BenchServers {
+  pg: PgInstance;
+  redis: RedisInstance;
+  postmasterPid: number;
+  redisPid: number;
+}
+
+export async function startBenchServers(): Promise<BenchServers> {
+  const pg = await startPostgres({
+    settings: {
+      fsync: 'on',
+      synchronous_commit: 'on',
+      full_page_writes: 'on',
+      shared_buffers: "'128MB'",
+      shared_preload_libraries: "'pg_stat_statements'",
+      'pg_stat_statements.track': "'all'",
+      'pg_stat_statements.max': '2000',
+    },
+  });
+  const redis = await startRedis();
+  process.once('exit', () => void pg.destroy());
+  const c = new Client({ connectionString: pg.url });
+  await c.connect();
+  const { rows } = await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+  const postmasterPid = ppidOf(rows[0].pid); // while the backend still exists
+  await c.end();
+  if (!statFields(postmasterPid)) throw new Error(`no PostgreSQL postmaster process found (backend ${rows[0].pid}, parent ${postmasterPid})`);
+  console.log(`bench servers: PostgreSQL ${pg.url} (postmaster ${postmasterPid}), Redis ${redis.url}`);
+  const r = redis.client();
+  const info = await r.info('server');
+  r.disconnect();
+  const redisPid = Number(/process_id:(\d+)/.exec(info)?.[1]);
+  return { pg, redis, postmasterPid, redisPid };
+}
+
+export async function stopBenchServers(s: BenchServers): Promise<void> {
+  await s.pg.destroy();
+  await s.redis.destroy();
+}
+
+/** Stops the servers after the harness's own cleanups (which need them to drop the database). */
+export async function withBenchServers<T>(fn: (s: BenchServers) => Promise<T>): Promise<T> {
+  const s = await startBenchServers();
+  try {
+    return await fn(s);
+  } finally {
+    await runCleanups().catch(() => undefined);
+    await stopBenchServers(s);
+  }
+}
+
+function statFields(pid: number): string[] | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return null;
+  }
+}
+
+function ppidOf(pid: number): number {
+  return Number(statFields(pid)?.[1]);
+}
+
+/**
+ * CPU seconds of one PostgreSQL server: the postmaster (with the CPU of its children that already
+ * exited, which the kernel adds to cutime/cstime) plus every live child (backends, WAL writer,
+ * checkpointer, autovacuum, stats).
+ */
+export function postgresCpuSeconds(postmasterPid: number): number {
+  const pm = statFields(postmasterPid);
+  if (!pm) return NaN;
+  const ticks = (f: string[], from: number, to: number) => f.slice(from, to + 1).reduce((a, x) => a + (Number(x) || 0), 0);
+  let sum = ticks(pm, 11, 14);
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    const f = statFields(Number(d));
+    if (f && Number(f[1]) === postmasterPid) sum += ticks(f, 11, 12);
+  }
+  return sum / TICK;
+}
+
+export function processCpuSeconds(pid: number): number {
+  const f = statFields(pid);
+  return f ? (Number(f[11]) + Number(f[12])) / TICK : NaN;
+}
+
+/** Resident set size of a process in MiB (VmRSS). */
+export function rssMiB(pid: number): number {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/** `INFO commandstats` as command → calls. */
+export function parseCommandStats(info: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) out.set(m[1], Number(m[2]));
+  return out;
+}

@@ -1,0 +1,68 @@
+import { DataSource } from 'typeorm';
+import { TaskStore } from '../../src/segmentation/task.store';
+import { startTestApp, TestApp } from '../support/app';
+import { MlStub } from '../support/ml-stub';
+import { uploadImage, TaskBody } from '../support/fixtures';
+
+/**
+ * The worker's claims and completions made at the same time leave as one multi-row statement
+ * (real PostgreSQL); each caller still gets exactly its own task's outcome.
+ */
+describe('TaskStore: coalesced claims and completions', () => {
+  const stub = new MlStub();
+  let t: TestApp;
+  let store: TaskStore;
+  let ds: DataSource;
+
+  beforeAll(async () => {
+    await stub.start();
+    // api role: tasks are enqueued but nothing consumes them; the test plays the worker.
+    t = await startTestApp({ QUEUE_NAME: `${process.env.QUEUE_NAME}_batching`, ML_SERVICE_URL: stub.url }, 'api');
+    store = t.app.get(TaskStore);
+    ds = t.app.get(DataSource);
+  });
+  afterAll(async () => {
+    await t.close();
+    await stub.stop();
+  });
+
+  it('claims several tasks in one statement and completes them in one, with per-task outcomes', async () => {
+    const { token } = await t.register();
+    const tasks: TaskBody[] = [];
+    for (let i = 0; i < 4; i++) {
+      const id = await uploadImage(t, token);
+      tasks.push(await (await t.request(`/api/images/${id}/segmentation`, { method: 'POST', token })).json());
+    }
+    const [a, b, c, gone] = tasks;
+    expect((await t.request(`/api/segmentation/tasks/${gone.taskId}`, { method: 'DELETE', token })).status).toBe(200);
+
+    const claimMany = jest.spyOn(store as unknown as { claimMany: () => unknown }, 'claimMany');
+    const claimed = await Promise.all([a, b, c, gone].map((x) => store.claim(x.taskId)));
+    expect(claimMany).toHaveBeenCalledTimes(1);
+    expect(claimed.map((x) => x?.taskId ?? null)).toEqual([a.taskId, b.taskId, c.taskId, null]);
+    for (const x of claimed.slice(0, 3)) {
+      expect(x?.status).toBe('processing');
+      expect(x?.storagePath).toEqual(expect.any(String));
+    }
+
+    // c is cancelled while processing; a is completed twice in the same batch (two runs of one job).
+    expect((await t.request(`/api/segmentation/tasks/${c.taskId}`, { method: 'DELETE', token })).status).toBe(200);
+    const completeMany = jest.spyOn(store as unknown as { completeMany: () => unknown }, 'completeMany');
+    const results = stub.validResults();
+    const done = await Promise.all([a, b, c, a].map((x) => store.complete(x.taskId, results)));
+    expect(completeMany).toHaveBeenCalledTimes(1);
+    expect(done.map((x) => x?.taskId ?? null)).toEqual([a.taskId, b.taskId, null, null]);
+    expect(done[0]?.status).toBe('completed');
+
+    const rows = await ds.query(
+      `SELECT q.task_id, q.status, i.segmentation_status, (SELECT count(*)::int FROM segmentation_results r WHERE r.task_id = q.task_id) AS results
+         FROM queue_jobs q JOIN images i ON i.id = q.image_id WHERE q.task_id = ANY($1::uuid[])`,
+      [tasks.map((x) => x.taskId)],
+    );
+    const by = new Map((rows as Array<{ task_id: string; status: string; segmentation_status: string; results: number }>).map((r) => [r.task_id, r]));
+    expect(by.get(a.taskId)).toMatchObject({ status: 'completed', segmentation_status: 'completed', results: 1 });
+    expect(by.get(b.taskId)).toMatchObject({ status: 'completed', segmentation_status: 'completed', results: 1 });
+    expect(by.get(c.taskId)).toMatchObject({ status: 'cancelled', results: 0 });
+    expect(by.get(gone.taskId)).toMatchObject({ status: 'cancelled', results: 0 });
+  });
+});
