@@ -95,7 +95,7 @@ for b = 0, #KEYS / 5 - 1 do
         redis.call('INCR', count)
       end
     end
-    for _ = 1, 3 do
+    for _ = 1, 10 do
       local uid = redis.call('RPOP', ring)
       if not uid then break end
       local list = base .. 'fair:u:' .. uid
@@ -103,8 +103,13 @@ for b = 0, #KEYS / 5 - 1 do
       if redis.call('LLEN', list) > 0 then redis.call('LPUSH', ring, uid) end
       if id then
         redis.call('DECR', count)
-        redis.call('LPUSH', active, id)
-        return {b, id, 1}
+        -- A stale id (its job removed behind the producer's back, finished, or locked by a worker: queued
+        -- twice after a loss) is dropped, never run twice.
+        local job = base .. id
+        if redis.call('EXISTS', job) == 1 and redis.call('HEXISTS', job, 'finishedOn') == 0 and redis.call('EXISTS', job .. ':lock') == 0 then
+          redis.call('LPUSH', active, id)
+          return {b, id, 1}
+        end
       end
     end
   end

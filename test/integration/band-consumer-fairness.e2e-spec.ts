@@ -188,6 +188,19 @@ describe('BandConsumer fair turns between users (real Redis)', () => {
     expect(seen).toEqual(['a1', 'b1', 'a2', 'b2', 'a3']);
   });
 
+  it('an id whose job was removed behind the producer (then queued again, as the reconciler does) runs once', async () => {
+    await queueFor(1, 1, 'a', 2);
+    await queueFor(1, 2, 'b', 1);
+    await (await band(1).getJob('a1'))!.remove(); // Bull's remove: the hash goes, the id stays in the list
+    await (await band(1).getJob('b1'))!.remove();
+    await queueFor(1, 2, 'b', 1); // b1 queued again under the same id: twice in user 2's list
+    const seen = await run('user', 2);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(seen.sort()).toEqual(['a2', 'b1']);
+    expect(await fairCount(client, band(1))).toBe(0);
+    expect(await client.llen(fairKeys(band(1)).ring)).toBe(0);
+  });
+
   it('an admin pause of the bands stops the pop from the user lists; resume lets it go on', async () => {
     await queueFor(4, 1, 'a', 2);
     await Promise.all(bands.map((q) => q.pause()));
