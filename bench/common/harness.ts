@@ -154,6 +154,7 @@ export async function startBackend(
     LOG_LEVEL: 'warn',
     RATE_LIMIT_PER_MINUTE: '1000000000',
     MAX_PENDING_TASKS_PER_USER: '1000000',
+    ...(process.env.BENCH_QUEUE_FAIRNESS ? { QUEUE_FAIRNESS: process.env.BENCH_QUEUE_FAIRNESS } : {}), // user (default) | none
     ...extra,
   };
   const child = spawn(process.execPath, ['--import', WATCHDOG, ...nodeArgs, BACKEND_MAIN], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });

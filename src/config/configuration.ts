@@ -56,6 +56,7 @@ export const queueConfig = registerAs('queue', () => {
     name: e.QUEUE_NAME,
     concurrency: e.QUEUE_CONCURRENCY,
     priorityEnabled: e.QUEUE_PRIORITY_ENABLED,
+    fairness: e.QUEUE_FAIRNESS,
     maxAttempts: e.QUEUE_MAX_ATTEMPTS,
     backoffDelayMs: e.QUEUE_BACKOFF_DELAY,
     lockDurationMs: e.QUEUE_LOCK_DURATION,

@@ -37,6 +37,7 @@ export const envSchema = Joi.object({
     .default('segmentation'),
   QUEUE_CONCURRENCY: Joi.number().integer().min(1).max(1000).default(5),
   QUEUE_PRIORITY_ENABLED: Joi.boolean().truthy('1').falsy('0').default(true),
+  QUEUE_FAIRNESS: Joi.string().valid('user', 'none').default('user'),
   QUEUE_MAX_ATTEMPTS: Joi.number().integer().min(1).max(100).default(3),
   QUEUE_BACKOFF_DELAY: Joi.number().integer().min(0).default(2000),
   QUEUE_LOCK_DURATION: Joi.number().integer().min(1000).default(30000),
@@ -98,6 +99,7 @@ export type Env = {
   QUEUE_NAME: string;
   QUEUE_CONCURRENCY: number;
   QUEUE_PRIORITY_ENABLED: boolean;
+  QUEUE_FAIRNESS: 'user' | 'none';
   QUEUE_MAX_ATTEMPTS: number;
   QUEUE_BACKOFF_DELAY: number;
   QUEUE_LOCK_DURATION: number;

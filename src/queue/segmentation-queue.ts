@@ -1,10 +1,14 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { InjectQueue } from '@nestjs/bull';
-import type { Job, JobCounts, JobOptions, Queue } from 'bull';
+import type { Job, JobCounts, JobOptions, JobStatus, Queue } from 'bull';
 import { queueConfig } from '../config/configuration';
 import { SEGMENT_JOB, SegmentJobData } from '../common/contracts';
+import type { RedisClient } from '../redis/redis.factory';
 import { DEAD_LETTER_QUEUE, PRIORITY_BANDS, bandOf } from './queue.constants';
+import { fairAdd, fairCount, fairHolds, fairPeek, fairRemove } from './fair-lines';
+
+const bandKeys = (q: Queue) => (q as unknown as { keys: Record<'wait' | 'paused', string> }).keys;
 
 /** Injection token of the band queues, most urgent first (see QueueModule). */
 export const BAND_QUEUES = Symbol('BAND_QUEUES');
@@ -19,13 +23,16 @@ export type QueueCounts = JobCounts & { paused: number };
 
 /**
  * Producer side of the segmentation queue: the only code that adds, removes or counts Bull jobs.
- * "The queue" is one FIFO Bull queue per priority band (PRIORITY_BANDS, most urgent first): a job is
- * added to the band of its task's priority with an O(1) LPUSH, and workers take from the most urgent
- * non-empty band. Counts, pause and resume span every band.
+ * "The queue" is one Bull queue per priority band (PRIORITY_BANDS, most urgent first), and workers take
+ * from the most urgent non-empty band. With QUEUE_FAIRNESS=user a job is added to the back of its user's
+ * list in its band (`fair-lines.ts`: O(1), the users take turns); with `none`, to Bull's FIFO wait list
+ * of the band (one LPUSH). Counts, pause and resume span every band, and count both places.
  */
 @Injectable()
 export class SegmentationQueue {
   private readonly byBand: ReadonlyMap<number, Queue<SegmentJobData>>;
+  /** The bands' shared command connection (auto-pipelined; see QueueModule). */
+  private readonly client: RedisClient;
 
   constructor(
     @Inject(BAND_QUEUES) readonly bands: ReadonlyArray<Queue<SegmentJobData>>,
@@ -33,6 +40,7 @@ export class SegmentationQueue {
     @Inject(queueConfig.KEY) private readonly cfg: ConfigType<typeof queueConfig>,
   ) {
     this.byBand = new Map(PRIORITY_BANDS.map((b, i) => [b, bands[i]]));
+    this.client = bands[0].client as RedisClient;
   }
 
   /** Every Bull queue of the service (bands most urgent first, then the dead-letter queue), e.g. for a dashboard. */
@@ -56,21 +64,24 @@ export class SegmentationQueue {
     };
   }
 
-  add(req: EnqueueRequest): Promise<Job<SegmentJobData>> {
-    return this.bandFor(req.priority).add(SEGMENT_JOB, req.data, this.jobOptions(req));
+  async add(req: EnqueueRequest): Promise<void> {
+    await this.addBulk([req]);
   }
 
-  /** One `addBulk` per band concerned (all bands' keys share one hash tag, but Bull adds per queue). */
-  async addBulk(reqs: EnqueueRequest[]): Promise<Job<SegmentJobData>[]> {
+  /** One atomic batch per band concerned (all bands' keys share one hash tag, but each band is its own queue). */
+  async addBulk(reqs: EnqueueRequest[]): Promise<void> {
     const groups = new Map<Queue<SegmentJobData>, EnqueueRequest[]>();
     for (const r of reqs) {
       const q = this.bandFor(r.priority);
       groups.set(q, [...(groups.get(q) ?? []), r]);
     }
-    const added = await Promise.all(
-      [...groups].map(([q, rs]) => q.addBulk(rs.map((r) => ({ name: SEGMENT_JOB, data: r.data, opts: this.jobOptions(r) })))),
+    await Promise.all(
+      [...groups].map(([q, rs]) => {
+        const jobs = rs.map((r) => ({ jobId: r.jobId, name: SEGMENT_JOB, data: r.data, opts: this.jobOptions(r) }));
+        if (this.cfg.fairness === 'user') return fairAdd(this.client, q, jobs);
+        return jobs.length === 1 ? q.add(SEGMENT_JOB, jobs[0].data, jobs[0].opts) : q.addBulk(jobs);
+      }),
     );
-    return added.flat();
   }
 
   /**
@@ -87,10 +98,18 @@ export class SegmentationQueue {
     return found.find((j) => j !== null) ?? null;
   }
 
-  /** Removes a waiting/delayed job; false when it is active (locked by a worker) or gone. */
+  /**
+   * Removes a waiting/delayed job; false when it is active (locked by a worker) or gone. A job in its
+   * user's list leaves it first (and its user leaves the band's turns when it was their last), whatever
+   * QUEUE_FAIRNESS is now: it may have been queued under the other setting.
+   */
   async removeIfNotActive(jobId: string, priority?: number): Promise<boolean> {
     const job = await this.getJob(jobId, priority);
     if (!job) return false;
+    if (await fairRemove(this.client, job.queue, String(job.id), job.data)) {
+      await job.remove().catch(() => undefined); // in no list any more: no worker can take it
+      return true;
+    }
     if (await job.isActive()) return false;
     try {
       await job.remove();
@@ -109,9 +128,42 @@ export class SegmentationQueue {
     await job?.remove().catch(() => undefined);
   }
 
+  /**
+   * Bull's state of a job, where a job in its user's list (QUEUE_FAIRNESS=user) is `waiting` (`paused`
+   * while its band is paused), as it would be in Bull's wait list.
+   */
+  async stateOf(job: Job<SegmentJobData>): Promise<JobStatus | 'stuck'> {
+    if (await fairHolds(this.client, job.queue, String(job.id), job.data)) return (await job.queue.isPaused()) ? 'paused' : 'waiting';
+    return job.getState();
+  }
+
+  /**
+   * One band's counts: Bull's, with the jobs in its user lists counted as `waiting` (as `paused` while the
+   * band is paused, as Bull counts its paused list), so every queued job is counted once.
+   */
+  async bandCounts(q: Queue): Promise<QueueCounts> {
+    const [c, queued, paused] = await Promise.all([q.getJobCounts() as Promise<QueueCounts>, fairCount(this.client, q), q.isPaused()]);
+    const counts: QueueCounts = { ...c, paused: Number(c.paused ?? 0) };
+    if (paused) counts.paused += queued;
+    else counts.waiting = Number(counts.waiting ?? 0) + queued;
+    return counts;
+  }
+
+  /** The ids of band `q`'s queued jobs at positions start..end (inclusive), in the order workers take them. */
+  async waitingIds(q: Queue, start: number, end: number): Promise<string[]> {
+    const queued = await fairPeek(this.client, q, start, end);
+    const left = end - start + 1 - queued.length;
+    if (left <= 0) return queued;
+    // Then Bull's own list (jobs not moved into a user list yet), the next to be taken first.
+    const held = await fairCount(this.client, q);
+    const from = Math.max(0, start - held);
+    const ids = await this.client.lrange((await q.isPaused()) ? `${bandKeys(q).paused}` : bandKeys(q).wait, -(from + left), -(from + 1));
+    return [...queued, ...ids.reverse()];
+  }
+
   /** Job counts summed over the bands. */
   async counts(): Promise<QueueCounts> {
-    const all = (await Promise.all(this.bands.map((q) => q.getJobCounts()))) as QueueCounts[];
+    const all = await Promise.all(this.bands.map((q) => this.bandCounts(q)));
     const sum: QueueCounts = { waiting: 0, active: 0, completed: 0, failed: 0, delayed: 0, paused: 0 };
     for (const c of all) for (const k of Object.keys(sum) as Array<keyof QueueCounts>) sum[k] += Number(c[k] ?? 0);
     return sum;

@@ -63,7 +63,7 @@ export class Reconciler implements OnApplicationBootstrap, OnApplicationShutdown
 
   private async requeueIfLost(task: TaskEntity): Promise<boolean> {
     const job = await withTimeout(this.queue.getJob(task.jobId, task.priority), 2000, 'redis did not answer in time');
-    const state = job ? await job.getState() : undefined;
+    const state = job ? await this.queue.stateOf(job) : undefined;
     if (state && LIVE_STATES.has(state)) return false;
     // Gone (Redis lost it, or it was never added) or finished in Bull while PostgreSQL says open.
     const jobId = job ? `${task.taskId}:q${Date.now().toString(36)}` : task.jobId;

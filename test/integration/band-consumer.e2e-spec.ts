@@ -3,12 +3,16 @@ import Redis from 'ioredis';
 import { randomBytes } from 'node:crypto';
 import { BandConsumer } from '../../src/queue/worker/band-consumer';
 import { PRIORITY_BANDS, bandQueueName } from '../../src/queue/queue.constants';
+import { Fairness, fairCount } from '../../src/queue/fair-lines';
 
 /**
  * The worker's consumer of the priority bands, on the real Redis of this run: one Bull queue per band
- * sharing one command connection (as QueueModule builds them), consumed most urgent band first.
+ * sharing one command connection (as QueueModule builds them), consumed most urgent band first. Every
+ * case runs under both QUEUE_FAIRNESS settings: the jobs here are added with Bull's own `add` (into the
+ * band's wait list, as re-entries and jobs from `none` arrive) and carry no user, so `user` takes them
+ * in the same order through its user lists. Turns between users: band-consumer-fairness.e2e-spec.ts.
  */
-describe('BandConsumer (real Redis)', () => {
+describe.each<Fairness>(['none', 'user'])('BandConsumer (real Redis), QUEUE_FAIRNESS=%s', (fairness) => {
   const REDIS_URL = process.env.REDIS_URL!;
   let prefix: string;
   let client: Redis;
@@ -31,7 +35,9 @@ describe('BandConsumer (real Redis)', () => {
         }),
     );
   const band = (b: number) => bands[PRIORITY_BANDS.indexOf(b)];
-  const opts = { concurrency: 1, jobName: 'segment', idlePollMs: 60_000, retryDelayMs: 200 };
+  const opts = { concurrency: 1, jobName: 'segment', idlePollMs: 60_000, retryDelayMs: 200, fairness };
+  /** Jobs queued in a band: Bull's wait list plus (fairness `user`) its user lists. */
+  const queued = async (b: number) => (await band(b).getWaitingCount()) + (await fairCount(client, band(b)));
   const until = async (what: string, cond: () => boolean | Promise<boolean>, ms = 15_000) => {
     const end = Date.now() + ms;
     while (!(await cond())) {
@@ -180,7 +186,7 @@ describe('BandConsumer (real Redis)', () => {
     await until('job 1 running and job 2 fetched ahead', async () => started.length === 1 && (await band(7).getActiveCount()) === 2);
     consumer.pause();
     finishFirst();
-    await until('job 2 back in wait', async () => (await band(7).getActiveCount()) === 0 && (await band(7).getWaitingCount()) === 2);
+    await until('job 2 back in the queue', async () => (await band(7).getActiveCount()) === 0 && (await queued(7)) === 2);
     expect(started).toEqual([1]);
     expect(ahead).toEqual(['a2']); // the hook that lets the worker look at it early
     expect(await client.exists(`${prefix}:${bandQueueName(7)}:a2:lock`)).toBe(0); // its lock was dropped

@@ -106,6 +106,8 @@ describe('topology: Redis Cluster (3 masters)', () => {
     const keys = await cluster.keys(`{${queue}}:*`);
     // The lists/zsets/job hashes of the band queues (segmentation-p1..p10) and the dead-letter queue.
     expect(keys.some((k) => /^\{[^}]+\}:segmentation-p\d+:/.test(k))).toBe(true);
+    // QUEUE_FAIRNESS=user (default): the tasks went through the user lists, whose count key remains.
+    expect(keys.some((k) => /^\{[^}]+\}:segmentation-p\d+:fair:n$/.test(k))).toBe(true);
     expect(keys.length).toBeGreaterThan(3);
     const slots = new Set<number>();
     for (const k of keys) slots.add(await cluster.keySlot(k));

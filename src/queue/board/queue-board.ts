@@ -6,6 +6,7 @@ import { BullAdapter } from '@bull-board/api/bullAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import fastifyStatic from '@fastify/static';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Job, JobStatus, Queue } from 'bull';
 import { STATUS_CODES } from 'node:http';
 import path from 'node:path';
 import { AuthService } from '../../auth/auth.service';
@@ -41,6 +42,35 @@ const BOARD_CSP = [
 ].join('; ');
 
 /**
+ * A band queue on the board: with QUEUE_FAIRNESS=user its queued jobs sit in their users' lists rather
+ * than in Bull's wait list, so its counts and its waiting (or paused) jobs come from SegmentationQueue,
+ * which counts and lists both, in the order workers take them.
+ */
+class BandBoardAdapter extends BullAdapter {
+  constructor(
+    private readonly band: Queue,
+    private readonly producer: SegmentationQueue,
+  ) {
+    super(band, { readOnlyMode: true });
+  }
+
+  override getJobCounts() {
+    return this.producer.bandCounts(this.band) as unknown as ReturnType<BullAdapter['getJobCounts']>;
+  }
+
+  override async getJobs(statuses: JobStatus[], start = 0, end = -1): ReturnType<BullAdapter['getJobs']> {
+    const queuedStatus = (await this.band.isPaused()) ? 'paused' : 'waiting';
+    if (!statuses.includes(queuedStatus)) return super.getJobs(statuses, start, end);
+    const ids = await this.producer.waitingIds(this.band, start, end < 0 ? start + 99 : end);
+    const queued = (await Promise.all(ids.map((id) => this.band.getJob(id)))).filter((j): j is Job => j !== null);
+    const others = statuses.filter((s) => s !== queuedStatus);
+    const rest = others.length > 0 ? await super.getJobs(others, start, end) : [];
+    const align = (this as unknown as { alignJobData(j: Job): Job }).alignJobData; // as BullAdapter shows every job
+    return [...queued.map((j) => align(j)), ...rest] as Awaited<ReturnType<BullAdapter['getJobs']>>;
+  }
+}
+
+/**
  * Mounts the Bull dashboard (@bull-board) on the app's Fastify instance, for admins only. Call it for
  * serving roles (`api`, `all`) before the app starts listening.
  *
@@ -55,11 +85,13 @@ const BOARD_CSP = [
  */
 export async function mountQueueBoard(app: NestFastifyApplication): Promise<void> {
   const serverAdapter = new FastifyAdapter().setBasePath(QUEUE_BOARD_PATH);
+  const producer = app.get(SegmentationQueue, { strict: false });
   createBullBoard({
-    queues: app
-      .get(SegmentationQueue, { strict: false })
+    queues: producer
       .bullQueues()
-      .map((queue) => new BullAdapter(queue, { readOnlyMode: true })),
+      .map((queue) =>
+        (producer.bands as ReadonlyArray<Queue>).includes(queue) ? new BandBoardAdapter(queue, producer) : new BullAdapter(queue, { readOnlyMode: true }),
+      ),
     serverAdapter,
     options: { uiConfig: { boardTitle: 'spheroseg queues' } },
   });

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Job, Queue } from 'bull';
 import type { RedisClient } from '../../redis/redis.factory';
+import { Fairness, fairGiveBack, fairPop, fairPopArgs } from '../fair-lines';
 
 /**
  * The members of a Bull 4 queue the band consumer drives (`bull` is pinned; they are the ones Bull's
@@ -21,22 +22,7 @@ interface BullInternals<T> {
 }
 
 /**
- * Atomically moves the next job of the most urgent non-empty band from its wait list to its active
- * list (what Bull's BRPOPLPUSH does for one queue). KEYS = wait₁, active₁, wait₂, active₂, … most
- * urgent first; all share one hash tag, so this is one slot on a Redis Cluster. Returns
- * {band index (0-based), job id} or nil.
- */
-const POP_FIRST_LUA = `
-for i = 1, #KEYS, 2 do
-  local id = redis.call('RPOPLPUSH', KEYS[i], KEYS[i + 1])
-  if id then return {(i - 1) / 2, id} end
-end
-return nil`;
-
-const POP_FIRST = 'spherosegPopFirstBand';
-
-/**
- * Gives back a job this process took but has not started: drops its lock (if still ours), removes it
+ * Gives back a job this process took from Bull's wait list but has not started: drops its lock (if still ours), removes it
  * from `active` and puts it at the head of the line again (the consuming end of `wait`, or of `paused`
  * while the queue is paused — Bull renames one onto the other). KEYS = active, wait, paused,
  * meta-paused, lock; ARGV = job id, lock token.
@@ -53,9 +39,7 @@ return removed`;
 
 const UNFETCH = 'spherosegUnfetchJob';
 
-type ConsumerClient = RedisClient &
-  Record<typeof POP_FIRST, (n: number, ...keys: string[]) => Promise<[number, string] | null>> &
-  Record<typeof UNFETCH, (n: number, ...keysAndArgs: string[]) => Promise<number>>;
+type ConsumerClient = RedisClient & Record<typeof UNFETCH, (n: number, ...keysAndArgs: string[]) => Promise<number>>;
 
 /**
  * Processes one job; resolves/rejects as Bull expects (rejection = failed attempt, retried per the
@@ -80,13 +64,19 @@ export interface BandConsumerOptions {
   retryDelayMs: number;
   /** Called for a job fetched ahead (it will run on its slot next), e.g. to start its first step early. */
   onFetchedAhead?(job: Job<unknown>): void;
+  /**
+   * QUEUE_FAIRNESS: `user` (default) — inside a band the users take turns (`fair-lines.ts`); `none` — Bull's
+   * FIFO wait list of the band first. Either way jobs left in the other structure are taken too.
+   */
+  fairness?: Fairness;
 }
 
 /**
  * Consumes several Bull queues ("bands") with one pool of `concurrency` slots, always taking the next
  * job from the most urgent band that has one — the priority order Bull gives one queue's prioritised
- * jobs, without Bull's O(n) prioritised insert. Each slot: wait while paused → pop (one Lua call across
- * all bands) → lock the job in its queue (`moveToActive`) → run it through the queue's own
+ * jobs, without Bull's O(n) prioritised insert; inside a band, with fairness `user`, the users take turns
+ * (`fair-lines.ts`). Each slot: wait while paused → pop (one Lua call across all bands and their user
+ * lists, skipping a band an admin paused) → lock the job in its queue (`moveToActive`) → run it through the queue's own
  * `processJob` (lock renewal, completion, retries with backoff). Stalled jobs (a killed worker) are
  * moved back by Bull's own check, run on every band; delayed jobs (backoff) by each band's delay timer.
  *
@@ -104,7 +94,9 @@ export class BandConsumer<T> extends EventEmitter {
   private readonly releasers = new WeakMap<Job<T>, () => void>();
   private readonly lockKeepers = new Map<Job<T>, NodeJS.Timeout>();
   private pollTimer?: NodeJS.Timeout;
-  private readonly keys: string[];
+  private readonly popArgs: Array<string | number>;
+  /** Jobs taken from a user list (they go back there, not to Bull's wait list, when given back). */
+  private readonly fromLines = new WeakSet<Job<T>>();
 
   constructor(
     private readonly bands: ReadonlyArray<Queue<T>>,
@@ -112,10 +104,7 @@ export class BandConsumer<T> extends EventEmitter {
     private readonly opts: BandConsumerOptions,
   ) {
     super();
-    this.keys = bands.flatMap((q) => {
-      const k = (q as unknown as BullInternals<T>).keys;
-      return [k.wait, k.active];
-    });
+    this.popArgs = fairPopArgs(bands as ReadonlyArray<Queue>, opts.fairness ?? 'user');
   }
 
   /**
@@ -124,7 +113,6 @@ export class BandConsumer<T> extends EventEmitter {
    * (e.g. records its outcome) — see {@link JobHandler}.
    */
   async start(handler: JobHandler<T>): Promise<void> {
-    if (!(POP_FIRST in this.client)) this.client.defineCommand(POP_FIRST, { lua: POP_FIRST_LUA });
     if (!(UNFETCH in this.client)) this.client.defineCommand(UNFETCH, { lua: UNFETCH_LUA });
     const bullHandler = (job: Job<T>) => handler(job, this.releasers.get(job) ?? (() => undefined));
     for (const q of this.bands) {
@@ -261,14 +249,18 @@ export class BandConsumer<T> extends EventEmitter {
     this.lockKeepers.delete(job);
   }
 
-  /** Returns a fetched job that was not started to the head of its band (see UNFETCH_LUA). */
+  /**
+   * Returns a fetched job that was not started to the head of the line it came from: its user's list, its
+   * user back at the front of the band's turns (`fair-lines.ts`), or Bull's wait list (see UNFETCH_LUA).
+   */
   private async giveBack(job: Job<T> | null): Promise<void> {
     if (!job) return;
     this.stopKeepingLocked(job);
     const q = job.queue as unknown as BullInternals<T>;
     const lockKey = (job as unknown as { lockKey(): string }).lockKey();
     try {
-      await (this.client as ConsumerClient)[UNFETCH](5, q.keys.active, q.keys.wait, q.keys.paused, q.keys['meta-paused'], lockKey, String(job.id), q.token);
+      if (this.fromLines.has(job)) await fairGiveBack(this.client, job.queue as Queue, String(job.id), lockKey);
+      else await (this.client as ConsumerClient)[UNFETCH](5, q.keys.active, q.keys.wait, q.keys.paused, q.keys['meta-paused'], lockKey, String(job.id), q.token);
     } catch (err) {
       // Left locked in `active`: Bull's stalled check returns it to `wait` once the lock expires.
       this.emit('error', err);
@@ -276,13 +268,16 @@ export class BandConsumer<T> extends EventEmitter {
     this.wakeAll();
   }
 
-  /** The next job, locked by this process, from the most urgent band that has one; null when all are empty. */
+  /**
+   * The next job, locked by this process, from the most urgent band that has one (in that band, the user
+   * whose turn it is; see `fair-lines.ts`); null when all are empty.
+   */
   private async next(): Promise<Job<T> | null> {
-    const client = this.client as ConsumerClient;
-    const hit = await client[POP_FIRST](this.keys.length, ...this.keys);
+    const hit = await fairPop(this.client, this.popArgs);
     if (!hit) return null;
-    const [band, jobId] = hit;
-    return (this.bands[band] as unknown as BullInternals<T>).moveToActive(String(jobId));
+    const job = await (this.bands[hit.band] as unknown as BullInternals<T>).moveToActive(hit.jobId);
+    if (job && hit.fromLines) this.fromLines.add(job);
+    return job;
   }
 
   private wakeAll(): void {

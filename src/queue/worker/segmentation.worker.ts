@@ -50,6 +50,7 @@ export class SegmentationWorker implements OnApplicationBootstrap, BeforeApplica
     this.consumer = new BandConsumer(bands, bands[0].client as RedisClient, {
       concurrency: this.cfg.concurrency,
       jobName: SEGMENT_JOB,
+      fairness: this.cfg.fairness,
       idlePollMs: IDLE_POLL_MS,
       retryDelayMs: RETRY_DELAY_MS,
       // For a job fetched ahead, read its image path and check the file while its slot's current job

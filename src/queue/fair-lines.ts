@@ -1,0 +1,269 @@
+import type { JobOptions, Queue } from 'bull';
+import type { RedisClient } from '../redis/redis.factory';
+
+/**
+ * QUEUE_FAIRNESS=user: fair turns between users inside one priority band.
+ *
+ * Key layout, per band queue `B` (`segmentation-p<1..10>`) under the queue's one hash tag `{QUEUE_NAME}`
+ * (so every key of every band stays in one Redis Cluster slot, next to Bull's own keys of `B`):
+ * - `{Q}:B:fair:u:<userId>` LIST — that user's queued job ids in this band, oldest at the right (LPUSH in, RPOP out);
+ * - `{Q}:B:fair:ring`       LIST — the users with at least one queued job in this band, the one whose turn it is at
+ *                             the right; a user who got a turn and still has jobs goes back to the left;
+ * - `{Q}:B:fair:n`          STRING — how many job ids the band's user lists hold (the `waiting` count, O(1)).
+ * Invariant, kept by every script below (each one atomic): a user is in the ring exactly once iff their list is
+ * non-empty, and `n` is the sum of the list lengths. The job hash stays Bull's (`{Q}:B:<jobId>`), written with
+ * the fields Bull's own addJob writes, so everything after the pop (moveToActive, processJob, locks, retries,
+ * stalled check, removal, getJob) is Bull's code unchanged.
+ *
+ * Jobs that reach Bull's `wait` list anyway — a retry whose backoff is due, a stalled job moved back, jobs added
+ * with QUEUE_FAIRNESS=none or before this version — are moved into their user's list (at the back) by the pop,
+ * at most {@link MIGRATE_PER_POP} per band and pop, oldest first; the user is the job data's `userId`.
+ */
+export type Fairness = 'user' | 'none';
+
+/** Re-entries moved from Bull's `wait` list into the user lists per band and pop (bounds the pop's work). */
+export const MIGRATE_PER_POP = 100;
+
+/** User key of a job: its data's `userId` (the same string Lua's tostring gives for an integer). */
+export const fairUserOf = (data: unknown): string => {
+  const uid = (data as { userId?: unknown } | null)?.userId;
+  return uid === undefined || uid === null ? '-' : String(uid);
+};
+
+/** Lua helper: the user of a job from its Bull hash (`data.userId`), '-' when there is none. */
+const UID_OF_LUA = `
+local function uidOf(jobKey)
+  local raw = redis.call('HGET', jobKey, 'data')
+  if raw then
+    local ok, d = pcall(cjson.decode, raw)
+    if ok and type(d) == 'table' and d.userId ~= nil and d.userId ~= cjson.null then return tostring(d.userId) end
+  end
+  return '-'
+end`;
+
+/**
+ * Adds one job: Bull's job hash (as Bull's addJob writes it for a plain FIFO job), the id at the back of its
+ * user's list, the user at the back of the ring when the list was empty, the count, and Bull's `waiting`
+ * event (wakes idle workers). An existing job id is left alone (Bull's custom-id rule).
+ * KEYS = job hash, user list, ring, count; ARGV = user, job id, name, data, opts (JSON), timestamp, channel.
+ */
+const FAIR_ADD_LUA = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'name', ARGV[3], 'data', ARGV[4], 'opts', ARGV[5], 'timestamp', ARGV[6], 'delay', '0', 'priority', '0')
+if redis.call('LPUSH', KEYS[2], ARGV[2]) == 1 then redis.call('LPUSH', KEYS[3], ARGV[1]) end
+redis.call('INCR', KEYS[4])
+redis.call('PUBLISH', ARGV[7], ARGV[2])
+return 1`;
+
+/**
+ * Takes a job out of its user's list (cancel of a queued task); when the list empties, the user leaves the
+ * ring. KEYS = user list, ring, count; ARGV = job id, user. Returns how many ids were removed (0: not there).
+ */
+const FAIR_REMOVE_LUA = `
+local removed = redis.call('LREM', KEYS[1], 0, ARGV[1])
+if removed > 0 then
+  redis.call('DECRBY', KEYS[3], removed)
+  if redis.call('LLEN', KEYS[1]) == 0 then redis.call('LREM', KEYS[2], 0, ARGV[2]) end
+end
+return removed`;
+
+/**
+ * The consumer's pop, one call across every band, most urgent first (KEYS per band: wait, active,
+ * meta-paused, ring, count; ARGV = mode, then per band the key prefix `{Q}:B:`). A band paused by an admin
+ * (Bull's meta-paused) is skipped. `none`: Bull's wait list first (RPOPLPUSH, as without fairness). `user`: first
+ * move re-entries from `wait` into their users' lists, then the user at the front of the ring gives their
+ * oldest job and goes to the back (or leaves when it was their last). Either mode then takes from the user
+ * lists, so jobs queued under the other setting are never stranded. The id goes to Bull's `active` list, as
+ * BRPOPLPUSH would put it; Bull's moveToActive then locks it. Returns {band index, job id, 1 if taken from a
+ * user list else 0} or nil.
+ */
+const FAIR_POP_LUA = `${UID_OF_LUA}
+local mode = ARGV[1]
+for b = 0, #KEYS / 5 - 1 do
+  local wait, active, mpaused, ring, count = KEYS[b * 5 + 1], KEYS[b * 5 + 2], KEYS[b * 5 + 3], KEYS[b * 5 + 4], KEYS[b * 5 + 5]
+  local base = ARGV[b + 2]
+  if redis.call('EXISTS', mpaused) == 0 then
+    if mode == 'none' then
+      local id = redis.call('RPOPLPUSH', wait, active)
+      if id then return {b, id, 0} end
+    else
+      for _ = 1, ${MIGRATE_PER_POP} do
+        local id = redis.call('RPOP', wait)
+        if not id then break end
+        local uid = uidOf(base .. id)
+        if redis.call('LPUSH', base .. 'fair:u:' .. uid, id) == 1 then redis.call('LPUSH', ring, uid) end
+        redis.call('INCR', count)
+      end
+    end
+    for _ = 1, 10 do
+      local uid = redis.call('RPOP', ring)
+      if not uid then break end
+      local list = base .. 'fair:u:' .. uid
+      local id = redis.call('RPOP', list)
+      if redis.call('LLEN', list) > 0 then redis.call('LPUSH', ring, uid) end
+      if id then
+        redis.call('DECR', count)
+        -- A stale id (its job removed behind the producer's back, finished, or locked by a worker: queued
+        -- twice after a loss) is dropped, never run twice.
+        local job = base .. id
+        if redis.call('EXISTS', job) == 1 and redis.call('HEXISTS', job, 'finishedOn') == 0 and redis.call('EXISTS', job .. ':lock') == 0 then
+          redis.call('LPUSH', active, id)
+          return {b, id, 1}
+        end
+      end
+    end
+  end
+end
+return nil`;
+
+/**
+ * Gives back a job this process took but has not started (QUEUE_FAIRNESS=user): drops its lock if still ours,
+ * removes it from `active`, puts it at the head of its user's list and the user at the front of the ring — the
+ * turn it had. KEYS = active, lock, ring, count; ARGV = job id, lock token, key prefix `{Q}:B:`.
+ */
+const FAIR_GIVE_BACK_LUA = `${UID_OF_LUA}
+if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
+local removed = redis.call('LREM', KEYS[1], -1, ARGV[1])
+if removed > 0 then
+  local uid = uidOf(ARGV[3] .. ARGV[1])
+  if redis.call('RPUSH', ARGV[3] .. 'fair:u:' .. uid, ARGV[1]) > 1 then redis.call('LREM', KEYS[3], 1, uid) end
+  redis.call('RPUSH', KEYS[3], uid)
+  redis.call('INCR', KEYS[4])
+end
+return removed`;
+
+const CMD = {
+  add: 'spherosegFairAdd',
+  remove: 'spherosegFairRemove',
+  pop: 'spherosegFairPop',
+  giveBack: 'spherosegFairGiveBack',
+} as const;
+const LUA: Record<keyof typeof CMD, string> = { add: FAIR_ADD_LUA, remove: FAIR_REMOVE_LUA, pop: FAIR_POP_LUA, giveBack: FAIR_GIVE_BACK_LUA };
+
+type Cmd = (n: number, ...keysAndArgs: Array<string | number>) => Promise<unknown>;
+type FairClient = RedisClient & Record<(typeof CMD)[keyof typeof CMD], Cmd>;
+
+/** What fair-lines needs of a Bull 4 queue (`bull` is pinned): its key names and event token. */
+interface BullKeys {
+  keys: Record<'wait' | 'active' | 'meta-paused' | '', string>;
+  token: string;
+}
+const bullOf = (q: Queue) => q as unknown as BullKeys;
+
+/** Key prefix of a band's keys, `{Q}:B:` (Bull's `keys['']`). */
+const baseOf = (q: Queue) => bullOf(q).keys[''];
+export const fairKeys = (q: Queue) => {
+  const base = baseOf(q);
+  return { ring: `${base}fair:ring`, count: `${base}fair:n`, user: (uid: string) => `${base}fair:u:${uid}` };
+};
+
+/** Registers the scripts on a client once (ioredis then runs them by EVALSHA, loading them on NOSCRIPT). */
+export function withFairScripts(client: RedisClient): FairClient {
+  for (const k of Object.keys(CMD) as Array<keyof typeof CMD>) {
+    if (!(CMD[k] in client)) client.defineCommand(CMD[k], { lua: LUA[k] });
+  }
+  return client as FairClient;
+}
+
+/** A job to add to a band's user lists. */
+export interface FairJob {
+  jobId: string;
+  name: string;
+  data: unknown;
+  opts: JobOptions;
+}
+
+/** Arguments of one FAIR_ADD call (as Bull's Job would serialise the job). */
+function addArgs(q: Queue, job: FairJob, now: number): Array<string | number> {
+  const k = fairKeys(q);
+  const uid = fairUserOf(job.data);
+  const b = bullOf(q);
+  return [
+    4,
+    `${baseOf(q)}${job.jobId}`,
+    k.user(uid),
+    k.ring,
+    k.count,
+    uid,
+    job.jobId,
+    job.name,
+    JSON.stringify(job.data),
+    JSON.stringify({ attempts: 1, delay: 0, ...job.opts, jobId: job.jobId, timestamp: now }), // Bull's Job defaults
+    now,
+    `${b.keys.wait}ing@${b.token}`,
+  ];
+}
+
+/** Adds jobs to the back of their users' lists in band `q`, atomically as one batch. */
+export async function fairAdd(client: RedisClient, q: Queue, jobs: FairJob[]): Promise<void> {
+  const c = withFairScripts(client);
+  const now = Date.now();
+  if (jobs.length === 1) {
+    await c[CMD.add](...(addArgs(q, jobs[0], now) as [number, ...string[]]));
+    return;
+  }
+  const multi = c.multi() as unknown as Record<string, Cmd> & { exec(): Promise<Array<[Error | null, unknown]> | null> };
+  for (const j of jobs) void multi[CMD.add](...(addArgs(q, j, now) as [number, ...string[]]));
+  const res = await multi.exec();
+  const failed = res?.find(([err]) => err);
+  if (failed) throw failed[0];
+}
+
+/** Removes a queued job from its user's list in band `q`; true when it was there. */
+export async function fairRemove(client: RedisClient, q: Queue, jobId: string, data: unknown): Promise<boolean> {
+  const k = fairKeys(q);
+  const uid = fairUserOf(data);
+  return Number(await withFairScripts(client)[CMD.remove](3, k.user(uid), k.ring, k.count, jobId, uid)) > 0;
+}
+
+/** Whether a job sits in its user's list of band `q` (O(length of that user's list)). */
+export async function fairHolds(client: RedisClient, q: Queue, jobId: string, data: unknown): Promise<boolean> {
+  const pos = await client.lpos(fairKeys(q).user(fairUserOf(data)), jobId);
+  return pos !== null;
+}
+
+/** Jobs held in band `q`'s user lists (O(1)). */
+export async function fairCount(client: RedisClient, q: Queue): Promise<number> {
+  return Math.max(0, Number((await client.get(fairKeys(q).count)) ?? 0));
+}
+
+/**
+ * The first ids of band `q`'s user lists in the order the pop takes them (round after round of the ring),
+ * positions `start..end` (inclusive, at most 1000 of them): for a dashboard. Reads at most `end + 1` users'
+ * lists and at most `end + 1` ids of each.
+ */
+export async function fairPeek(client: RedisClient, q: Queue, start: number, end: number): Promise<string[]> {
+  const k = fairKeys(q);
+  const last = Math.min(Math.max(end, start), start + 999);
+  const users = (await client.lrange(k.ring, -(last + 1), -1)).reverse(); // front of the ring first
+  const lines = await Promise.all(users.map(async (u) => (await client.lrange(k.user(u), -(last + 1), -1)).reverse()));
+  const order: string[] = [];
+  for (let round = 0; order.length <= last && lines.some((l) => l.length > round); round++) {
+    for (const l of lines) if (l.length > round) order.push(l[round]);
+  }
+  return order.slice(start, last + 1);
+}
+
+/** Arguments of the consumer's pop over `bands` (most urgent first) in `mode`. */
+export function fairPopArgs(bands: ReadonlyArray<Queue>, mode: Fairness): Array<string | number> {
+  const keys = bands.flatMap((q) => {
+    const b = bullOf(q).keys;
+    const k = fairKeys(q);
+    return [b.wait, b.active, b['meta-paused'], k.ring, k.count];
+  });
+  return [keys.length, ...keys, mode, ...bands.map(baseOf)];
+}
+
+/** The consumer's pop (see FAIR_POP_LUA): band index, job id, and whether it came from a user list. */
+export async function fairPop(client: RedisClient, popArgs: Array<string | number>): Promise<{ band: number; jobId: string; fromLines: boolean } | null> {
+  const hit = (await withFairScripts(client)[CMD.pop](...(popArgs as [number, ...string[]]))) as [number, string, number] | null;
+  return hit ? { band: Number(hit[0]), jobId: String(hit[1]), fromLines: Number(hit[2]) === 1 } : null;
+}
+
+/** Gives back a job taken from the user lists and not started (see FAIR_GIVE_BACK_LUA). */
+export async function fairGiveBack(client: RedisClient, q: Queue, jobId: string, lockKey: string): Promise<number> {
+  const k = fairKeys(q);
+  return Number(
+    await withFairScripts(client)[CMD.giveBack](4, bullOf(q).keys.active, lockKey, k.ring, k.count, jobId, bullOf(q).token, baseOf(q)),
+  );
+}
