@@ -269,6 +269,8 @@ Targets (all families): mean ≥ 0.92, matched ≥ 0.97, worst ≥ 0.6, no extra
 In the halo family, pale spheroids sitting in a halo get a mean confidence of ${fmtOpt(haloOf(f).meanConfidencePale)}, the dense ones ${fmtOpt(haloOf(f).meanConfidenceDense)}.
 ${extrasLine(f)}
 
+${unmetLine(f)}
+
 ## Large image
 
 | figure | value | target |
@@ -294,6 +296,20 @@ function extrasLine(f: Figures): string {
     (e) => `seed ${e.seed} (on ${e.covers}, confidence ${e.confidence.toFixed(2)})`,
   );
   return `Extra polygons: ${list.join(', ')}.`;
+}
+
+/** The held-out targets this run does not meet, over all families, in plain words. */
+function unmetLine(f: Figures): string {
+  const all = f.clusters.find((c) => c.family === 'all');
+  if (!all) return '';
+  const unmet: string[] = [];
+  if (all.meanIoU < 0.92) unmet.push(`mean IoU ${all.meanIoU.toFixed(3)} (target ≥ 0.92)`);
+  if (all.matched < 0.97) unmet.push(`matched ${all.matched.toFixed(3)} (target ≥ 0.97)`);
+  if (all.worstIoU < 0.6)
+    unmet.push(`worst spheroid IoU ${all.worstIoU.toFixed(3)}, seed ${all.worst?.seed} (target ≥ 0.6)`);
+  if (all.extraPolygons > 0) unmet.push(`${all.extraPolygons} extra polygon(s) (target 0)`);
+  if (all.foregroundIoU < 0.95) unmet.push(`foreground IoU ${all.foregroundIoU.toFixed(3)} (target ≥ 0.95)`);
+  return unmet.length ? `**Not met on the held-out split:** ${unmet.join('; ')}.` : 'Every held-out target is met.';
 }
 
 main().catch((err: unknown) => {

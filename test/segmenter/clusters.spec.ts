@@ -4,36 +4,37 @@ import { FAMILIES, type Family } from '../fixtures/cluster-scenes';
 import { runTsInWorker } from './run-ts-in-worker';
 
 /**
- * The hard cluster scenes (test/fixtures/cluster-scenes.ts), one slice of the held-out seeds per case
- * family: seeds the tuning never looked at. The benchmark reports all 24 held-out scenes per family;
- * these are its first PER_FAMILY, kept small for CI time. Floors per family are what the method must
- * keep: the issue's targets (mean ≥ 0.92, all matched, worst ≥ 0.6, no extra polygon) where it meets
- * them, lower stated floors where it does not yet (halo and cluster means; see RESULTS-segmenter.md).
+ * The hard cluster scenes (test/fixtures/cluster-scenes.ts) on held-out seeds, which the tuning never
+ * looked at. The benchmark reports all 24 held-out scenes of every family. Here the cluster family runs
+ * all 24 as well, because it holds the known failures (RESULTS-segmenter.md); the other families, whose
+ * worst held-out scene in the benchmark is ≥ 0.76, run their first PER_FAMILY scenes to keep CI time modest.
+ * Floors are the issue's targets (mean ≥ 0.92, all matched, worst ≥ 0.6, no extra polygon) except where
+ * the method does not meet them, stated below with the figure measured.
  */
 const PER_FAMILY = 6;
-const MEAN_FLOOR: Record<Family, number> = {
-  single: 0.92,
-  chain: 0.92,
-  cluster: 0.88,
-  overlap: 0.92,
-  halo: 0.85,
-  border: 0.92,
-  empty: 1,
-};
+const CLUSTER_SCENES = 24;
+const MEAN_FLOOR = 0.92;
+/** Cluster family: 106 of 107 spheroids matched, worst 0.286 (seed 702006: a dark body pressed into a paler neighbour, merged with it). Target 0.97 / 0.6. */
+const MATCHED_FLOOR: Partial<Record<Family, number>> = { cluster: 0.98 };
+const WORST_FLOOR: Partial<Record<Family, number>> = { cluster: 0.25 };
 
 let figures: FamilyFigures[];
 beforeAll(async () => {
-  figures = await runTsInWorker<FamilyFigures[]>(
-    path.resolve(__dirname, '../fixtures/cluster-quality.ts'),
-    'runClusterSuite',
-    [{ split: 'held-out', perFamily: PER_FAMILY }],
-  );
+  const run = (options: object) =>
+    runTsInWorker<FamilyFigures[]>(path.resolve(__dirname, '../fixtures/cluster-quality.ts'), 'runClusterSuite', [
+      options,
+    ]);
+  const [others, clusters] = await Promise.all([
+    run({ split: 'held-out', perFamily: PER_FAMILY, families: FAMILIES.filter((f) => f !== 'cluster') }),
+    run({ split: 'held-out', perFamily: CLUSTER_SCENES, families: ['cluster'] }),
+  ]);
+  figures = [...others, ...clusters].filter((f) => f.family !== 'all');
   process.stdout.write(
     `segmenter clusters ${JSON.stringify(figures.map(({ extras: _extras, ...rest }) => rest))}\n`,
   );
 }, 240_000);
 
-const of = (family: Family | 'all') => {
+const of = (family: Family) => {
   const found = figures.find((f) => f.family === family);
   if (!found) throw new Error(`no figures for ${family}`);
   return found;
@@ -41,16 +42,16 @@ const of = (family: Family | 'all') => {
 
 describe('cluster scenes, held-out seeds', () => {
   it.each(FAMILIES.filter((f) => f !== 'empty'))(
-    '%s: every spheroid found (IoU ≥ 0.5), worst ≥ 0.6, no extra polygon, mean above its floor',
+    '%s: spheroids found (IoU ≥ 0.5), worst and mean above their floors, no extra polygon',
     (family) => {
       const f = of(family);
-      expect(f.images).toBe(PER_FAMILY);
-      expect(f.spheroids).toBeGreaterThanOrEqual(PER_FAMILY);
-      expect(f.matched).toBe(1);
-      expect(f.worstIoU).toBeGreaterThanOrEqual(0.6);
+      expect(f.images).toBe(family === 'cluster' ? CLUSTER_SCENES : PER_FAMILY);
+      expect(f.spheroids).toBeGreaterThanOrEqual(f.images);
+      expect(f.matched).toBeGreaterThanOrEqual(MATCHED_FLOOR[family] ?? 1);
+      expect(f.worstIoU).toBeGreaterThanOrEqual(WORST_FLOOR[family] ?? 0.6);
       expect(f.extras).toEqual([]);
-      expect(f.meanIoU).toBeGreaterThanOrEqual(MEAN_FLOOR[family]);
-      expect(f.foregroundIoU).toBeGreaterThanOrEqual(0.85);
+      expect(f.meanIoU).toBeGreaterThanOrEqual(MEAN_FLOOR);
+      expect(f.foregroundIoU).toBeGreaterThanOrEqual(0.9);
     },
   );
 
@@ -62,8 +63,10 @@ describe('cluster scenes, held-out seeds', () => {
   });
 
   it('all families together: mean per-spheroid IoU ≥ 0.92, foreground IoU ≥ 0.95', () => {
-    expect(of('all').meanIoU).toBeGreaterThanOrEqual(0.92);
-    expect(of('all').foregroundIoU).toBeGreaterThanOrEqual(0.95);
+    const spheroids = figures.reduce((n, f) => n + f.spheroids, 0);
+    const images = figures.reduce((n, f) => n + f.images, 0);
+    expect(figures.reduce((s, f) => s + f.meanIoU * f.spheroids, 0) / spheroids).toBeGreaterThanOrEqual(0.92);
+    expect(figures.reduce((s, f) => s + f.foregroundIoU * f.images, 0) / images).toBeGreaterThanOrEqual(0.95);
   });
 
   it('gives a pale spheroid sitting in a halo a lower confidence than the dense ones', () => {

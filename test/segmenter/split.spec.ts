@@ -104,6 +104,32 @@ describe('splitTouching', () => {
     for (const v of bestIoUs(truth, result.labels, 4, result.count)) expect(v).toBeGreaterThan(0.88);
   });
 
+  it('separates two bodies whose peaks flowed into a filled junction where three meet', () => {
+    // The gap between the three discs is filled (as texture and stuck cells fill it in an image): the
+    // inscribed disc there is larger than the two smaller bodies' own, and both drain into it.
+    const discs = [
+      { cx: 112, cy: 121, r: 42 },
+      { cx: 85, cy: 50, r: 29 },
+      { cx: 46, cy: 85, r: 31 },
+    ];
+    const { components, truth } = scene(200, 200, discs);
+    const mask = new cv.Mat(200, 200, cv.CV_8UC1);
+    const disc = cv.getStructuringElement(cv.MORPH_ELLIPSE, new cv.Size(21, 21));
+    try {
+      mask.data.set(Uint8Array.from(components.labels, (l) => (l ? 255 : 0)));
+      cv.morphologyEx(mask, mask, cv.MORPH_CLOSE, disc);
+      components.labels = Int32Array.from(mask.data, (v) => (v ? 1 : 0));
+    } finally {
+      mask.delete();
+      disc.delete();
+    }
+    const distance = distanceOf(components);
+    expect(splitTouching(components, distance, OPTIONS).count).toBe(2);
+    const result = splitTouching(components, distance, { ...OPTIONS, junctions: true });
+    expect(result.count).toBe(3);
+    for (const v of bestIoUs(truth, result.labels, 3, result.count)) expect(v).toBeGreaterThan(0.8);
+  });
+
   it('keeps one rough elongated body whole (axis ratio 0.6, bumpy rim)', () => {
     const width = 300;
     const height = 200;
@@ -116,7 +142,7 @@ describe('splitTouching', () => {
         if (((x - 150) / a) ** 2 + ((y - 100) / b) ** 2 <= 1) labels[y * width + x] = 1;
       }
     const components = { width, height, labels, count: 1 };
-    const result = splitTouching(components, distanceOf(components), OPTIONS);
+    const result = splitTouching(components, distanceOf(components), { ...OPTIONS, junctions: true });
     expect(result.count).toBe(1);
     expect(result.splitDoubt[1]).toBe(0);
   });

@@ -33,6 +33,8 @@ export interface SplitOptions {
    * outside the larger (one round or elongated body never has such a pair of maxima).
    */
   discApart: number;
+  /** Re-judge the peaks absorbed by a junction maximum (see junctionMarkers). */
+  junctions?: boolean;
 }
 
 export interface SplitResult extends LabelImage {
@@ -92,6 +94,21 @@ export function splitTouching(
     // against another, or wedged between two (its contact is as wide as itself).
     return apart > high + discApart * low ? neck / low : -1;
   };
+  // Per basin root: the peaks of the basins merged into it (candidate markers for the re-split).
+  const absorbed = new Map<number, number[]>();
+  // Per basin root: the highest saddle at which it met a basin it was kept apart from.
+  const contact = new Float32Array(n);
+  const absorb = (keep: number, drop: number) => {
+    if (peakOf[drop] < minPeakRadius) return;
+    const into = absorbed.get(keep) ?? [];
+    into.push(drop);
+    const more = absorbed.get(drop);
+    if (more) {
+      into.push(...more);
+      absorbed.delete(drop);
+    }
+    absorbed.set(keep, into);
+  };
   for (let k = 0; k < order.length; k++) {
     const i = order[k];
     const d = distance[i];
@@ -119,9 +136,12 @@ export function splitTouching(
             }
             if (ratio >= 0) {
               splits.push([rb, rj, ratio]);
+              contact[rb] = Math.max(contact[rb], d);
+              contact[rj] = Math.max(contact[rj], d);
             } else {
               const [keep, drop] = peakOf[rb] >= peakOf[rj] ? [rb, rj] : [rj, rb];
               parent[drop] = keep;
+              absorb(keep, drop);
             }
           }
         }
@@ -149,8 +169,42 @@ export function splitTouching(
     if (regionOf[root] === 0) regionOf[root] = ++count;
     regions[i] = regionOf[root];
   }
+  const resplitDoubt: [number, number][] = [];
+  for (const [root, peaks] of options.junctions ? absorbed : []) {
+    if (find(root) !== root || contact[root] < JUNCTION_CONTACT * peakOf[root]) continue;
+    const markers = junctionMarkers(root, peaks, peakOf, width, distance, options);
+    if (markers.length < 2) continue;
+    const region = regionOf[root];
+    const members: number[] = [];
+    for (let i = 0; i < n; i++) if (regions[i] === region) members.push(i);
+    const share = new Int32Array(markers.length);
+    const nearest = new Int32Array(members.length);
+    members.forEach((i, k) => {
+      const x = i % width;
+      const y = (i - x) / width;
+      let best = 0;
+      let bestGap = Infinity;
+      for (let m = 0; m < markers.length; m++) {
+        const c = markers[m];
+        const gap = Math.hypot(x - (c % width), y - Math.floor(c / width)) - peakOf[c];
+        if (gap < bestGap) {
+          bestGap = gap;
+          best = m;
+        }
+      }
+      nearest[k] = best;
+      share[best]++;
+    });
+    // Each body gets at least half its inscribed disc's area, or the basin stays whole (a peak whose body
+    // was already cut off elsewhere would only take a sliver of the junction).
+    if (markers.some((c, m) => share[m] < MIN_SHARE * Math.PI * peakOf[c] ** 2)) continue;
+    const labelOf = markers.map((_, m) => (m === 0 ? region : ++count));
+    members.forEach((i, k) => (regions[i] = labelOf[nearest[k]]));
+    for (const label of labelOf) resplitDoubt.push([label, RESPLIT_DOUBT]);
+  }
   for (let pass = 0; pass < BOUNDARY_PASSES; pass++) reassignByEllipses(labels, regions, count, width);
   const splitDoubt = new Float32Array(count + 1);
+  for (const [label, doubt] of resplitDoubt) splitDoubt[label] = Math.max(splitDoubt[label], doubt);
   for (const [a, b, ratio] of splits) {
     const ra = find(a);
     const rb = find(b);
@@ -159,6 +213,56 @@ export function splitTouching(
     for (const r of [regionOf[ra], regionOf[rb]]) splitDoubt[r] = Math.max(splitDoubt[r], doubt);
   }
   return { width, height, labels: regions, count, splitDoubt };
+}
+
+/**
+ * Junction re-split (measured on the tuning split): two absorbed peaks are two bodies when they are
+ * further apart than the larger radius plus JUNCTION_APART × the smaller, and the straight segment
+ * between them narrows below JUNCTION_NECK × the smaller radius (a weaker neck than the saddle test's:
+ * the filled junction widens it). Only a basin that met a neighbour at a saddle of at least
+ * JUNCTION_CONTACT × its own peak (it sits against the contact, as a junction does) is re-judged, into
+ * at most JUNCTION_MAX bodies, each taking at least MIN_SHARE of its inscribed disc's area.
+ */
+const JUNCTION_APART = 0.15;
+const JUNCTION_NECK = 0.9;
+const JUNCTION_CONTACT = 0.75;
+const JUNCTION_MAX = 2;
+const MIN_SHARE = 0.5;
+/** Split doubt given to the bodies separated around a junction maximum (see junctionMarkers). */
+const RESPLIT_DOUBT = 0.75;
+
+/**
+ * Where three or more spheroids meet, the filled space between them can hold an inscribed disc larger
+ * than the smaller bodies' own: a distance maximum at the junction that belongs to none of them. Every
+ * body's peak then flows into it without a neck and is absorbed, so the bodies are never judged
+ * against each other. This re-judges the peaks a basin absorbed, largest first: a peak becomes a
+ * marker when a neck (on the straight segment between the peaks) separates it from every marker
+ * already taken. The basin is re-split only if its own peak is not separated so from the markers (it
+ * lies between them: the junction); a basin whose own peak stands apart from them is a body itself and
+ * stays whole. Returns the markers, or none when the basin is one body (the bumps of one rough spheroid
+ * are joined through its core, no neck between them).
+ */
+function junctionMarkers(
+  root: number,
+  peaks: number[],
+  peakOf: Float32Array,
+  width: number,
+  distance: Float32Array,
+  options: SplitOptions,
+): number[] {
+  const separated = (a: number, b: number) => {
+    const low = Math.min(peakOf[a], peakOf[b]);
+    const high = Math.max(peakOf[a], peakOf[b]);
+    const apart = Math.hypot((a % width) - (b % width), Math.floor(a / width) - Math.floor(b / width));
+    if (apart <= high + JUNCTION_APART * low) return false;
+    const neck = minAlongSegment(a, b, width, distance);
+    return neck < JUNCTION_NECK * low && low - neck >= options.minDepth;
+  };
+  const markers: number[] = [];
+  for (const p of [...peaks].sort((a, b) => peakOf[b] - peakOf[a]))
+    if (markers.length < JUNCTION_MAX && markers.every((m) => separated(m, p))) markers.push(p);
+  if (markers.length < 2) return [];
+  return markers.every((m) => separated(root, m)) ? [] : markers;
 }
 
 /** Rounds of boundary refinement after the watershed. */
