@@ -107,7 +107,7 @@ describe('auth, rate limit and enqueue invariants across two api processes', () 
 
   it('keeps MAX_PENDING_TASKS_PER_USER exact under concurrent single and batch enqueues on both processes', async () => {
     const u = await a.register();
-    const ids = await images(u.user.id, 60);
+    const ids = await images(u.user.id, 61); // the 61st is never enqueued above: it checks the limit
     const singles = ids.slice(0, 40).map((id, i) =>
       (i % 2 ? a : b).request(`/api/images/${id}/segmentation`, { method: 'POST', token: u.token, json: {}, timeoutMs: 30_000 }).then((r) => ({ n: 1, status: r.status })),
     );
@@ -124,7 +124,7 @@ describe('auth, rate limit and enqueue invariants across two api processes', () 
     // Exactly up to the limit: nothing accepted past it, and the limit is reached (requests of one
     // image each can always fill the last free places).
     expect(open).toBe(MAX_PENDING);
-    expect((await b.request(`/api/images/${ids[59]}/segmentation`, { method: 'POST', token: u.token, json: {} })).status).toBe(429);
+    expect((await b.request(`/api/images/${ids[60]}/segmentation`, { method: 'POST', token: u.token, json: {} })).status).toBe(429);
   });
 
   it('gives an image exactly one open task under concurrent enqueues of it on both processes', async () => {
