@@ -2,14 +2,13 @@ import { HttpStatus, INestApplication, ValidationPipe } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
-import multipart from '@fastify/multipart';
 import { Logger } from 'nestjs-pino';
 import { AppModule } from './app.module';
 import type { AppRole } from './config/app-role';
 import { AllExceptionsFilter } from './common/http-exception.filter';
 import { ShutdownState } from './common/shutdown-state';
 import { randomUUID } from 'node:crypto';
-import { uploadsConfig } from './config/configuration';
+import { registerMultipartPassthrough } from './images/multipart-upload';
 import { useRealtimeAdapter } from './realtime/redis-io.adapter';
 import { mountQueueBoard } from './queue/board/queue-board';
 
@@ -47,8 +46,7 @@ export async function createApp(opts: CreateAppOptions): Promise<NestFastifyAppl
     });
 
   if (opts.role !== 'worker') {
-    const uploads = app.get<{ maxBytes: number }>(uploadsConfig.KEY);
-    await app.register(multipart as never, { limits: { fileSize: uploads.maxBytes, files: 1, fields: 5, parts: 6 } });
+    registerMultipartPassthrough(app.getHttpAdapter().getInstance());
     setupSwagger(app);
     await mountQueueBoard(app);
     await useRealtimeAdapter(app);
