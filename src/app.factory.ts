@@ -1,4 +1,4 @@
-import { HttpStatus, INestApplication, ValidationPipe } from '@nestjs/common';
+import { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
@@ -6,11 +6,14 @@ import { Logger } from 'nestjs-pino';
 import { AppModule } from './app.module';
 import type { AppRole } from './config/app-role';
 import { AllExceptionsFilter } from './common/http-exception.filter';
+import { AppValidationPipe, useJsonBodyParser } from './common/input-rules';
 import { ShutdownState } from './common/shutdown-state';
 import { randomUUID } from 'node:crypto';
 import { registerMultipartPassthrough } from './images/multipart-upload';
 import { useRealtimeAdapter } from './realtime/redis-io.adapter';
 import { mountQueueBoard } from './queue/board/queue-board';
+
+const JSON_BODY_LIMIT = 1024 * 1024;
 
 export interface CreateAppOptions {
   role: AppRole;
@@ -21,7 +24,7 @@ export interface CreateAppOptions {
 /** Builds (but does not start) the Nest application for a role on the Fastify adapter. */
 export async function createApp(opts: CreateAppOptions): Promise<NestFastifyApplication> {
   const adapter = new FastifyAdapter({
-    bodyLimit: 1024 * 1024,
+    bodyLimit: JSON_BODY_LIMIT,
     trustProxy: true,
     forceCloseConnections: 'idle',
     return503OnClosing: true,
@@ -35,6 +38,7 @@ export async function createApp(opts: CreateAppOptions): Promise<NestFastifyAppl
   app.useLogger(app.get(Logger));
   app.flushLogs();
   app.setGlobalPrefix('api');
+  useJsonBodyParser(app, JSON_BODY_LIMIT);
 
   // Once shutdown has begun, ask clients to reconnect elsewhere instead of reusing this connection.
   const shutdown = app.get(ShutdownState);
@@ -52,14 +56,7 @@ export async function createApp(opts: CreateAppOptions): Promise<NestFastifyAppl
     await useRealtimeAdapter(app);
   }
 
-  app.useGlobalPipes(
-    new ValidationPipe({
-      whitelist: true,
-      forbidNonWhitelisted: true,
-      transform: true,
-      errorHttpStatusCode: HttpStatus.BAD_REQUEST,
-    }),
-  );
+  app.useGlobalPipes(new AppValidationPipe());
   app.useGlobalFilters(new AllExceptionsFilter());
   return app;
 }

@@ -1,5 +1,6 @@
-import { Body, Controller, Get, HttpCode, Param, ParseIntPipe, Patch, Post } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, Param, Patch, Post } from '@nestjs/common';
 import { ApiBearerAuth, ApiOkResponse, ApiCreatedResponse, ApiTags } from '@nestjs/swagger';
+import { ParseIntIdPipe } from '../common/input-rules';
 import { Public } from '../common/public.decorator';
 import { AuthService } from './auth.service';
 import { AuthUser, CurrentUser, Roles } from './auth-user';
@@ -50,7 +51,7 @@ export class AdminUsersController {
   @Patch(':id')
   @Roles('admin')
   @ApiOkResponse({ type: UserDto })
-  async update(@Param('id', ParseIntPipe) id: number, @Body() dto: UpdateUserDto): Promise<UserView> {
+  async update(@Param('id', ParseIntIdPipe) id: number, @Body() dto: UpdateUserDto): Promise<UserView> {
     return toUserView(await this.users.update(id, dto));
   }
 }

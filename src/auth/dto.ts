@@ -1,6 +1,7 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { Transform } from 'class-transformer';
-import { IsBoolean, IsEmail, IsIn, IsOptional, IsString, MaxLength, MinLength } from 'class-validator';
+import { IsBoolean, IsEmail, IsIn, IsString, MaxLength, MinLength } from 'class-validator';
+import { OptionalField } from '../common/input-rules';
 import type { UserRole } from '../common/contracts';
 
 export class CredentialsDto {
@@ -19,12 +20,12 @@ export class CredentialsDto {
 
 export class UpdateUserDto {
   @ApiPropertyOptional()
-  @IsOptional()
+  @OptionalField()
   @IsBoolean()
   isPremium?: boolean;
 
   @ApiPropertyOptional({ enum: ['user', 'admin'] })
-  @IsOptional()
+  @OptionalField()
   @IsIn(['user', 'admin'])
   role?: UserRole;
 }

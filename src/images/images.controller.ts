@@ -6,7 +6,6 @@ import {
   HttpStatus,
   Inject,
   Param,
-  ParseIntPipe,
   Post,
   Query,
   Req,
@@ -25,6 +24,7 @@ import {
   ApiTags,
   ApiUnsupportedMediaTypeResponse,
 } from '@nestjs/swagger';
+import { ParseIntIdPipe } from '../common/input-rules';
 import type { FastifyRequest } from 'fastify';
 import { AuthUser, CurrentUser } from '../auth/auth-user';
 import { uploadsConfig } from '../config/configuration';
@@ -93,7 +93,7 @@ export class ImagesController {
   @Get(':id')
   @ApiOkResponse({ type: ImageDto })
   @ApiNotFoundResponse({ type: ErrorDto, description: 'no such image, or not the caller’s' })
-  async get(@CurrentUser() user: AuthUser, @Param('id', ParseIntPipe) id: number): Promise<ImageView> {
+  async get(@CurrentUser() user: AuthUser, @Param('id', ParseIntIdPipe) id: number): Promise<ImageView> {
     return toImageView(await this.images.findOwned(user.id, id));
   }
 
@@ -102,7 +102,7 @@ export class ImagesController {
   @HttpCode(HttpStatus.NO_CONTENT)
   @ApiNoContentResponse()
   @ApiNotFoundResponse({ type: ErrorDto, description: 'no such image, or not the caller’s' })
-  async remove(@CurrentUser() user: AuthUser, @Param('id', ParseIntPipe) id: number): Promise<void> {
+  async remove(@CurrentUser() user: AuthUser, @Param('id', ParseIntIdPipe) id: number): Promise<void> {
     await this.images.delete(user.id, id);
   }
 }

@@ -1,11 +1,12 @@
 import { ApiPropertyOptional, ApiProperty } from '@nestjs/swagger';
 import { PaginationQuery } from '../common/pagination.dto';
-import { ArrayMaxSize, ArrayMinSize, IsArray, IsIn, IsInt, IsOptional, Max, Min } from 'class-validator';
+import { ArrayMaxSize, ArrayMinSize, IsArray, IsIn, IsInt, Max, Min } from 'class-validator';
+import { OptionalField } from '../common/input-rules';
 import { TASK_STATUSES, TaskStatus } from '../common/contracts';
 
 export class EnqueueDto {
   @ApiPropertyOptional({ minimum: 1, maximum: 10, description: '10 is the most urgent; non-premium users at most 5' })
-  @IsOptional()
+  @OptionalField()
   @IsInt()
   @Min(1)
   @Max(10)
@@ -24,7 +25,7 @@ export class BatchEnqueueDto extends EnqueueDto {
 
 export class ListTasksQuery extends PaginationQuery {
   @ApiPropertyOptional({ enum: TASK_STATUSES })
-  @IsOptional()
+  @OptionalField()
   @IsIn(TASK_STATUSES as unknown as string[])
   status?: TaskStatus;
 }

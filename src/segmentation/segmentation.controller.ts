@@ -1,5 +1,6 @@
-import { Body, Controller, Delete, Get, HttpCode, Param, ParseIntPipe, Post, Query, Res } from '@nestjs/common';
+import { Body, Controller, Delete, Get, HttpCode, Param, Post, Query, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
+import { ParseIntIdPipe, ParseUuidParamPipe } from '../common/input-rules';
 import type { FastifyReply } from 'fastify';
 import { AuthUser, CurrentUser, Roles } from '../auth/auth-user';
 import { BatchEnqueueDto, EnqueueDto, ListTasksQuery } from './dto';
@@ -17,7 +18,7 @@ export class SegmentationController {
   @Post('images/:id/segmentation')
   async enqueue(
     @CurrentUser() user: AuthUser,
-    @Param('id', ParseIntPipe) imageId: number,
+    @Param('id', ParseIntIdPipe) imageId: number,
     @Body() dto: EnqueueDto,
     @Res({ passthrough: true }) reply: FastifyReply,
   ) {
@@ -27,7 +28,7 @@ export class SegmentationController {
   }
 
   @Get('images/:id/segmentation')
-  result(@CurrentUser() user: AuthUser, @Param('id', ParseIntPipe) imageId: number) {
+  result(@CurrentUser() user: AuthUser, @Param('id', ParseIntIdPipe) imageId: number) {
     return this.segmentation.result(user, imageId);
   }
 
@@ -43,12 +44,12 @@ export class SegmentationController {
   }
 
   @Get('segmentation/tasks/:taskId')
-  get(@CurrentUser() user: AuthUser, @Param('taskId') taskId: string) {
+  get(@CurrentUser() user: AuthUser, @Param('taskId', ParseUuidParamPipe) taskId: string) {
     return this.segmentation.getTask(user, taskId);
   }
 
   @Delete('segmentation/tasks/:taskId')
-  cancel(@CurrentUser() user: AuthUser, @Param('taskId') taskId: string) {
+  cancel(@CurrentUser() user: AuthUser, @Param('taskId', ParseUuidParamPipe) taskId: string) {
     return this.segmentation.cancel(user, taskId);
   }
 }
@@ -91,7 +92,7 @@ export class QueueAdminController {
 
   @Post('dead-letter/:taskId/retry')
   @HttpCode(202)
-  retry(@Param('taskId') taskId: string) {
+  retry(@Param('taskId', ParseUuidParamPipe) taskId: string) {
     return this.segmentation.retryDeadLetter(taskId);
   }
 }
