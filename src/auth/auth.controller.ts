@@ -1,5 +1,6 @@
 import { Body, Controller, Get, HttpCode, Param, Patch, Post } from '@nestjs/common';
 import { ApiBearerAuth, ApiOkResponse, ApiCreatedResponse, ApiTags } from '@nestjs/swagger';
+import { ApiDoc, AUTHED } from '../common/api-docs';
 import { ParseIntIdPipe } from '../common/input-rules';
 import { Public } from '../common/public.decorator';
 import { AuthService } from './auth.service';
@@ -19,6 +20,7 @@ export class AuthController {
 
   @Public()
   @Post('register')
+  @ApiDoc('Create an account', { 400: true, 409: 'the email is taken', 429: true, 503: true })
   @ApiCreatedResponse({ type: AuthResponseDto })
   register(@Body() dto: CredentialsDto) {
     return this.auth.register(dto.email, dto.password);
@@ -26,6 +28,7 @@ export class AuthController {
 
   @Public()
   @Post('login')
+  @ApiDoc('Log in', { 400: true, 401: 'wrong email or password', 429: true, 503: true })
   @HttpCode(200)
   @ApiOkResponse({ type: AuthResponseDto })
   login(@Body() dto: CredentialsDto) {
@@ -33,6 +36,7 @@ export class AuthController {
   }
 
   @Get('me')
+  @ApiDoc('The caller', { ...AUTHED, 404: 'the account was deleted' })
   @ApiBearerAuth()
   @ApiOkResponse({ type: UserDto })
   async me(@CurrentUser() user: AuthUser): Promise<UserView> {
@@ -49,6 +53,7 @@ export class AdminUsersController {
   constructor(private readonly users: UsersService) {}
 
   @Patch(':id')
+  @ApiDoc('Change a user’s role or premium flag', { ...AUTHED, 400: true, 403: true, 404: 'no such user' })
   @Roles('admin')
   @ApiOkResponse({ type: UserDto })
   async update(@Param('id', ParseIntIdPipe) id: number, @Body() dto: UpdateUserDto): Promise<UserView> {

@@ -24,6 +24,7 @@ import {
   ApiTags,
   ApiUnsupportedMediaTypeResponse,
 } from '@nestjs/swagger';
+import { ApiDoc, AUTHED } from '../common/api-docs';
 import { ParseIntIdPipe } from '../common/input-rules';
 import type { FastifyRequest } from 'fastify';
 import { AuthUser, CurrentUser } from '../auth/auth-user';
@@ -49,6 +50,7 @@ export class ImagesController {
    * TIFF, BMP); the file name is kept as metadata only and the stored name is generated.
    */
   @Post()
+  @ApiDoc('Upload an image (PNG, JPEG, TIFF or BMP)', { ...AUTHED })
   @HttpCode(HttpStatus.CREATED)
   @ApiConsumes('multipart/form-data')
   @ApiBody({
@@ -80,6 +82,7 @@ export class ImagesController {
   }
 
   @Get()
+  @ApiDoc('List own images, newest first', { ...AUTHED })
   @ApiOkResponse({ type: ImageListDto, description: 'own images, newest first' })
   @ApiBadRequestResponse({ type: ErrorDto })
   async list(
@@ -91,6 +94,7 @@ export class ImagesController {
   }
 
   @Get(':id')
+  @ApiDoc('Get an image', { ...AUTHED, 400: true })
   @ApiOkResponse({ type: ImageDto })
   @ApiNotFoundResponse({ type: ErrorDto, description: 'no such image, or not the caller’s' })
   async get(@CurrentUser() user: AuthUser, @Param('id', ParseIntIdPipe) id: number): Promise<ImageView> {
@@ -99,6 +103,7 @@ export class ImagesController {
 
   /** Cancels the image's open segmentation task, deletes the row (its tasks and results go with it) and the file. */
   @Delete(':id')
+  @ApiDoc('Delete an image, its task, file and results', { ...AUTHED, 400: true })
   @HttpCode(HttpStatus.NO_CONTENT)
   @ApiNoContentResponse()
   @ApiNotFoundResponse({ type: ErrorDto, description: 'no such image, or not the caller’s' })

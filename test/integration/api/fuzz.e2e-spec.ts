@@ -77,7 +77,7 @@ describe(`fuzz every route (seed ${SEED})`, () => {
     const badIds = ['0x10', '1e1', '-1', '+1', '%201', '1.5', '99999999999999999999', '2147483648', 'abc', '%00', 'null', '%2e%2e', '0', '1', String(imageId), '2147483647', '%E2%80%AE1'];
     const badUuids = ['abc', '1', '00000000-0000-0000-0000-000000000000', '3f1c7a52-9d1e-4b8e-8f7a-2b6c1d0e9a11', 'zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz', '%00'];
     const values = ['-1', '0', '1', '1e400', '99999999999999999999', 'abc', '', 'null', '[]', '%00', 'queued', 'csv', 'coco', '1,2,3', '1,,x', randStr(8), 'a'.repeat(5000)];
-    const jsonValues: unknown[] = [null, 0, -1, 1.5, 1e308, -1e308, 2147483648, 9007199254740993, '', 'x', true, [], {}, [null], ['1'], 'admin', 'user', 11, 10, 5];
+    const jsonValues: unknown[] = [null, 0, -1, 1.5, 1e308, -1e308, 2147483648, Number.MAX_SAFE_INTEGER + 2, '', 'x', true, [], {}, [null], ['1'], 'admin', 'user', 11, 10, 5];
     const tokens = (): string | undefined =>
       pick([undefined, `Bearer ${user}`, `Bearer ${admin}`, `Bearer ${admin}`, 'Bearer', 'Bearer ', `Bearer ${randStr(20)}`, `Bearer ${user.slice(0, -3)}abc`, 'Basic YTpi', `bearer ${user}`, `Bearer ${user} extra`, 'eyJhbGciOiJub25lIn0.e30.']);
     const bodyFor = (): { ct?: string; body?: Buffer | string } => {
