@@ -1,17 +1,19 @@
-import { HttpStatus, INestApplication, ValidationPipe } from '@nestjs/common';
+import { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
-import multipart from '@fastify/multipart';
 import { Logger } from 'nestjs-pino';
 import { AppModule } from './app.module';
 import type { AppRole } from './config/app-role';
 import { AllExceptionsFilter } from './common/http-exception.filter';
+import { AppValidationPipe, useJsonBodyParser } from './common/input-rules';
 import { ShutdownState } from './common/shutdown-state';
 import { randomUUID } from 'node:crypto';
-import { uploadsConfig } from './config/configuration';
+import { registerMultipartPassthrough } from './images/multipart-upload';
 import { useRealtimeAdapter } from './realtime/redis-io.adapter';
 import { mountQueueBoard } from './queue/board/queue-board';
+
+const JSON_BODY_LIMIT = 1024 * 1024;
 
 export interface CreateAppOptions {
   role: AppRole;
@@ -22,7 +24,7 @@ export interface CreateAppOptions {
 /** Builds (but does not start) the Nest application for a role on the Fastify adapter. */
 export async function createApp(opts: CreateAppOptions): Promise<NestFastifyApplication> {
   const adapter = new FastifyAdapter({
-    bodyLimit: 1024 * 1024,
+    bodyLimit: JSON_BODY_LIMIT,
     trustProxy: true,
     forceCloseConnections: 'idle',
     return503OnClosing: true,
@@ -36,6 +38,7 @@ export async function createApp(opts: CreateAppOptions): Promise<NestFastifyAppl
   app.useLogger(app.get(Logger));
   app.flushLogs();
   app.setGlobalPrefix('api');
+  useJsonBodyParser(app, JSON_BODY_LIMIT);
 
   // Once shutdown has begun, ask clients to reconnect elsewhere instead of reusing this connection.
   const shutdown = app.get(ShutdownState);
@@ -47,22 +50,14 @@ export async function createApp(opts: CreateAppOptions): Promise<NestFastifyAppl
     });
 
   if (opts.role !== 'worker') {
-    const uploads = app.get<{ maxBytes: number }>(uploadsConfig.KEY);
-    await app.register(multipart as never, { limits: { fileSize: uploads.maxBytes, files: 1, fields: 5, parts: 6 } });
+    registerMultipartPassthrough(app.getHttpAdapter().getInstance());
     setupSwagger(app);
     redirectRootToDocs(app);
     await mountQueueBoard(app);
     await useRealtimeAdapter(app);
   }
 
-  app.useGlobalPipes(
-    new ValidationPipe({
-      whitelist: true,
-      forbidNonWhitelisted: true,
-      transform: true,
-      errorHttpStatusCode: HttpStatus.BAD_REQUEST,
-    }),
-  );
+  app.useGlobalPipes(new AppValidationPipe());
   app.useGlobalFilters(new AllExceptionsFilter());
   return app;
 }

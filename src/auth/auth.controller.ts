@@ -1,6 +1,8 @@
-import { Body, Controller, Delete, Get, HttpCode, Param, ParseIntPipe, Patch, Post } from '@nestjs/common';
+import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post } from '@nestjs/common';
 import { ApiBearerAuth, ApiOkResponse, ApiCreatedResponse, ApiNoContentResponse, ApiTags } from '@nestjs/swagger';
 import { ImagesService } from '../images/images.service';
+import { ApiDoc, AUTHED } from '../common/api-docs';
+import { ParseIntIdPipe } from '../common/input-rules';
 import { Public } from '../common/public.decorator';
 import { AuthService } from './auth.service';
 import { AuthUser, CurrentUser, Roles } from './auth-user';
@@ -19,6 +21,7 @@ export class AuthController {
 
   @Public()
   @Post('register')
+  @ApiDoc('Create an account', { 400: true, 409: 'the email is taken', 429: true, 503: true })
   @ApiCreatedResponse({ type: AuthResponseDto })
   register(@Body() dto: CredentialsDto) {
     return this.auth.register(dto.email, dto.password);
@@ -26,6 +29,7 @@ export class AuthController {
 
   @Public()
   @Post('login')
+  @ApiDoc('Log in', { 400: true, 401: 'wrong email or password', 429: true, 503: true })
   @HttpCode(200)
   @ApiOkResponse({ type: AuthResponseDto })
   login(@Body() dto: CredentialsDto) {
@@ -33,6 +37,7 @@ export class AuthController {
   }
 
   @Get('me')
+  @ApiDoc('The caller', { ...AUTHED, 404: 'the account was deleted' })
   @ApiBearerAuth()
   @ApiOkResponse({ type: UserDto })
   async me(@CurrentUser() user: AuthUser): Promise<UserView> {
@@ -52,9 +57,10 @@ export class AdminUsersController {
   ) {}
 
   @Patch(':id')
+  @ApiDoc('Change a user’s role or premium flag', { ...AUTHED, 400: true, 403: true, 404: 'no such user' })
   @Roles('admin')
   @ApiOkResponse({ type: UserDto })
-  async update(@Param('id', ParseIntPipe) id: number, @Body() dto: UpdateUserDto): Promise<UserView> {
+  async update(@Param('id', ParseIntIdPipe) id: number, @Body() dto: UpdateUserDto): Promise<UserView> {
     return toUserView(await this.users.update(id, dto));
   }
 
@@ -64,10 +70,11 @@ export class AdminUsersController {
    * on every process.
    */
   @Delete(':id')
+  @ApiDoc('Delete a user, its images and their results', { ...AUTHED, 400: true, 403: true, 404: 'no such user' })
   @Roles('admin')
   @HttpCode(204)
   @ApiNoContentResponse()
-  async remove(@Param('id', ParseIntPipe) id: number): Promise<void> {
+  async remove(@Param('id', ParseIntIdPipe) id: number): Promise<void> {
     if (!(await this.users.findById(id))) throw new NotFoundException('user not found');
     for (;;) {
       const { items } = await this.images.list(id, 1, 100);

@@ -1,6 +1,7 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { Transform } from 'class-transformer';
-import { IsBoolean, IsIn, IsOptional, IsString, MaxLength, MinLength } from 'class-validator';
+import { IsBoolean, IsIn, IsString, MaxLength, MinLength } from 'class-validator';
+import { OptionalField } from '../common/input-rules';
 import type { UserRole } from '../common/contracts';
 import { EMAIL_MAX_LENGTH, IsEmailAddress } from '../common/email';
 
@@ -20,12 +21,12 @@ export class CredentialsDto {
 
 export class UpdateUserDto {
   @ApiPropertyOptional()
-  @IsOptional()
+  @OptionalField()
   @IsBoolean()
   isPremium?: boolean;
 
   @ApiPropertyOptional({ enum: ['user', 'admin'] })
-  @IsOptional()
+  @OptionalField()
   @IsIn(['user', 'admin'])
   role?: UserRole;
 }

@@ -34,7 +34,10 @@ export interface ServerToClientEvents {
   'segmentation:completed': (p: {
     taskId: string;
     imageId: number;
+    /** Every polygon of the result, holes included (= `result.polygons.length`). */
     polygonCount: number;
+    /** External polygons (spheroids). */
+    spheroidCount: number;
     processingTimeMs: number;
   }) => void;
   'segmentation:failed': (p: {

@@ -1,11 +1,17 @@
 import { Controller, Get, HttpCode, NotFoundException, Param, Res } from '@nestjs/common';
-import { ApiTags } from '@nestjs/swagger';
+import { ApiOkResponse, ApiServiceUnavailableResponse, ApiTags } from '@nestjs/swagger';
+import { ApiDoc } from '../common/api-docs';
+import type { SchemaObject } from '@nestjs/swagger/dist/interfaces/open-api-spec.interface';
 import { HealthCheck, HealthCheckService, HealthIndicatorService } from '@nestjs/terminus';
 import type { FastifyReply } from 'fastify';
 import { Public } from '../common/public.decorator';
 import { ShutdownState } from '../common/shutdown-state';
 import { SkipRateLimit } from '../common/skip-rate-limit.decorator';
 import { HealthRegistry, ServiceReport } from './health.registry';
+
+const SUMMARY: SchemaObject = { type: 'object', properties: { status: { type: 'string', enum: ['healthy', 'degraded', 'unhealthy'] }, timestamp: { type: 'string', format: 'date-time' }, uptime: { type: 'number' }, services: { type: 'object', additionalProperties: { type: 'string', enum: ['healthy', 'unhealthy'] } }, details: { type: 'object', additionalProperties: { type: 'object' } } }, required: ['status', 'timestamp', 'uptime', 'services'] };
+const TERMINUS: SchemaObject = { type: 'object', properties: { status: { type: 'string', enum: ['ok', 'error'] }, info: { type: 'object' }, error: { type: 'object' }, details: { type: 'object' } }, required: ['status'] };
+const SERVICE: SchemaObject = { type: 'object', properties: { service: { type: 'string' }, status: { type: 'string' }, details: { type: 'object' } }, required: ['service', 'status', 'details'] };
 
 /** CONTRACT §4. No auth, no rate limit, no secrets. */
 @ApiTags('health')
@@ -21,12 +27,18 @@ export class HealthController {
   ) {}
 
   @Get()
+  @ApiDoc('System health: healthy, degraded (ML down) or unhealthy')
+  @ApiOkResponse({ description: 'healthy or degraded', schema: SUMMARY })
+  @ApiServiceUnavailableResponse({ description: 'unhealthy', schema: SUMMARY })
   async summary(@Res({ passthrough: true }) reply: FastifyReply) {
     const reports = await this.registry.checkAll();
     return this.respond(reply, reports, false);
   }
 
   @Get('detailed')
+  @ApiDoc('System health with per-service details')
+  @ApiOkResponse({ description: 'healthy or degraded', schema: SUMMARY })
+  @ApiServiceUnavailableResponse({ description: 'unhealthy', schema: SUMMARY })
   async detailed(@Res({ passthrough: true }) reply: FastifyReply) {
     const reports = await this.registry.checkAll();
     return this.respond(reply, reports, true);
@@ -34,6 +46,9 @@ export class HealthController {
 
   /** Database and Redis answer within 1 s, and the process is not shutting down. */
   @Get('ready')
+  @ApiDoc('Readiness: database and Redis answer and the process is not shutting down')
+  @ApiOkResponse({ schema: TERMINUS })
+  @ApiServiceUnavailableResponse({ description: 'not ready', schema: TERMINUS })
   @HealthCheck()
   ready() {
     return this.terminus.check([
@@ -57,6 +72,9 @@ export class HealthController {
    * executor cost it more CPU than the rest of the request.
    */
   @Get('live')
+  @ApiDoc('Liveness: the event loop answers')
+  @ApiOkResponse({ schema: TERMINUS })
+  @ApiServiceUnavailableResponse({ description: 'the event loop did not answer', schema: TERMINUS })
   async live() {
     const started = performance.now();
     await new Promise<void>((resolve) => setImmediate(resolve));
@@ -65,6 +83,9 @@ export class HealthController {
   }
 
   @Get('services/:service')
+  @ApiDoc('Health of one service (database, redis, queue, ml)', { 404: 'unknown service name' })
+  @ApiOkResponse({ schema: SERVICE })
+  @ApiServiceUnavailableResponse({ description: 'the service is down', schema: SERVICE })
   @HttpCode(200)
   async service(@Param('service') service: string, @Res({ passthrough: true }) reply: FastifyReply) {
     if (!this.registry.has(service)) throw new NotFoundException(`unknown service: ${service.slice(0, 40)}`);

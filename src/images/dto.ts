@@ -31,9 +31,5 @@ export class ImageListDto {
   @ApiProperty() limit!: number;
 }
 
-export class ErrorDto {
-  @ApiProperty() statusCode!: number;
-  @ApiProperty() error!: string;
-  @ApiProperty({ oneOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }] }) message!:
-    string | string[];
-}
+/** The contract's error body; one schema (`ErrorBody`) for every route. */
+export { ErrorBody as ErrorDto } from '../common/api-docs';

@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger, OnModuleInit, PayloadTooLargeException } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { randomUUID } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, mkdirSync } from 'node:fs';
 import { mkdir, readdir, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, Transform, TransformCallback } from 'node:stream';
@@ -76,16 +76,21 @@ export class ImageStorage implements OnModuleInit {
   /**
    * Streams `source` to a new staging file. Beyond `maxBytes` (default MAX_UPLOAD_BYTES) nothing more is
    * written, the partial file is deleted and PayloadTooLargeException is thrown once the source ends.
-   * Any stream error also deletes the partial file.
+   * Any stream error also deletes the partial file. Attaches to `source` before it returns (nothing
+   * is awaited first), so a source that errors or is destroyed right after the call is still seen.
    */
   async stage(source: Readable, maxBytes: number = this.cfg.maxBytes): Promise<StagedFile> {
     const dir = path.join(this.root, STAGING_DIR);
-    await mkdir(dir, { recursive: true });
+    mkdirSync(dir, { recursive: true }); // one stat when it exists; recreated if removed at run time
     const tempPath = path.join(dir, `${randomUUID()}.part`);
     const cap = new ByteCap(maxBytes);
+    const out = createWriteStream(tempPath, { flags: 'wx' });
     try {
-      await pipeline(source, cap, createWriteStream(tempPath, { flags: 'wx' }));
+      await pipeline(source, cap, out);
     } catch (err) {
+      // The file is opened asynchronously: wait until the stream let go of it, or the unlink could come
+      // before the open and the file would be created afterwards, left behind.
+      if (!out.closed) await new Promise<void>((resolve) => out.once('close', () => resolve()));
       await this.unlinkQuietly(tempPath);
       throw err;
     }

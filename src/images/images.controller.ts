@@ -1,14 +1,11 @@
 import {
-  BadRequestException,
   Controller,
   Delete,
   Get,
   HttpCode,
-  HttpException,
   HttpStatus,
   Inject,
   Param,
-  ParseIntPipe,
   Post,
   Query,
   Req,
@@ -27,46 +24,16 @@ import {
   ApiTags,
   ApiUnsupportedMediaTypeResponse,
 } from '@nestjs/swagger';
+import { ApiDoc, AUTHED } from '../common/api-docs';
+import { ParseIntIdPipe } from '../common/input-rules';
 import type { FastifyRequest } from 'fastify';
-import type { MultipartFile } from '@fastify/multipart';
-import { Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { AuthUser, CurrentUser } from '../auth/auth-user';
 import { uploadsConfig } from '../config/configuration';
 import { ErrorDto, ImageDto, ImageListDto, ListImagesQuery } from './dto';
 import { toImageView, ImageView } from './image.entity';
-import { tooLarge } from './image-storage';
+import { ImageStorage } from './image-storage';
+import { FILE_FIELD, receiveUpload } from './multipart-upload';
 import { ImagesService } from './images.service';
-
-const FILE_FIELD = 'file';
-const NOT_MULTIPART = `file is required: send the image as multipart/form-data in a field named "${FILE_FIELD}"`;
-
-/** Multipart/busboy failures → contract errors; anything else is passed on unchanged. */
-function multipartError(err: unknown, maxBytes: number): unknown {
-  if (err instanceof HttpException) return err;
-  const e = err as { code?: string; statusCode?: number; message?: string } | undefined;
-  switch (e?.code) {
-    case 'FST_REQ_FILE_TOO_LARGE':
-      return tooLarge(maxBytes);
-    case 'FST_INVALID_MULTIPART_CONTENT_TYPE':
-      return new BadRequestException(NOT_MULTIPART);
-    case 'FST_FILES_LIMIT':
-    case 'FST_PARTS_LIMIT':
-    case 'FST_FIELDS_LIMIT':
-      return new BadRequestException(`too many parts: send a single file in the field "${FILE_FIELD}"`);
-    case 'FST_PROTO_VIOLATION':
-    case 'FST_INVALID_JSON_FIELD_ERROR':
-      return new BadRequestException('malformed multipart body');
-  }
-  // @fastify/busboy parse errors carry no code ("Multipart: Boundary not found", "Unexpected end of form", ...).
-  if (typeof e?.message === 'string' && /multipart|boundary|part|unexpected end|malformed/i.test(e.message)) {
-    return new BadRequestException('malformed multipart body');
-  }
-  return err;
-}
-
-const drain = (part: MultipartFile) =>
-  pipeline(part.file, new Writable({ write: (_c, _e, cb) => cb() })).catch(() => undefined);
 
 @ApiTags('images')
 @ApiBearerAuth()
@@ -74,6 +41,7 @@ const drain = (part: MultipartFile) =>
 export class ImagesController {
   constructor(
     private readonly images: ImagesService,
+    private readonly storage: ImageStorage,
     @Inject(uploadsConfig.KEY) private readonly uploads: ConfigType<typeof uploadsConfig>,
   ) {}
 
@@ -82,6 +50,7 @@ export class ImagesController {
    * TIFF, BMP); the file name is kept as metadata only and the stored name is generated.
    */
   @Post()
+  @ApiDoc('Upload an image (PNG, JPEG, TIFF or BMP)', { ...AUTHED })
   @HttpCode(HttpStatus.CREATED)
   @ApiConsumes('multipart/form-data')
   @ApiBody({
@@ -104,37 +73,16 @@ export class ImagesController {
   })
   @ApiUnsupportedMediaTypeResponse({ type: ErrorDto, description: 'content is not PNG, JPEG, TIFF or BMP' })
   async upload(@CurrentUser() user: AuthUser, @Req() req: FastifyRequest): Promise<ImageView> {
-    const maxBytes = this.uploads.maxBytes;
-    if (typeof req.isMultipart !== 'function' || !req.isMultipart())
-      throw new BadRequestException(NOT_MULTIPART);
-    let part: MultipartFile | undefined;
-    try {
-      part = await req.file();
-    } catch (err) {
-      throw multipartError(err, maxBytes);
-    }
-    if (!part) throw new BadRequestException(NOT_MULTIPART);
-    if (part.fieldname !== FILE_FIELD) {
-      await drain(part);
-      throw new BadRequestException(
-        `file is required: the image must be sent in the field "${FILE_FIELD}", not "${part.fieldname.slice(0, 64)}"`,
-      );
-    }
-    const file = part.file;
-    try {
-      const image = await this.images.upload(user.id, {
-        stream: file,
-        filename: part.filename,
-        truncated: () => file.truncated === true,
-        maxBytes,
-      });
-      return toImageView(image);
-    } catch (err) {
-      throw multipartError(err, maxBytes);
-    }
+    const { staged, filename } = await receiveUpload(req.raw, {
+      maxBytes: this.uploads.maxBytes,
+      stage: (source, maxBytes) => this.storage.stage(source, maxBytes),
+      discard: (f) => this.storage.discard(f),
+    });
+    return toImageView(await this.images.accept(user.id, staged, filename));
   }
 
   @Get()
+  @ApiDoc('List own images, newest first', { ...AUTHED })
   @ApiOkResponse({ type: ImageListDto, description: 'own images, newest first' })
   @ApiBadRequestResponse({ type: ErrorDto })
   async list(
@@ -146,18 +94,20 @@ export class ImagesController {
   }
 
   @Get(':id')
+  @ApiDoc('Get an image', { ...AUTHED, 400: true })
   @ApiOkResponse({ type: ImageDto })
   @ApiNotFoundResponse({ type: ErrorDto, description: 'no such image, or not the caller’s' })
-  async get(@CurrentUser() user: AuthUser, @Param('id', ParseIntPipe) id: number): Promise<ImageView> {
+  async get(@CurrentUser() user: AuthUser, @Param('id', ParseIntIdPipe) id: number): Promise<ImageView> {
     return toImageView(await this.images.findOwned(user.id, id));
   }
 
   /** Cancels the image's open segmentation task, deletes the row (its tasks and results go with it) and the file. */
   @Delete(':id')
+  @ApiDoc('Delete an image, its task, file and results', { ...AUTHED, 400: true })
   @HttpCode(HttpStatus.NO_CONTENT)
   @ApiNoContentResponse()
   @ApiNotFoundResponse({ type: ErrorDto, description: 'no such image, or not the caller’s' })
-  async remove(@CurrentUser() user: AuthUser, @Param('id', ParseIntPipe) id: number): Promise<void> {
+  async remove(@CurrentUser() user: AuthUser, @Param('id', ParseIntIdPipe) id: number): Promise<void> {
     await this.images.delete(user.id, id);
   }
 }

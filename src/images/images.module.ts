@@ -9,7 +9,7 @@ import { ImagesService } from './images.service';
 /**
  * `/api/images`: upload, list, read, delete. Exports ImagesService (ownership checks, status updates,
  * the before-delete hook registry), ImageStorage (path resolution under UPLOAD_DIR) and ImageInspector.
- * Needs the bootstrap to register @fastify/multipart with `limits: { fileSize: MAX_UPLOAD_BYTES, files: 1 }`.
+ * Needs the bootstrap to call `registerMultipartPassthrough` (the upload route reads its body itself).
  */
 @Module({
   imports: [TypeOrmModule.forFeature([ImageEntity])],

@@ -59,10 +59,21 @@ export class ImagesService {
    */
   async upload(userId: number, file: IncomingUpload): Promise<ImageEntity> {
     const staged: StagedFile = await this.storage.stage(file.stream);
+    if (file.truncated()) {
+      await this.storage.discard(staged);
+      throw tooLarge(file.maxBytes);
+    }
+    return this.accept(userId, staged, file.filename);
+  }
+
+  /**
+   * Inspects a staged upload and, when it is an image we accept, moves it to its permanent path and
+   * records its row; on any failure the staged (or moved) file is deleted and nothing is recorded.
+   */
+  async accept(userId: number, staged: StagedFile, filename: string | undefined): Promise<ImageEntity> {
     let stored: StoredFile;
     let info;
     try {
-      if (file.truncated()) throw tooLarge(file.maxBytes);
       info = await this.inspector.inspect(staged.tempPath);
       stored = await this.storage.commit(staged, info.ext);
     } catch (err) {
@@ -72,7 +83,7 @@ export class ImagesService {
     try {
       const row = this.repo.create({
         userId,
-        originalName: sanitizeOriginalName(file.filename, `image.${info.ext}`),
+        originalName: sanitizeOriginalName(filename, `image.${info.ext}`),
         storagePath: stored.storagePath,
         mimeType: info.mime,
         sizeBytes: stored.bytes,

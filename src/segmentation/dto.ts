@@ -1,11 +1,12 @@
 import { ApiPropertyOptional, ApiProperty } from '@nestjs/swagger';
 import { PaginationQuery } from '../common/pagination.dto';
-import { ArrayMaxSize, ArrayMinSize, IsArray, IsIn, IsInt, IsOptional, Max, Min } from 'class-validator';
+import { ArrayMaxSize, ArrayMinSize, IsArray, IsIn, IsInt, Max, Min } from 'class-validator';
+import { OptionalField } from '../common/input-rules';
 import { TASK_STATUSES, TaskStatus } from '../common/contracts';
 
 export class EnqueueDto {
-  @ApiPropertyOptional({ minimum: 1, maximum: 10, description: '10 is the most urgent; non-premium users at most 5' })
-  @IsOptional()
+  @ApiPropertyOptional({ type: 'integer', minimum: 1, maximum: 10, description: '10 is the most urgent; non-premium users at most 5' })
+  @OptionalField()
   @IsInt()
   @Min(1)
   @Max(10)
@@ -13,7 +14,7 @@ export class EnqueueDto {
 }
 
 export class BatchEnqueueDto extends EnqueueDto {
-  @ApiProperty({ type: [Number], minItems: 1, maxItems: 500 })
+  @ApiProperty({ type: 'integer', isArray: true, minItems: 1, maxItems: 500 })
   @IsArray()
   @ArrayMinSize(1)
   @ArrayMaxSize(500)
@@ -23,8 +24,71 @@ export class BatchEnqueueDto extends EnqueueDto {
 }
 
 export class ListTasksQuery extends PaginationQuery {
-  @ApiPropertyOptional({ enum: TASK_STATUSES })
-  @IsOptional()
+  @ApiPropertyOptional({ enum: TASK_STATUSES, type: 'string' })
+  @OptionalField()
   @IsIn(TASK_STATUSES as unknown as string[])
   status?: TaskStatus;
+}
+
+export class TaskDto {
+  @ApiProperty({ format: 'uuid' }) taskId!: string;
+  @ApiProperty({ type: 'integer' }) imageId!: number;
+  @ApiProperty({ enum: TASK_STATUSES }) status!: TaskStatus;
+  @ApiProperty({ type: 'integer', minimum: 1, maximum: 10 }) priority!: number;
+  @ApiProperty({ type: 'integer', minimum: 0, maximum: 100 }) progress!: number;
+  @ApiProperty({ type: 'integer' }) attempts!: number;
+  @ApiProperty({ type: 'string', nullable: true }) error!: string | null;
+  @ApiProperty({ format: 'date-time' }) createdAt!: string;
+  @ApiProperty({ type: 'string', format: 'date-time', nullable: true }) startedAt!: string | null;
+  @ApiProperty({ type: 'string', format: 'date-time', nullable: true }) completedAt!: string | null;
+}
+
+export class TaskListDto {
+  @ApiProperty({ type: [TaskDto] }) items!: TaskDto[];
+  @ApiProperty({ type: 'integer' }) total!: number;
+  @ApiProperty({ type: 'integer' }) page!: number;
+  @ApiProperty({ type: 'integer' }) limit!: number;
+}
+
+export class TaskItemsDto {
+  @ApiProperty({ type: [TaskDto] }) items!: TaskDto[];
+}
+
+export class BatchTasksDto {
+  @ApiProperty({ type: [TaskDto] }) tasks!: TaskDto[];
+}
+
+export class PolygonDto {
+  @ApiProperty({ type: 'integer' }) id!: number;
+  @ApiProperty({ enum: ['external', 'internal'] }) type!: string;
+  @ApiProperty({ type: 'integer', nullable: true }) parentId!: number | null;
+  @ApiProperty({ type: 'array', items: { type: 'array', items: { type: 'number' }, minItems: 2, maxItems: 2 } }) points!: number[][];
+  @ApiProperty() class!: string;
+  @ApiProperty() confidence!: number;
+  @ApiProperty({ type: 'object', additionalProperties: { type: 'number' }, description: 'area, perimeter, circularity, solidity, eccentricity, majorAxis, minorAxis, orientation, centroidX, centroidY' })
+  features!: Record<string, number>;
+}
+
+export class ResultDto {
+  @ApiProperty({ format: 'uuid' }) taskId!: string;
+  @ApiProperty({ type: 'integer' }) imageId!: number;
+  @ApiProperty({ type: 'integer' }) imageWidth!: number;
+  @ApiProperty({ type: 'integer' }) imageHeight!: number;
+  @ApiProperty({ type: 'integer' }) processingTimeMs!: number;
+  @ApiProperty({ format: 'date-time' }) createdAt!: string;
+  @ApiProperty({ type: [PolygonDto] }) polygons!: PolygonDto[];
+}
+
+export class QueueMetricsDto {
+  @ApiProperty({ type: 'integer' }) waiting!: number;
+  @ApiProperty({ type: 'integer' }) active!: number;
+  @ApiProperty({ type: 'integer' }) completed!: number;
+  @ApiProperty({ type: 'integer' }) failed!: number;
+  @ApiProperty({ type: 'integer' }) delayed!: number;
+  @ApiProperty({ type: 'integer' }) paused!: number;
+  @ApiProperty({ type: 'integer' }) deadLettered!: number;
+  @ApiProperty() isPaused!: boolean;
+  @ApiProperty() processingRatePerMinute!: number;
+  @ApiProperty() avgWaitMs!: number;
+  @ApiProperty() avgProcessingMs!: number;
 }

@@ -1,8 +1,10 @@
-import { Body, Controller, Delete, Get, HttpCode, Param, ParseIntPipe, Post, Query, Res } from '@nestjs/common';
-import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
+import { Body, Controller, Delete, Get, HttpCode, Param, Post, Query, Res } from '@nestjs/common';
+import { ApiAcceptedResponse, ApiBearerAuth, ApiBody, ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import { ApiDoc, AUTHED } from '../common/api-docs';
+import { ParseIntIdPipe, ParseUuidParamPipe } from '../common/input-rules';
 import type { FastifyReply } from 'fastify';
 import { AuthUser, CurrentUser, Roles } from '../auth/auth-user';
-import { BatchEnqueueDto, EnqueueDto, ListTasksQuery } from './dto';
+import { BatchEnqueueDto, BatchTasksDto, EnqueueDto, ListTasksQuery, QueueMetricsDto, ResultDto, TaskDto, TaskItemsDto, TaskListDto } from './dto';
 import { QueueMetricsService } from './queue-metrics.service';
 import { SegmentationQueue } from '../queue/segmentation-queue';
 import { SegmentationService } from './segmentation.service';
@@ -15,9 +17,13 @@ export class SegmentationController {
 
   /** 202 with a new task; 200 with the open task (idempotent) or, without the queue, the completed one. */
   @Post('images/:id/segmentation')
+  @ApiDoc('Queue the segmentation of an image', { ...AUTHED, 400: true, 404: 'no such image, or not the caller’s', 422: 'ENABLE_QUEUE=false: the ML service rejected the image', 429: 'rate limit, or MAX_PENDING_TASKS_PER_USER reached', 502: 'ENABLE_QUEUE=false: the ML call failed', 503: 'the database is unavailable, or (ENABLE_QUEUE=false) the ML circuit is open' })
+  @ApiBody({ type: EnqueueDto, required: false })
+  @ApiAcceptedResponse({ type: TaskDto, description: 'a new task, queued' })
+  @ApiOkResponse({ type: TaskDto, description: 'the image’s open task (no second job), or with ENABLE_QUEUE=false the completed task' })
   async enqueue(
     @CurrentUser() user: AuthUser,
-    @Param('id', ParseIntPipe) imageId: number,
+    @Param('id', ParseIntIdPipe) imageId: number,
     @Body() dto: EnqueueDto,
     @Res({ passthrough: true }) reply: FastifyReply,
   ) {
@@ -27,28 +33,38 @@ export class SegmentationController {
   }
 
   @Get('images/:id/segmentation')
-  result(@CurrentUser() user: AuthUser, @Param('id', ParseIntPipe) imageId: number) {
+  @ApiDoc('The current segmentation result of an image', { ...AUTHED, 400: true, 404: 'no such image, not the caller’s, or no result yet' })
+  @ApiOkResponse({ type: ResultDto })
+  result(@CurrentUser() user: AuthUser, @Param('id', ParseIntIdPipe) imageId: number) {
     return this.segmentation.result(user, imageId);
   }
 
   @Post('segmentation/batch')
+  @ApiDoc('Queue the segmentation of up to 500 images', { ...AUTHED, 400: true, 404: 'an image is missing or not the caller’s (nothing is queued)', 429: 'rate limit, or the batch would exceed MAX_PENDING_TASKS_PER_USER (nothing is queued)' })
+  @ApiAcceptedResponse({ type: BatchTasksDto })
   @HttpCode(202)
   async batch(@CurrentUser() user: AuthUser, @Body() dto: BatchEnqueueDto) {
     return { tasks: await this.segmentation.enqueueBatch(user, dto.imageIds, dto.priority) };
   }
 
   @Get('segmentation/tasks')
+  @ApiDoc('List own segmentation tasks', { ...AUTHED, 400: true })
+  @ApiOkResponse({ type: TaskListDto })
   list(@CurrentUser() user: AuthUser, @Query() q: ListTasksQuery) {
     return this.segmentation.listTasks(user, q.status, q.page, q.limit);
   }
 
   @Get('segmentation/tasks/:taskId')
-  get(@CurrentUser() user: AuthUser, @Param('taskId') taskId: string) {
+  @ApiDoc('Get a segmentation task', { ...AUTHED, 400: 'taskId is not a UUID', 404: 'no such task, or not the caller’s' })
+  @ApiOkResponse({ type: TaskDto })
+  get(@CurrentUser() user: AuthUser, @Param('taskId', ParseUuidParamPipe) taskId: string) {
     return this.segmentation.getTask(user, taskId);
   }
 
   @Delete('segmentation/tasks/:taskId')
-  cancel(@CurrentUser() user: AuthUser, @Param('taskId') taskId: string) {
+  @ApiDoc('Cancel a queued or processing task', { ...AUTHED, 400: 'taskId is not a UUID', 404: 'no such task, or not the caller’s', 409: 'the task has already finished' })
+  @ApiOkResponse({ type: TaskDto, description: 'the task, cancelled' })
+  cancel(@CurrentUser() user: AuthUser, @Param('taskId', ParseUuidParamPipe) taskId: string) {
     return this.segmentation.cancel(user, taskId);
   }
 }
@@ -66,11 +82,15 @@ export class QueueAdminController {
   ) {}
 
   @Get('metrics')
+  @ApiDoc('Queue figures', { ...AUTHED, 403: true })
+  @ApiOkResponse({ type: QueueMetricsDto })
   snapshot() {
     return this.metrics.snapshot();
   }
 
   @Post('pause')
+  @ApiDoc('Pause the queue (every worker stops taking jobs)', { ...AUTHED, 403: true })
+  @ApiOkResponse({ type: QueueMetricsDto })
   @HttpCode(200)
   async pause() {
     await this.queue.pause();
@@ -78,6 +98,8 @@ export class QueueAdminController {
   }
 
   @Post('resume')
+  @ApiDoc('Resume the queue', { ...AUTHED, 403: true })
+  @ApiOkResponse({ type: QueueMetricsDto })
   @HttpCode(200)
   async resume() {
     await this.queue.resume();
@@ -85,13 +107,17 @@ export class QueueAdminController {
   }
 
   @Get('dead-letter')
+  @ApiDoc('Tasks that failed after every attempt', { ...AUTHED, 403: true })
+  @ApiOkResponse({ type: TaskItemsDto })
   async deadLetter() {
     return { items: await this.segmentation.deadLetter() };
   }
 
   @Post('dead-letter/:taskId/retry')
+  @ApiDoc('Queue a dead-lettered task again (attempts reset)', { ...AUTHED, 400: 'taskId is not a UUID', 403: true, 404: 'no such dead-lettered task', 409: 'the image has another open task' })
+  @ApiAcceptedResponse({ type: TaskDto })
   @HttpCode(202)
-  retry(@Param('taskId') taskId: string) {
+  retry(@Param('taskId', ParseUuidParamPipe) taskId: string) {
     return this.segmentation.retryDeadLetter(taskId);
   }
 }

@@ -179,7 +179,8 @@ export class TaskRunner {
     this.realtime.toUser(task.userId, 'segmentation:completed', {
       taskId: task.taskId,
       imageId: task.imageId,
-      polygonCount: results.polygons.filter((p) => p.type === 'external').length,
+      polygonCount: results.polygons.length,
+      spheroidCount: results.polygons.filter((p) => p.type === 'external').length,
       processingTimeMs: Math.round(results.processing_time_ms),
     });
     return 'completed';

@@ -113,6 +113,7 @@ describe('realtime across processes (2 api + 2 workers)', () => {
       taskId: task.taskId,
       imageId,
       polygonCount: 1,
+      spheroidCount: 1,
     });
 
     await new Promise((r) => setTimeout(r, 500)); // anything misrouted would have arrived by now

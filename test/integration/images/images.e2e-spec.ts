@@ -234,10 +234,10 @@ describe('images (CONTRACT §3 Images)', () => {
       await expectError(await t.request('/api/images?page=abc', { token }), 400, /page/);
     });
 
-    it('malformed ids → 400, ids beyond int4 → 404', async () => {
+    it('malformed ids and ids beyond int4 → 400 (CONTRACT §3 path ids)', async () => {
       await expectError(await t.request('/api/images/abc', { token }), 400);
-      await expectError(await t.request('/api/images/99999999999', { token }), 404);
-      await expectError(await t.request('/api/images/99999999999', { method: 'DELETE', token }), 404);
+      await expectError(await t.request('/api/images/99999999999', { token }), 400, /id/);
+      await expectError(await t.request('/api/images/99999999999', { method: 'DELETE', token }), 400, /id/);
     });
   });
 

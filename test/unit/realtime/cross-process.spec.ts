@@ -96,6 +96,7 @@ describe('Realtime across processes (Redis adapter + emitter)', () => {
       taskId: 'w',
       imageId: 9,
       polygonCount: 0,
+      spheroidCount: 0,
       processingTimeMs: 1,
     });
     worker.publisher.toUser(112, 'segmentation:cancelled', { taskId: 'o', imageId: 10 }); // after 111's, same connection

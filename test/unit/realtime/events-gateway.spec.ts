@@ -129,6 +129,7 @@ describe('EventsGateway (real Nest app on Fastify, real Redis)', () => {
         taskId,
         imageId: 5,
         polygonCount: 3,
+        spheroidCount: 2,
         processingTimeMs: 42,
       });
       // Published after all of A's on the same connection: once B has it, A's events were all delivered.
@@ -147,7 +148,7 @@ describe('EventsGateway (real Nest app on Fastify, real Redis)', () => {
           'segmentation:progress',
           { taskId, imageId: 5, progress },
         ]),
-        ['segmentation:completed', { taskId, imageId: 5, polygonCount: 3, processingTimeMs: 42 }],
+        ['segmentation:completed', { taskId, imageId: 5, polygonCount: 3, spheroidCount: 2, processingTimeMs: 42 }],
       ];
       const userEvents = (c: TestClient) =>
         c.events.filter((e) => e.event !== 'ml:status').map((e) => [e.event, e.payload]);

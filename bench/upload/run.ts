@@ -1,0 +1,103 @@
+/**
+ * Uploads (CONTRACT §3 `POST /api/images`) against one `api` process from the build, in the setting
+ * of issue 11 (NODE_ENV=production, LOG_LEVEL=info):
+ *  (a) 16×16 PNGs, 16 uploads in flight: uploads/s and the api process's CPU per upload (/proc);
+ *  (b) one ≈ 48 MB PNG (just under MAX_UPLOAD_BYTES): api RSS (VmRSS from /proc, sampled every 20 ms)
+ *      before, peak during, and after the upload — the upload is streamed to disk, not buffered.
+ *
+ *   npx nest build && node dist/bench/upload/run.js
+ */
+import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { randomBytes } from 'node:crypto';
+import sharp from 'sharp';
+import { benchEnv, f1, f2, invocation, register, runMain, sleep, startBackend, table, writeResults } from '../common/harness';
+import { cpuSeconds, waitForQuiet } from '../common/probe';
+
+const SMALL = Number(process.env.BENCH_UPLOADS ?? 2000);
+const CONCURRENCY = 16;
+const MB = 1024 * 1024;
+
+const rssBytes = (pid: number): number => {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : NaN;
+};
+
+async function upload(url: string, token: string, data: Buffer, name: string): Promise<number> {
+  const form = new FormData();
+  form.append('file', new Blob([data]), name);
+  const res = await fetch(`${url}/api/images`, { method: 'POST', body: form, headers: { authorization: `Bearer ${token}` } });
+  await res.arrayBuffer();
+  return res.status;
+}
+
+async function main(): Promise<void> {
+  const env = benchEnv('upload');
+  const api = await startBackend(env, 'api', { LOG_LEVEL: 'info' });
+  const { token } = await register(api);
+  const png = await sharp(randomBytes(16 * 16 * 3), { raw: { width: 16, height: 16, channels: 3 } }).png().toBuffer();
+  console.log('making the large PNG…');
+  const side = 4000; // 48 MB of noise: PNG cannot compress it
+  const big = await sharp(randomBytes(side * side * 3), { raw: { width: side, height: side, channels: 3 } })
+    .png({ compressionLevel: 0 })
+    .toBuffer();
+  if (big.length > 50 * MB) throw new Error(`large PNG is ${big.length} bytes, over the limit`);
+
+  // Warm-up (JIT, pools), then the measured run.
+  for (let i = 0; i < 50; i++) await upload(api.url, token, png, 'warm.png');
+  await waitForQuiet();
+  let next = 0;
+  let failed = 0;
+  const cpu0 = cpuSeconds(api.pid);
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next < SMALL) {
+        next++;
+        if ((await upload(api.url, token, png, 'small.png')) !== 201) failed++;
+      }
+    }),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  const cpuMs = ((cpuSeconds(api.pid) - cpu0) * 1000) / SMALL;
+  const rate = SMALL / seconds;
+  console.log(`small uploads: ${f1(rate)}/s, api CPU ${f2(cpuMs)} ms per upload, ${failed} failed`);
+
+  await sleep(2000);
+  global.gc?.();
+  const before = rssBytes(api.pid);
+  let peak = before;
+  const sampler = setInterval(() => (peak = Math.max(peak, rssBytes(api.pid))), 20);
+  const bigStatus = await upload(api.url, token, big, 'big.png');
+  clearInterval(sampler);
+  peak = Math.max(peak, rssBytes(api.pid));
+  await sleep(1000);
+  const after = rssBytes(api.pid);
+  console.log(`large upload (${f1(big.length / MB)} MiB) → ${bigStatus}; RSS ${f1(before / MB)} → peak ${f1(peak / MB)} → ${f1(after / MB)} MiB`);
+  await api.stop();
+
+  const smallOk = rate >= 300;
+  const growth = (peak - before) / MB;
+  writeResults(
+    'upload',
+    'Uploads (issue 11: small images ≥ 300/s; a 50 MB upload grows api RSS by < 20 MB)',
+    invocation(),
+    [
+      `One \`api\` process (NODE_ENV=production, LOG_LEVEL=info), ${SMALL} uploads of a 16×16 PNG (${png.length} bytes), ${CONCURRENCY} in flight; then one ${f1(big.length / MB)} MiB PNG (${side}×${side}).`,
+      '',
+      table(
+        ['figure', 'measured', 'goal'],
+        [
+          ['small uploads per second', f1(rate), `≥ 300 (${smallOk ? 'met' : 'NOT met'})`],
+          ['api CPU per small upload (/proc)', `${f2(cpuMs)} ms`, '—'],
+          ['failed small uploads', failed, '0'],
+          [`large upload status`, bigStatus, '201'],
+          ['api RSS before → peak during → after large upload', `${f1(before / MB)} → ${f1(peak / MB)} → ${f1(after / MB)} MiB`, '—'],
+          ['api RSS growth during the large upload', `${f1(growth)} MiB`, `< 20 (${growth < 20 ? 'met' : 'NOT met'})`],
+        ],
+      ),
+    ].join('\n'),
+  );
+}
+
+runMain(main);
