@@ -133,7 +133,8 @@ describe('topology: PostgreSQL primary + streaming replica', () => {
     expect(Math.max(...answers.map((a) => a.ms))).toBeLessThan(3000);
     expect(await statusOf(api, '/api/health/ready')).toBe(200);
     // They were answered through the fallback (the replica was tried and found unreachable), not by luck.
-    expect(api.logs()).toMatch(/replica unreachable, reading from the primary/);
+    // (Log lines are written in batches, flushed every 200 ms: wait for the flush.)
+    await until('the fallback is logged', () => /replica unreachable, reading from the primary/.test(api.logs()), 3000);
 
     // Writes are unaffected: a new task is accepted and completes.
     const [t] = await uploadAndEnqueue(api, token, 1);
