@@ -34,9 +34,10 @@ import { pipeline } from 'node:stream/promises';
 import { AuthUser, CurrentUser } from '../auth/auth-user';
 import { uploadsConfig } from '../config/configuration';
 import { ErrorDto, ImageDto, ImageListDto, ListImagesQuery } from './dto';
-import { toImageView, ImageView } from './image.entity';
+import { ImageEntity, toImageView, ImageView } from './image.entity';
 import { tooLarge } from './image-storage';
 import { ImagesService } from './images.service';
+import { ImageLinks } from '../media/links/image-links';
 
 const FILE_FIELD = 'file';
 const NOT_MULTIPART = `file is required: send the image as multipart/form-data in a field named "${FILE_FIELD}"`;
@@ -75,7 +76,14 @@ export class ImagesController {
   constructor(
     private readonly images: ImagesService,
     @Inject(uploadsConfig.KEY) private readonly uploads: ConfigType<typeof uploadsConfig>,
+    private readonly links: ImageLinks,
   ) {}
+
+  /** Public views with their signed `urls`. */
+  private async views(images: ImageEntity[]): Promise<ImageView[]> {
+    const urls = await this.links.urlsFor(images.map((i) => i.id));
+    return images.map((i) => toImageView(i, urls.get(i.id)!));
+  }
 
   /**
    * Multipart upload, one file in the field `file`. The type is decided from the content (PNG, JPEG,
@@ -128,7 +136,7 @@ export class ImagesController {
         truncated: () => file.truncated === true,
         maxBytes,
       });
-      return toImageView(image);
+      return (await this.views([image]))[0];
     } catch (err) {
       throw multipartError(err, maxBytes);
     }
@@ -142,14 +150,14 @@ export class ImagesController {
     @Query() q: ListImagesQuery,
   ): Promise<{ items: ImageView[]; total: number; page: number; limit: number }> {
     const { items, total } = await this.images.list(user.id, q.page, q.limit);
-    return { items: items.map(toImageView), total, page: q.page, limit: q.limit };
+    return { items: await this.views(items), total, page: q.page, limit: q.limit };
   }
 
   @Get(':id')
   @ApiOkResponse({ type: ImageDto })
   @ApiNotFoundResponse({ type: ErrorDto, description: 'no such image, or not the caller’s' })
   async get(@CurrentUser() user: AuthUser, @Param('id', ParseIntPipe) id: number): Promise<ImageView> {
-    return toImageView(await this.images.findOwned(user.id, id));
+    return (await this.views([await this.images.findOwned(user.id, id)]))[0];
   }
 
   /** Cancels the image's open segmentation task, deletes the row (its tasks and results go with it) and the file. */
