@@ -1,4 +1,4 @@
-import { Controller, Get, Param, Query, Req, Res, UseGuards, applyDecorators } from '@nestjs/common';
+import { Controller, Get, Query, Req, Res, UseGuards, applyDecorators } from '@nestjs/common';
 import {
   ApiBadRequestResponse,
   ApiBearerAuth,
@@ -19,7 +19,7 @@ import { OverlayQuery, SignedLinkQuery, ThumbnailQuery } from './dto';
 import { FileSender } from './file-sender';
 import { MediaAccessGuard, MediaRequest, ServesVariant } from './media-access.guard';
 import { MediaService } from './media.service';
-import { StrictId, StrictIdPipe } from './strict-id.pipe';
+import { StrictIdParam } from './strict-id.pipe';
 
 const binary = (type: string, description: string) => ({
   description,
@@ -73,7 +73,7 @@ export class MediaController {
   @ApiResponse({ status: 416, type: ErrorDto, description: 'range not satisfiable (Content-Range: bytes */size)' })
   @VariantDocs()
   async file(
-    @Param('id', StrictIdPipe) id: StrictId,
+    @StrictIdParam('id') id: number,
     @Query() _q: SignedLinkQuery,
     @Req() req: FastifyRequest & MediaRequest,
     @Res() reply: FastifyReply,
@@ -96,7 +96,7 @@ export class MediaController {
   @ApiResponse({ status: 200, ...binary('image/webp', 'the thumbnail'), headers: cacheHeaders })
   @VariantDocs()
   async thumbnail(
-    @Param('id', StrictIdPipe) id: StrictId,
+    @StrictIdParam('id') id: number,
     @Query() q: ThumbnailQuery,
     @Req() req: FastifyRequest & MediaRequest,
     @Res() reply: FastifyReply,
@@ -117,7 +117,7 @@ export class MediaController {
   @ApiResponse({ status: 200, ...binary('image/png', 'the overlay'), headers: cacheHeaders })
   @VariantDocs()
   async overlay(
-    @Param('id', StrictIdPipe) id: StrictId,
+    @StrictIdParam('id') id: number,
     @Query() q: OverlayQuery,
     @Req() req: FastifyRequest & MediaRequest,
     @Res() reply: FastifyReply,
