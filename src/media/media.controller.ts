@@ -21,10 +21,11 @@ import { MediaAccessGuard, MediaRequest, ServesVariant } from './media-access.gu
 import { MediaService } from './media.service';
 import { StrictIdParam } from './strict-id.pipe';
 
-const binary = (type: string, description: string) => ({
+const binary = (types: string[], description: string) => ({
   description,
-  content: { [type]: { schema: { type: 'string', format: 'binary' } } },
+  content: Object.fromEntries(types.map((t) => [t, { schema: { type: 'string', format: 'binary' } }])),
 });
+const STORED_TYPES = ['image/png', 'image/jpeg', 'image/tiff', 'image/bmp'];
 const cacheHeaders = {
   ETag: { description: 'entity tag; send it back in If-None-Match for a 304', schema: { type: 'string' } },
   'Cache-Control': { description: 'always `private`', schema: { type: 'string', example: 'private' } },
@@ -68,8 +69,8 @@ export class MediaController {
   })
   @ApiProduces('image/png', 'image/jpeg', 'image/tiff', 'image/bmp')
   @ApiHeader({ name: 'Range', required: false, description: 'one byte range, e.g. `bytes=0-99`' })
-  @ApiResponse({ status: 200, ...binary('application/octet-stream', 'the file'), headers: cacheHeaders })
-  @ApiResponse({ status: 206, ...binary('application/octet-stream', 'the requested byte range') })
+  @ApiResponse({ status: 200, ...binary(STORED_TYPES, 'the file'), headers: cacheHeaders })
+  @ApiResponse({ status: 206, ...binary(STORED_TYPES, 'the requested byte range') })
   @ApiResponse({ status: 416, type: ErrorDto, description: 'range not satisfiable (Content-Range: bytes */size)' })
   @VariantDocs()
   async file(
@@ -93,7 +94,7 @@ export class MediaController {
       'Longest side = `size` (64..1024, default 256), never larger than the image, aspect kept. Made once per image and size, then served from storage; ETag and 304 as for the file.',
   })
   @ApiProduces('image/webp')
-  @ApiResponse({ status: 200, ...binary('image/webp', 'the thumbnail'), headers: cacheHeaders })
+  @ApiResponse({ status: 200, ...binary(['image/webp'], 'the thumbnail'), headers: cacheHeaders })
   @VariantDocs()
   async thumbnail(
     @StrictIdParam('id') id: number,
@@ -114,7 +115,7 @@ export class MediaController {
       'Spheroid outlines and holes in two colours, lines at least 2 px wide; longest side at most `size` (64..4096, default 1024). Made once per result and size; a new result gets a new overlay. 404 while the image has no result.',
   })
   @ApiProduces('image/png')
-  @ApiResponse({ status: 200, ...binary('image/png', 'the overlay'), headers: cacheHeaders })
+  @ApiResponse({ status: 200, ...binary(['image/png'], 'the overlay'), headers: cacheHeaders })
   @VariantDocs()
   async overlay(
     @StrictIdParam('id') id: number,
