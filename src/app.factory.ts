@@ -30,6 +30,8 @@ export async function createApp(opts: CreateAppOptions): Promise<NestFastifyAppl
     return503OnClosing: true,
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
+    // The export's `imageIds` query may list 10 000 ids (CONTRACT §3): ~110 KB of request line.
+    http: { maxHeaderSize: 256 * 1024 },
   });
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRole(opts.role), adapter, {
     bufferLogs: true,

@@ -12,6 +12,8 @@ import { SegmentationModule } from './segmentation/segmentation.module';
 import { QueueWorkerModule } from './queue/worker/queue-worker.module';
 import { RealtimeModule } from './realtime/realtime.module';
 import { MlModule } from './ml/ml.module';
+import { MediaModule } from './media/media.module';
+import { ExportsModule } from './exports/exports.module';
 import type { AppRole } from './config/app-role';
 
 /**
@@ -31,7 +33,7 @@ export class AppModule {
       DatabaseModule,
       HealthModule,
     ];
-    const api: Array<Type | DynamicModule> = serves ? [AuthModule, ImagesModule] : [];
+    const api: Array<Type | DynamicModule> = serves ? [AuthModule, ImagesModule, MediaModule, ExportsModule] : [];
     const consumes = role === 'worker' || role === 'all';
     return {
       module: AppModule,

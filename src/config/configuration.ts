@@ -87,6 +87,15 @@ export const uploadsConfig = registerAs('uploads', () => {
   };
 });
 
+/** The image variants and their signed links (src/media). */
+export const mediaConfig = registerAs('media', () => {
+  const e = env();
+  return {
+    /** Lifetime of the signed links in `image.urls` (seconds). */
+    fileUrlTtlSeconds: e.FILE_URL_TTL_SECONDS,
+  };
+});
+
 // Outside production a random key per boot is used when none is given: tokens then do not survive a
 // restart nor work across processes, which is why production requires JWT_SECRET.
 let ephemeralSecret: string | undefined;
@@ -109,4 +118,5 @@ export const allConfigs = [
   mlConfig,
   uploadsConfig,
   authConfig,
+  mediaConfig,
 ];

@@ -59,6 +59,7 @@ export const envSchema = Joi.object({
   UPLOAD_DIR: Joi.string().default('./uploads'),
   MAX_UPLOAD_BYTES: Joi.number().integer().min(1).default(52428800),
   MAX_IMAGE_PIXELS: Joi.number().integer().min(1).default(100_000_000),
+  FILE_URL_TTL_SECONDS: Joi.number().integer().min(1).max(31_536_000).default(3600),
 
   JWT_SECRET: Joi.string().min(16).when('NODE_ENV', {
     is: 'production',
@@ -117,6 +118,7 @@ export type Env = {
   UPLOAD_DIR: string;
   MAX_UPLOAD_BYTES: number;
   MAX_IMAGE_PIXELS: number;
+  FILE_URL_TTL_SECONDS: number;
   JWT_SECRET?: string;
   JWT_EXPIRES_IN: string;
   ADMIN_EMAIL?: string;

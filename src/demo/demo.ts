@@ -1,13 +1,12 @@
 /**
  * `npm run demo -- <images…>`: logs in as a demo user (created on first use), uploads the images,
  * queues their segmentation, shows live progress from Socket.IO, then prints a table per image and
- * writes an overlay PNG of the polygons for each image (`demo-out/<name>.overlay.png`, or DEMO_OUT_DIR).
+ * saves the overlay PNG the API draws for each image (`demo-out/<name>.overlay.png`, or DEMO_OUT_DIR).
  *
  * Env: DEMO_API_URL (default http://localhost:5001), DEMO_EMAIL, DEMO_PASSWORD.
  */
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import sharp from 'sharp';
 import { io } from 'socket.io-client';
 import type { ServerToClientEvents } from '../common/contracts';
 
@@ -47,21 +46,17 @@ function bar(pct: number, width = 24): string {
   return `[${'#'.repeat(full)}${'.'.repeat(width - full)}] ${String(pct).padStart(3)}%`;
 }
 
-async function overlay(file: string, polygons: Polygon[]): Promise<string> {
-  const meta = await sharp(file).metadata();
-  const paths = polygons
-    .map((p) => {
-      const d = p.points.map(([x, y], i) => `${i ? 'L' : 'M'}${x},${y}`).join(' ') + ' Z';
-      const colour = p.type === 'external' ? '#00e676' : '#ff1744';
-      return `<path d="${d}" fill="${colour}" fill-opacity="0.18" stroke="${colour}" stroke-width="3"/>`;
-    })
-    .join('');
-  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${meta.width}" height="${meta.height}">${paths}</svg>`;
+/** Downloads the overlay the API draws (`GET /api/images/:id/segmentation/overlay`) to the output folder. */
+async function overlay(id: number, file: string, token: string): Promise<string> {
+  const res = await fetch(`${api}/api/images/${id}/segmentation/overlay?size=4096`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
+  if (res.status !== 200) throw new Error(`${file}: overlay refused (${res.status})`);
   // Never beside the input: the images may sit in a read-only or shared folder.
   const dir = process.env.DEMO_OUT_DIR ?? path.resolve('demo-out');
   await mkdir(dir, { recursive: true });
   const out = path.join(dir, `${path.parse(file).name}.overlay.png`);
-  await sharp(file).composite([{ input: Buffer.from(svg) }]).png().toFile(out);
+  await writeFile(out, Buffer.from(await res.arrayBuffer()));
   return out;
 }
 
@@ -135,7 +130,7 @@ async function main(): Promise<void> {
     const spheroids = res.body.polygons.filter((p) => p.type === 'external');
     const area = spheroids.reduce((a, p) => a + (p.features.area ?? 0), 0);
     const circ = spheroids.length ? spheroids.reduce((a, p) => a + (p.features.circularity ?? 0), 0) / spheroids.length : 0;
-    const out = await overlay(file, res.body.polygons);
+    const out = await overlay(id, file, token);
     rows.push(
       `${path.basename(file).padEnd(32).slice(0, 32)} ${String(spheroids.length).padStart(10)} ${area.toFixed(0).padStart(12)} ${circ.toFixed(3).padStart(12)}  ${out}`,
     );

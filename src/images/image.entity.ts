@@ -7,6 +7,7 @@ import {
   ValueTransformer,
 } from 'typeorm';
 import type { ImageSegmentationStatus } from '../common/contracts';
+import type { ImageUrls } from '../media/links/image-links';
 
 /** pg returns BIGINT as a string; image sizes are far below 2^53, so a number is exact. */
 const bigintToNumber: ValueTransformer = {
@@ -64,9 +65,10 @@ export interface ImageView {
   height: number;
   segmentationStatus: ImageSegmentationStatus;
   createdAt: string;
+  urls: ImageUrls;
 }
 
-export const toImageView = (i: ImageEntity): ImageView => ({
+export const toImageView = (i: ImageEntity, urls: ImageUrls): ImageView => ({
   id: i.id,
   originalName: i.originalName,
   mimeType: i.mimeType,
@@ -75,4 +77,5 @@ export const toImageView = (i: ImageEntity): ImageView => ({
   height: i.height,
   segmentationStatus: i.segmentationStatus,
   createdAt: i.createdAt.toISOString(),
+  urls,
 });

@@ -30,10 +30,11 @@ import type { FastifyRequest } from 'fastify';
 import { AuthUser, CurrentUser } from '../auth/auth-user';
 import { uploadsConfig } from '../config/configuration';
 import { ErrorDto, ImageDto, ImageListDto, ListImagesQuery } from './dto';
-import { toImageView, ImageView } from './image.entity';
+import { ImageEntity, toImageView, ImageView } from './image.entity';
 import { ImageStorage } from './image-storage';
 import { FILE_FIELD, receiveUpload } from './multipart-upload';
 import { ImagesService } from './images.service';
+import { ImageLinks } from '../media/links/image-links';
 
 @ApiTags('images')
 @ApiBearerAuth()
@@ -43,7 +44,14 @@ export class ImagesController {
     private readonly images: ImagesService,
     private readonly storage: ImageStorage,
     @Inject(uploadsConfig.KEY) private readonly uploads: ConfigType<typeof uploadsConfig>,
+    private readonly links: ImageLinks,
   ) {}
+
+  /** Public views with their signed `urls`. */
+  private async views(images: ImageEntity[]): Promise<ImageView[]> {
+    const urls = await this.links.urlsFor(images.map((i) => i.id));
+    return images.map((i) => toImageView(i, urls.get(i.id)!));
+  }
 
   /**
    * Multipart upload, one file in the field `file`. The type is decided from the content (PNG, JPEG,
@@ -78,7 +86,7 @@ export class ImagesController {
       stage: (source, maxBytes) => this.storage.stage(source, maxBytes),
       discard: (f) => this.storage.discard(f),
     });
-    return toImageView(await this.images.accept(user.id, staged, filename));
+    return (await this.views([await this.images.accept(user.id, staged, filename)]))[0];
   }
 
   @Get()
@@ -90,7 +98,7 @@ export class ImagesController {
     @Query() q: ListImagesQuery,
   ): Promise<{ items: ImageView[]; total: number; page: number; limit: number }> {
     const { items, total } = await this.images.list(user.id, q.page, q.limit);
-    return { items: items.map(toImageView), total, page: q.page, limit: q.limit };
+    return { items: await this.views(items), total, page: q.page, limit: q.limit };
   }
 
   @Get(':id')
@@ -98,7 +106,7 @@ export class ImagesController {
   @ApiOkResponse({ type: ImageDto })
   @ApiNotFoundResponse({ type: ErrorDto, description: 'no such image, or not the caller’s' })
   async get(@CurrentUser() user: AuthUser, @Param('id', ParseIntIdPipe) id: number): Promise<ImageView> {
-    return toImageView(await this.images.findOwned(user.id, id));
+    return (await this.views([await this.images.findOwned(user.id, id)]))[0];
   }
 
   /** Cancels the image's open segmentation task, deletes the row (its tasks and results go with it) and the file. */

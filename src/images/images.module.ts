@@ -5,6 +5,7 @@ import { ImageInspector } from './image-inspector';
 import { ImageStorage } from './image-storage';
 import { ImagesController } from './images.controller';
 import { ImagesService } from './images.service';
+import { MediaLinksModule } from '../media/links/media-links.module';
 
 /**
  * `/api/images`: upload, list, read, delete. Exports ImagesService (ownership checks, status updates,
@@ -12,7 +13,7 @@ import { ImagesService } from './images.service';
  * Needs the bootstrap to call `registerMultipartPassthrough` (the upload route reads its body itself).
  */
 @Module({
-  imports: [TypeOrmModule.forFeature([ImageEntity])],
+  imports: [TypeOrmModule.forFeature([ImageEntity]), MediaLinksModule],
   controllers: [ImagesController],
   providers: [ImageStorage, ImageInspector, ImagesService],
   exports: [ImagesService, ImageStorage, ImageInspector, TypeOrmModule],

@@ -10,6 +10,9 @@ import { sanitizeOriginalName } from './original-name';
 /** Runs before an image row is deleted (e.g. to cancel its open segmentation task). */
 export type BeforeDeleteHook = (image: ImageEntity) => Promise<void>;
 
+/** Runs after an image row and its file are gone (e.g. to remove its derived files). */
+export type AfterDeleteHook = (image: ImageEntity) => Promise<void>;
+
 /** An uploaded file as the controller hands it over (independent of the multipart library). */
 export interface IncomingUpload {
   stream: Readable;
@@ -37,6 +40,7 @@ const isDbId = (id: number): boolean => Number.isInteger(id) && id >= 1 && id <=
 export class ImagesService {
   private readonly logger = new Logger(ImagesService.name);
   private readonly beforeDelete: BeforeDeleteHook[] = [];
+  private readonly afterDelete: AfterDeleteHook[] = [];
 
   constructor(
     @InjectRepository(ImageEntity) private readonly repo: Repository<ImageEntity>,
@@ -51,6 +55,11 @@ export class ImagesService {
       const i = this.beforeDelete.indexOf(fn);
       if (i >= 0) this.beforeDelete.splice(i, 1);
     };
+  }
+
+  /** Registers a hook run after every image deletion (failures are logged, not returned). */
+  onAfterDelete(fn: AfterDeleteHook): void {
+    this.afterDelete.push(fn);
   }
 
   /**
@@ -135,6 +144,11 @@ export class ImagesService {
       this.logger.warn(
         { imageId: image.id, err: (err as Error).message },
         'image row deleted but its file could not be removed',
+      );
+    }
+    for (const hook of [...this.afterDelete]) {
+      await hook(image).catch((err: Error) =>
+        this.logger.warn({ imageId: image.id, err: err.message }, 'an after-delete hook failed'),
       );
     }
   }

@@ -116,6 +116,7 @@ describe('images (CONTRACT §3 Images)', () => {
       height: h,
       segmentationStatus: 'none',
       createdAt: expect.any(String),
+      urls: { file: expect.any(String), thumbnail: expect.any(String), overlay: null },
     });
     expect(new Date(body.createdAt).toISOString()).toBe(body.createdAt);
     expect(await counts()).toEqual({ ...before, rows: before.rows + 1, files: before.files + 1 });

@@ -1,0 +1,68 @@
+import type { ResultPolygon } from '../segmentation/result.entity';
+import type { ExportImage } from './export-reader';
+
+/** CSV columns, in the contract's order (CONTRACT §3). */
+export const CSV_COLUMNS = [
+  'image_id',
+  'original_name',
+  'task_id',
+  'polygon_id',
+  'area',
+  'perimeter',
+  'circularity',
+  'solidity',
+  'eccentricity',
+  'major_axis',
+  'minor_axis',
+  'orientation',
+  'centroid_x',
+  'centroid_y',
+  'confidence',
+  'holes',
+  'hole_area',
+] as const;
+
+/** Feature columns and the (camelCased) key the result stores them under. */
+const FEATURES: Array<[string, string]> = [
+  ['area', 'area'],
+  ['perimeter', 'perimeter'],
+  ['circularity', 'circularity'],
+  ['solidity', 'solidity'],
+  ['eccentricity', 'eccentricity'],
+  ['major_axis', 'majorAxis'],
+  ['minor_axis', 'minorAxis'],
+  ['orientation', 'orientation'],
+  ['centroid_x', 'centroidX'],
+  ['centroid_y', 'centroidY'],
+];
+
+/** A text cell a spreadsheet would read as a formula gets a leading `'` (CONTRACT §3). */
+export const neutralise = (text: string): string => (/^[=+\-@]/.test(text) ? `'${text}` : text);
+
+const num = (v: unknown): number | '' => (typeof v === 'number' && Number.isFinite(v) ? v : '');
+const feature = (p: ResultPolygon, key: string): unknown =>
+  p.features?.[key] ?? (p.features as Record<string, unknown> | undefined)?.[key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)];
+
+/** The internal polygons (holes) of `parent`. */
+export const holesOf = (polygons: readonly ResultPolygon[], parent: ResultPolygon): ResultPolygon[] =>
+  polygons.filter((q) => q.type === 'internal' && q.parentId !== null && String(q.parentId) === String(parent.id));
+
+/** One record per spheroid (external polygon) of an image's current result. */
+export function* csvRecords(image: ExportImage): Generator<Record<string, string | number>> {
+  const polygons = image.polygons ?? [];
+  for (const p of polygons) {
+    if (p.type !== 'external') continue;
+    const holes = holesOf(polygons, p);
+    const record: Record<string, string | number> = {
+      image_id: image.imageId,
+      original_name: neutralise(image.originalName),
+      task_id: neutralise(image.taskId),
+      polygon_id: neutralise(String(p.id)),
+    };
+    for (const [column, key] of FEATURES) record[column] = num(feature(p, key));
+    record.confidence = num(p.confidence);
+    record.holes = holes.length;
+    record.hole_area = holes.reduce((sum, h) => sum + (num(feature(h, 'area')) || 0), 0);
+    yield record;
+  }
+}

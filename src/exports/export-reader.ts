@@ -1,0 +1,93 @@
+import { Injectable } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import { DataSource, QueryRunner } from 'typeorm';
+import type { ResultPolygon } from '../segmentation/result.entity';
+
+/** One image of the caller with its current result. */
+export interface ExportImage {
+  imageId: number;
+  originalName: string;
+  width: number;
+  height: number;
+  taskId: string;
+  /** Present when read `withPolygons`. */
+  polygons?: ResultPolygon[];
+}
+
+/** Images per query: bounds the memory of a page (polygons are the large part). */
+export const EXPORT_PAGE_SIZE = 50;
+
+/**
+ * Reads the images of one user that have a current result, in image id order, one keyset page
+ * (`id > last`) at a time, so memory stays that of one page whatever the number of images. Pass a
+ * query runner to read every page inside one transaction (one snapshot for several passes).
+ */
+@Injectable()
+export class ExportReader {
+  constructor(@InjectDataSource() private readonly db: DataSource) {}
+
+  /** A query runner in a read-only REPEATABLE READ transaction; `done()` ends it and releases it. */
+  async snapshot(): Promise<{ runner: QueryRunner; done: () => Promise<void> }> {
+    const runner = this.db.createQueryRunner();
+    await runner.connect();
+    try {
+      await runner.query('START TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    } catch (err) {
+      await runner.release();
+      throw err;
+    }
+    return {
+      runner,
+      done: async () => {
+        try {
+          await runner.query('COMMIT');
+        } catch {
+          /* the connection may be gone; release anyway */
+        } finally {
+          await runner.release();
+        }
+      },
+    };
+  }
+
+  async *images(
+    userId: number,
+    imageIds: readonly number[] | null,
+    withPolygons: boolean,
+    runner?: QueryRunner,
+  ): AsyncGenerator<ExportImage> {
+    let after = 0;
+    for (;;) {
+      const params: unknown[] = [userId, after, EXPORT_PAGE_SIZE];
+      if (imageIds) params.push(imageIds);
+      const rows = (await (runner ?? this.db).query(
+        `SELECT i.id, i.original_name, i.width, i.height, r.task_id${withPolygons ? ', r.polygons' : ''}
+           FROM images i
+           JOIN segmentation_results r ON r.image_id = i.id AND r.is_current
+          WHERE i.user_id = $1 AND i.id > $2${imageIds ? ' AND i.id = ANY($4::int[])' : ''}
+          ORDER BY i.id
+          LIMIT $3`,
+        params,
+      )) as Array<{
+        id: number;
+        original_name: string;
+        width: number;
+        height: number;
+        task_id: string;
+        polygons?: ResultPolygon[];
+      }>;
+      for (const r of rows) {
+        yield {
+          imageId: Number(r.id),
+          originalName: r.original_name,
+          width: r.width,
+          height: r.height,
+          taskId: r.task_id,
+          ...(withPolygons ? { polygons: r.polygons ?? [] } : {}),
+        };
+      }
+      if (rows.length < EXPORT_PAGE_SIZE) return;
+      after = Number(rows[rows.length - 1].id);
+    }
+  }
+}

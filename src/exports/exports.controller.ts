@@ -1,0 +1,85 @@
+import { Controller, Get, Query, Res } from '@nestjs/common';
+import {
+  ApiBadRequestResponse,
+  ApiBearerAuth,
+  ApiNotFoundResponse,
+  ApiOperation,
+  ApiProduces,
+  ApiPropertyOptional,
+  ApiResponse,
+  ApiTags,
+  ApiUnauthorizedResponse,
+} from '@nestjs/swagger';
+import { Allow, IsIn, IsOptional } from 'class-validator';
+import { create as contentDisposition } from 'content-disposition';
+import type { FastifyReply } from 'fastify';
+import { AuthUser, CurrentUser } from '../auth/auth-user';
+import { ErrorDto } from '../images/dto';
+import { CSV_COLUMNS } from './csv-export';
+import { EXPORT_FORMATS, ExportFormat, ExportsService, MAX_EXPORT_IDS } from './exports.service';
+
+export class ExportQuery {
+  @ApiPropertyOptional({ enum: EXPORT_FORMATS, default: 'csv' })
+  @IsOptional()
+  @IsIn(EXPORT_FORMATS, { message: 'format must be one of: csv, coco' })
+  format: ExportFormat = 'csv';
+
+  @ApiPropertyOptional({
+    description: `comma-separated image ids (at most ${MAX_EXPORT_IDS}), all the caller's; default: every own image with a result`,
+    example: '1,2,3',
+  })
+  @IsOptional()
+  @Allow()
+  imageIds?: string | string[];
+}
+
+@ApiTags('segmentation')
+@ApiBearerAuth()
+@Controller('segmentation')
+export class ExportsController {
+  constructor(private readonly exports: ExportsService) {}
+
+  @Get('export')
+  @ApiOperation({
+    summary: 'Every spheroid of the current results as CSV or COCO, streamed',
+    description:
+      `Images in id order; images without a result are skipped. CSV (RFC 4180, CRLF): one row per spheroid, columns ${CSV_COLUMNS.join(', ')}; ` +
+      'text cells starting with =, +, - or @ are prefixed with \'. COCO: images, categories [{id:1,name:"spheroid"}], one annotation per ' +
+      'spheroid (polygons, or uncompressed RLE {counts,size:[h,w]} when it has holes; area as pycocotools computes it; bbox [x,y,w,h]).',
+  })
+  @ApiProduces('text/csv', 'application/json')
+  @ApiResponse({
+    status: 200,
+    description: 'the export, as an attachment',
+    content: {
+      'text/csv': { schema: { type: 'string', example: `${CSV_COLUMNS.join(',')}\r\n` } },
+      'application/json': {
+        schema: {
+          type: 'object',
+          properties: {
+            images: { type: 'array', items: { type: 'object' } },
+            categories: { type: 'array', items: { type: 'object' } },
+            annotations: { type: 'array', items: { type: 'object' } },
+          },
+        },
+      },
+    },
+  })
+  @ApiBadRequestResponse({ type: ErrorDto, description: 'unknown format, malformed ids or more than 10 000 ids' })
+  @ApiUnauthorizedResponse({ type: ErrorDto })
+  @ApiNotFoundResponse({ type: ErrorDto, description: 'an id that is not the caller’s image (nothing is sent)' })
+  async export(
+    @CurrentUser() user: AuthUser,
+    @Query() q: ExportQuery,
+    @Res() reply: FastifyReply,
+  ): Promise<FastifyReply> {
+    const ids = this.exports.parseIds(q.imageIds);
+    const out = await this.exports.open(user.id, q.format, ids);
+    return reply
+      .code(200)
+      .header('content-type', out.contentType)
+      .header('content-disposition', contentDisposition(out.fileName, { type: 'attachment' }))
+      .header('cache-control', 'private, no-store')
+      .send(out.body);
+  }
+}

@@ -1,0 +1,66 @@
+import { CanActivate, ExecutionContext, Injectable, SetMetadata, UnauthorizedException } from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import type { AuthUser } from '../auth/auth-user';
+import { AuthService } from '../auth/auth.service';
+import { UsersService } from '../auth/users.service';
+import { LinkSigner, MediaVariant } from './links/link-signer';
+
+export const MEDIA_VARIANT_KEY = 'mediaVariant';
+/** Names the variant a route serves; its signed links are checked against it. */
+export const ServesVariant = (variant: MediaVariant) => SetMetadata(MEDIA_VARIANT_KEY, variant);
+
+/** How a variant request was let in: by the caller's Bearer (ownership decides) or by a signed link. */
+export type MediaAccess = { by: 'bearer'; user: AuthUser } | { by: 'link' };
+
+export interface MediaRequest {
+  headers: Record<string, string | string[] | undefined>;
+  params: Record<string, string | undefined>;
+  query: Record<string, unknown>;
+  user?: AuthUser;
+  mediaAccess?: MediaAccess;
+}
+
+/** The one refusal: the same whatever the image, so a bad link reveals nothing. */
+export const LINK_REFUSED = 'a valid bearer token or an unexpired signed link for this image is required';
+
+/**
+ * Access to the three image variants (routes marked @Public() so the global Bearer guard lets them
+ * through). A valid Bearer decides: the image must then be the caller's (404 otherwise). Without one,
+ * the `exp`/`sig` query parameters must be a valid, unexpired signature for this route's variant and
+ * this `:id`; anything else is 401 with one fixed message, checked before the database is asked, so
+ * the answer is the same whether the image exists, is the caller's or another user's.
+ */
+@Injectable()
+export class MediaAccessGuard implements CanActivate {
+  constructor(
+    private readonly reflector: Reflector,
+    private readonly signer: LinkSigner,
+    private readonly auth: AuthService,
+    private readonly users: UsersService,
+  ) {}
+
+  async canActivate(ctx: ExecutionContext): Promise<boolean> {
+    const req = ctx.switchToHttp().getRequest<MediaRequest>();
+    const variant = this.reflector.get<MediaVariant | undefined>(MEDIA_VARIANT_KEY, ctx.getHandler());
+    if (!variant) throw new Error('MediaAccessGuard needs @ServesVariant() on the route');
+
+    const user = await this.bearerUser(req.headers['authorization']);
+    if (user) {
+      req.user = user;
+      req.mediaAccess = { by: 'bearer', user };
+      return true;
+    }
+    if (this.signer.verify(req.params['id'], variant, req.query['exp'], req.query['sig'])) {
+      req.mediaAccess = { by: 'link' };
+      return true;
+    }
+    throw new UnauthorizedException(LINK_REFUSED);
+  }
+
+  private async bearerUser(header: string | string[] | undefined): Promise<AuthUser | null> {
+    const match = typeof header === 'string' ? /^Bearer\s+(\S+)$/i.exec(header) : null;
+    const claims = match ? await this.auth.verify(match[1]) : null;
+    const user = claims ? await this.users.findById(claims.sub) : null;
+    return user ? { id: user.id, email: user.email, role: user.role, isPremium: user.isPremium } : null;
+  }
+}

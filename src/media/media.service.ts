@@ -1,0 +1,112 @@
+import { Injectable, NotFoundException, OnModuleInit } from '@nestjs/common';
+import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
+import { DataSource, Repository } from 'typeorm';
+import { ImageEntity } from '../images/image.entity';
+import { ImageStorage } from '../images/image-storage';
+import { ImagesService } from '../images/images.service';
+import type { ResultPolygon } from '../segmentation/result.entity';
+import { DerivedFileGoneError, DerivedFiles } from './derived-files';
+import { ImageRenderer, fitInside } from './image-renderer';
+import type { MediaAccess } from './media-access.guard';
+
+export const THUMBNAIL_SIZE = { min: 64, max: 1024, default: 256 } as const;
+export const OVERLAY_SIZE = { min: 64, max: 4096, default: 1024 } as const;
+
+const MAX_INT4 = 2_147_483_647;
+const overlayName = (resultId: number, longest: number) => `overlay-r${resultId}-${longest}.png`;
+
+interface CurrentResult {
+  id: number;
+  imageWidth: number;
+  imageHeight: number;
+  polygons: ResultPolygon[];
+}
+
+/**
+ * The image variants: which image a request may see, and the derived files (thumbnail per image and
+ * effective size; overlay per result and size, so a new result gets new overlays and the old ones are
+ * pruned). Every variant goes when the image is deleted (after-delete hook of ImagesService).
+ */
+@Injectable()
+export class MediaService implements OnModuleInit {
+  constructor(
+    private readonly images: ImagesService,
+    private readonly storage: ImageStorage,
+    private readonly derived: DerivedFiles,
+    private readonly renderer: ImageRenderer,
+    @InjectRepository(ImageEntity) private readonly repo: Repository<ImageEntity>,
+    @InjectDataSource() private readonly db: DataSource,
+  ) {}
+
+  onModuleInit(): void {
+    this.images.onAfterDelete((image) => this.derived.removeAll(image.storagePath));
+  }
+
+  /** The image the request may see: the caller's own with a Bearer, any existing one with a signed link. */
+  async image(access: MediaAccess, id: number): Promise<ImageEntity> {
+    if (access.by === 'bearer') return this.images.findOwned(access.user.id, id);
+    const image = id >= 1 && id <= MAX_INT4 ? await this.repo.findOneBy({ id }) : null;
+    if (!image) throw new NotFoundException('image not found');
+    return image;
+  }
+
+  /** Path (relative to UPLOAD_DIR) of the WebP thumbnail, made on first request. */
+  async thumbnail(image: ImageEntity, requested: number): Promise<string> {
+    const { width, height } = fitInside(image.width, image.height, requested);
+    const longest = Math.max(width, height);
+    return this.ensure(image, `thumb-${longest}.webp`, (tmp) =>
+      this.renderer.thumbnail(this.source(image), longest, tmp),
+    );
+  }
+
+  /** Path of the overlay PNG of the current result at this size; 404 without a result. */
+  async overlay(image: ImageEntity, requested: number): Promise<string> {
+    const result = await this.currentResult(image.id);
+    if (!result) throw new NotFoundException('the image has no segmentation result');
+    const { width, height } = fitInside(image.width, image.height, requested);
+    const longest = Math.max(width, height);
+    const name = overlayName(result.id, longest);
+    const rel = await this.ensure(image, name, (tmp) =>
+      this.renderer.overlay(
+        this.source(image),
+        result.polygons,
+        { width: result.imageWidth || image.width, height: result.imageHeight || image.height },
+        longest,
+        tmp,
+      ),
+    );
+    // Overlays of results that are no longer current are never served again.
+    await this.derived.prune(image.storagePath, (n) => !n.startsWith('overlay-') || n.startsWith(`overlay-r${result.id}-`));
+    return rel;
+  }
+
+  private async ensure(image: ImageEntity, name: string, make: (tmp: string) => Promise<void>): Promise<string> {
+    const stillThere = async () => (await this.repo.existsBy({ id: image.id })) as boolean;
+    try {
+      return (await this.derived.ensure(image.storagePath, name, make, stillThere)).rel;
+    } catch (err) {
+      if (err instanceof DerivedFileGoneError || !(await stillThere())) throw new NotFoundException('image not found');
+      throw err;
+    }
+  }
+
+  private source(image: ImageEntity) {
+    return {
+      absPath: this.storage.resolve(image.storagePath),
+      mimeType: image.mimeType,
+      width: image.width,
+      height: image.height,
+    };
+  }
+
+  private async currentResult(imageId: number): Promise<CurrentResult | null> {
+    const rows = (await this.db.query(
+      `SELECT id, image_width, image_height, polygons FROM segmentation_results WHERE image_id = $1 AND is_current LIMIT 1`,
+      [imageId],
+    )) as Array<{ id: number; image_width: number; image_height: number; polygons: ResultPolygon[] }>;
+    const r = rows[0];
+    return r
+      ? { id: Number(r.id), imageWidth: r.image_width, imageHeight: r.image_height, polygons: r.polygons ?? [] }
+      : null;
+  }
+}
