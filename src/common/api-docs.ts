@@ -31,14 +31,22 @@ const DEFAULT_ERROR_TEXT: Record<number, string> = {
  * `errors` maps a status to its description (`true` → the default text).
  */
 export function ApiDoc(summary: string, errors: Record<number, string | true> = {}, description?: string): MethodDecorator & ClassDecorator {
+  return applyDecorators(ApiOperation({ summary, description }), ApiErrors(errors));
+}
+
+/**
+ * Error responses only, each `application/json` with the ErrorBody schema — also on routes whose
+ * success is not JSON (files, images, CSV), where `@ApiProduces` would otherwise list the error
+ * under the success's media types.
+ */
+export function ApiErrors(errors: Record<number, string | true>): MethodDecorator & ClassDecorator {
   return applyDecorators(
     ApiExtraModels(ErrorBody),
-    ApiOperation({ summary, description }),
     ...Object.entries(errors).map(([status, text]) =>
       ApiResponse({
         status: Number(status),
         description: text === true ? DEFAULT_ERROR_TEXT[Number(status)] : text,
-        schema: { $ref: getSchemaPath(ErrorBody) },
+        content: { 'application/json': { schema: { $ref: getSchemaPath(ErrorBody) } } },
       }),
     ),
   );

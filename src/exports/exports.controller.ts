@@ -1,20 +1,17 @@
 import { Controller, Get, Query, Res } from '@nestjs/common';
 import {
-  ApiBadRequestResponse,
   ApiBearerAuth,
-  ApiNotFoundResponse,
   ApiOperation,
   ApiProduces,
   ApiPropertyOptional,
   ApiResponse,
   ApiTags,
-  ApiUnauthorizedResponse,
 } from '@nestjs/swagger';
 import { Allow, IsIn, IsOptional } from 'class-validator';
 import { create as contentDisposition } from 'content-disposition';
 import type { FastifyReply } from 'fastify';
 import { AuthUser, CurrentUser } from '../auth/auth-user';
-import { ErrorDto } from '../images/dto';
+import { ApiErrors, AUTHED } from '../common/api-docs';
 import { CSV_COLUMNS } from './csv-export';
 import { EXPORT_FORMATS, ExportFormat, ExportsService, MAX_EXPORT_IDS } from './exports.service';
 
@@ -65,9 +62,11 @@ export class ExportsController {
       },
     },
   })
-  @ApiBadRequestResponse({ type: ErrorDto, description: 'unknown format, malformed ids or more than 10 000 ids' })
-  @ApiUnauthorizedResponse({ type: ErrorDto })
-  @ApiNotFoundResponse({ type: ErrorDto, description: 'an id that is not the caller’s image (nothing is sent)' })
+  @ApiErrors({
+    ...AUTHED,
+    400: 'unknown format, malformed ids or more than 10 000 ids',
+    404: 'an id that is not the caller’s image (nothing is sent)',
+  })
   async export(
     @CurrentUser() user: AuthUser,
     @Query() q: ExportQuery,

@@ -1,20 +1,17 @@
 import { Controller, Get, Param, Query, Req, Res, UseGuards, applyDecorators } from '@nestjs/common';
 import {
-  ApiBadRequestResponse,
   ApiBearerAuth,
   ApiHeader,
-  ApiNotFoundResponse,
   ApiOperation,
   ApiParam,
   ApiProduces,
   ApiResponse,
   ApiTags,
-  ApiUnauthorizedResponse,
 } from '@nestjs/swagger';
 import { create as contentDisposition } from 'content-disposition';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Public } from '../common/public.decorator';
-import { ErrorDto } from '../images/dto';
+import { ApiErrors } from '../common/api-docs';
 import { OverlayQuery, SignedLinkQuery, ThumbnailQuery } from './dto';
 import { FileSender } from './file-sender';
 import { MediaAccessGuard, MediaRequest, ServesVariant } from './media-access.guard';
@@ -37,12 +34,13 @@ const VariantDocs = () =>
     ApiBearerAuth(),
     ApiParam({ name: 'id', description: 'image id (decimal integer)', type: Number }),
     ApiResponse({ status: 304, description: 'If-None-Match matched the ETag' }),
-    ApiBadRequestResponse({ type: ErrorDto, description: 'malformed id or size' }),
-    ApiUnauthorizedResponse({
-      type: ErrorDto,
-      description: 'no valid Bearer and no valid, unexpired signed link for this image and variant',
+    ApiErrors({
+      400: 'malformed id or size',
+      401: 'no valid Bearer and no valid, unexpired signed link for this image and variant',
+      404: 'no such image, or (with a Bearer) not the caller’s',
+      429: true,
+      503: true,
     }),
-    ApiNotFoundResponse({ type: ErrorDto, description: 'no such image, or (with a Bearer) not the caller’s' }),
   );
 
 /**
@@ -71,7 +69,7 @@ export class MediaController {
   @ApiHeader({ name: 'Range', required: false, description: 'one byte range, e.g. `bytes=0-99`' })
   @ApiResponse({ status: 200, ...binary(STORED_TYPES, 'the file'), headers: cacheHeaders })
   @ApiResponse({ status: 206, ...binary(STORED_TYPES, 'the requested byte range') })
-  @ApiResponse({ status: 416, type: ErrorDto, description: 'range not satisfiable (Content-Range: bytes */size)' })
+  @ApiErrors({ 416: 'range not satisfiable (Content-Range: bytes */size)' })
   @VariantDocs()
   async file(
     @Param('id', ParseIntIdPipe) id: number,

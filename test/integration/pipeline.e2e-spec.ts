@@ -235,7 +235,7 @@ describe('segmentation pipeline (one all-role process, ML test server)', () => {
     const task = (await (await enqueue(a.token, await uploadImage(t, a.token))).json()) as TaskBody;
     expect((await t.request(`/api/segmentation/tasks/${task.taskId}`, { token: b.token })).status).toBe(404);
     expect((await t.request(`/api/segmentation/tasks/${task.taskId}`, { method: 'DELETE', token: b.token })).status).toBe(404);
-    expect((await t.request(`/api/segmentation/tasks/not-a-uuid`, { token: b.token })).status).toBe(404);
+    expect((await t.request(`/api/segmentation/tasks/not-a-uuid`, { token: b.token })).status).toBe(400); // CONTRACT §3: a malformed :taskId is 400
     await waitForTask(t, a.token, task.taskId);
   });
 

@@ -33,7 +33,8 @@ describe('OpenAPI document (/api/docs/json)', () => {
       if (!op.summary) problems.push(`${name}: no summary`);
       const ok = Object.entries(op.responses).filter(([s]) => /^2/.test(s));
       if (ok.length === 0) problems.push(`${name}: no 2xx`);
-      for (const [s, r] of ok) if (s !== '204' && !r.content?.['application/json']?.schema) problems.push(`${name}: ${s} has no schema`);
+      // A success may be JSON, a file or CSV: a schema under any of its media types.
+      for (const [s, r] of ok) if (s !== '204' && !Object.values(r.content ?? {}).some((c) => c.schema)) problems.push(`${name}: ${s} has no schema`);
       const errors = Object.entries(op.responses).filter(([s]) => /^[45]/.test(s));
       for (const [s, r] of errors) {
         const schema = r.content?.['application/json']?.schema as { $ref?: string; type?: string } | undefined;
