@@ -33,7 +33,9 @@ async function upload(url: string, token: string, data: Buffer, name: string): P
 
 async function main(): Promise<void> {
   const env = benchEnv('upload');
-  const api = await startBackend(env, 'api', { LOG_LEVEL: 'info' });
+  // BENCH_API_NODE_ARGS (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`) profiles the api under this load.
+  const nodeArgs = process.env.BENCH_API_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const api = await startBackend(env, 'api', { LOG_LEVEL: 'info' }, 'api', nodeArgs);
   const { token } = await register(api);
   const png = await sharp(randomBytes(16 * 16 * 3), { raw: { width: 16, height: 16, channels: 3 } }).png().toBuffer();
   console.log('making the large PNG…');
