@@ -70,6 +70,20 @@ export interface MlFeatures {
   centroid_x: number;
   centroid_y: number;
 }
+/** The feature keys of a wire polygon, in the contract's order (also the CSV export's columns). */
+export const ML_FEATURE_KEYS = [
+  'area',
+  'perimeter',
+  'circularity',
+  'solidity',
+  'eccentricity',
+  'major_axis',
+  'minor_axis',
+  'orientation',
+  'centroid_x',
+  'centroid_y',
+] as const satisfies ReadonlyArray<keyof MlFeatures>;
+
 export interface MlPolygon {
   id: number | string;
   type: 'external' | 'internal';

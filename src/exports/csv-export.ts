@@ -1,3 +1,4 @@
+import { ML_FEATURE_KEYS } from '../common/contracts';
 import type { ResultPolygon } from '../segmentation/result.entity';
 import type { ExportImage } from './export-reader';
 
@@ -7,34 +8,14 @@ export const CSV_COLUMNS = [
   'original_name',
   'task_id',
   'polygon_id',
-  'area',
-  'perimeter',
-  'circularity',
-  'solidity',
-  'eccentricity',
-  'major_axis',
-  'minor_axis',
-  'orientation',
-  'centroid_x',
-  'centroid_y',
+  ...ML_FEATURE_KEYS,
   'confidence',
   'holes',
   'hole_area',
 ] as const;
 
-/** Feature columns and the (camelCased) key the result stores them under. */
-const FEATURES: Array<[string, string]> = [
-  ['area', 'area'],
-  ['perimeter', 'perimeter'],
-  ['circularity', 'circularity'],
-  ['solidity', 'solidity'],
-  ['eccentricity', 'eccentricity'],
-  ['major_axis', 'majorAxis'],
-  ['minor_axis', 'minorAxis'],
-  ['orientation', 'orientation'],
-  ['centroid_x', 'centroidX'],
-  ['centroid_y', 'centroidY'],
-];
+/** Feature columns (the wire's snake_case) and the camelCase key the result stores them under. */
+const FEATURES: Array<[string, string]> = ML_FEATURE_KEYS.map((k) => [k, k.replace(/_([a-z])/g, (_m, c: string) => c.toUpperCase())]);
 
 /** A text cell a spreadsheet would read as a formula gets a leading `'` (CONTRACT §3). */
 export const neutralise = (text: string): string => (/^[=+\-@]/.test(text) ? `'${text}` : text);

@@ -3,7 +3,7 @@ import type { ConfigType } from '@nestjs/config';
 import http from 'node:http';
 import https from 'node:https';
 import { mlConfig } from '../config/configuration';
-import type { MlHealthResponse, MlPolygon, MlSegmentRequest, MlSegmentResults } from '../common/contracts';
+import { ML_FEATURE_KEYS, type MlHealthResponse, type MlPolygon, type MlSegmentRequest, type MlSegmentResults } from '../common/contracts';
 import {
   MlAbortedError,
   MlBadInputError,
@@ -179,18 +179,6 @@ function isObject(v: unknown): v is Record<string, unknown> {
 
 const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 
-const FEATURE_KEYS = [
-  'area',
-  'perimeter',
-  'circularity',
-  'solidity',
-  'eccentricity',
-  'major_axis',
-  'minor_axis',
-  'orientation',
-  'centroid_x',
-  'centroid_y',
-] as const;
 
 /** Validates a §8 `/segment` 200 body; returns the results or undefined when anything is off. */
 export function parseSegmentBody(body: unknown): MlSegmentResults | undefined {
@@ -226,7 +214,7 @@ function parsePolygon(p: unknown): MlPolygon | undefined {
   if (!isObject(p.features)) return undefined;
   const f = p.features;
   const features = {} as MlPolygon['features'];
-  for (const k of FEATURE_KEYS) {
+  for (const k of ML_FEATURE_KEYS) {
     const v = f[k];
     if (!isNum(v)) return undefined;
     features[k] = v;

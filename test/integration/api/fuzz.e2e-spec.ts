@@ -1,5 +1,6 @@
 import { startTestApp, TestApp } from '../../support/app';
 import { MlStub } from '../../support/ml-stub';
+import { rng } from '../../fixtures/synthetic';
 import { uploadImage, makePng } from '../../support/fixtures';
 import { multipartBody, rawRequest, RawAnswer } from '../../support/raw-http';
 
@@ -14,16 +15,6 @@ import { multipartBody, rawRequest, RawAnswer } from '../../support/raw-http';
 const SEED = Number(process.env.FUZZ_SEED ?? 20261202);
 const REQUESTS = Number(process.env.FUZZ_REQUESTS ?? 1500);
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Operation {
   method: string;
@@ -69,7 +60,7 @@ describe(`fuzz every route (seed ${SEED})`, () => {
   });
 
   it('answers every request, never 5xx, always a clean 4xx body', async () => {
-    const rnd = mulberry32(SEED);
+    const rnd = rng(SEED);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)];
     const randStr = (n: number) => Array.from({ length: n }, () => String.fromCharCode(32 + Math.floor(rnd() * 95))).join('');
     const nest = (d: number) => '['.repeat(d) + ']'.repeat(d);
