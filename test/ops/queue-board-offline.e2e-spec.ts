@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { CHROMIUM, CHROMIUM_FLAGS } from '../support/chromium';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -12,7 +13,6 @@ import { type BackendProcess, startProcess, stopAllProcesses } from '../support/
  */
 const ADMIN = { email: 'ops@lab.test', password: 'ops-password-1' };
 const BOARD = '/api/admin/queues';
-const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
 const basic = `Basic ${Buffer.from(`${ADMIN.email}:${ADMIN.password}`).toString('base64')}`;
 
 let api: BackendProcess;
@@ -140,17 +140,9 @@ describe('queue board, air-gapped', () => {
           CHROMIUM,
           [
             '--headless',
-            '--no-sandbox',
-            '--disable-gpu',
-            '--disable-quic',
-            '--no-first-run',
-            '--disable-background-networking',
-            '--disable-component-update',
-            '--disable-sync',
+            ...CHROMIUM_FLAGS,
             '--disable-dev-shm-usage',
             `--user-data-dir=${path.join(dir, 'profile')}`,
-            // Chromium's own background calls (time, updates, accounts) must not leave loopback either.
-            '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
             `--log-net-log=${netLog}`,
             '--virtual-time-budget=8000',
             '--dump-dom',

@@ -1,4 +1,5 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { CHROMIUM, CHROMIUM_FLAGS } from '../../support/chromium';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import puppeteer, { Browser, HTTPResponse, Page } from 'puppeteer-core';
@@ -11,7 +12,6 @@ import { MlStub } from '../../support/ml-stub';
  * document alone (openapi.e2e-spec.ts) cannot show that "Try it out" actually sends a request a
  * user can read the answer of. Chromium missing is a failure, not a skip: CI installs it (.ci/run).
  */
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
 jest.setTimeout(30_000);
 
@@ -40,18 +40,7 @@ describe('Swagger UI at /api/docs (headless Chromium)', () => {
       executablePath: CHROMIUM,
       headless: true,
       userDataDir: profile,
-      args: [
-        '--headless=new',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        // Only loopback resolves: the page can reach nothing but the app under test.
-        '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
-      ],
+      args: ['--headless=new', ...CHROMIUM_FLAGS],
     });
     page = await browser.newPage();
     await page.goto(`${t.url}/api/docs`, { waitUntil: 'networkidle0' });
