@@ -216,8 +216,9 @@ describe('log format by NODE_ENV (issue 10: `npm run start:dev` prints readable 
     ]);
     const u = await dev.register();
     expect((await dev.request('/api/auth/me', { token: u.token, headers: { 'x-request-id': 'dev-req-7' } })).status).toBe(200);
+    // Lines are flushed in batches (every 200 ms): wait for this request's own line, not any line.
     const deadline = Date.now() + 5000;
-    while (!/request completed/.test(dev.stdout()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    while (!dev.stdout().includes('dev-req-7') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     const out = dev.stdout().replace(new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, 'g'), ''); // without colours
     expect(out).toMatch(/INFO.*request completed/);
     expect(out).toContain('dev-req-7');
