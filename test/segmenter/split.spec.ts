@@ -175,7 +175,11 @@ describe('splitTouching', () => {
         if (((x - 150) / a) ** 2 + ((y - 100) / b) ** 2 <= 1) labels[y * width + x] = 1;
       }
     const components = { width, height, labels, count: 1 };
-    const result = splitTouching(components, distanceOf(components), { ...OPTIONS, junctions: true, shapes: true });
+    const result = splitTouching(components, distanceOf(components), {
+      ...OPTIONS,
+      junctions: true,
+      shapes: true,
+    });
     expect(result.count).toBe(1);
     expect(result.splitDoubt[1]).toBe(0);
   });

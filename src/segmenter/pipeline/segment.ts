@@ -29,7 +29,11 @@ export function segmentGrey(cv: Cv, image: GreyImage, params: SegmentParams = DE
     const mask = rethreshold(scope, flat, thresholds, g, params);
     const components = labelComponents(scope, mask, g, refArea(g, params.minSpheroidArea));
     const distance = distanceToBackground(scope, mask);
-    const regions = splitTouching(components, distance, { ...splitOptions(g, params), junctions: true, shapes: true });
+    const regions = splitTouching(components, distance, {
+      ...splitOptions(g, params),
+      junctions: true,
+      shapes: true,
+    });
     return tracePolygons(scope, regions, flatPixels, distance, g, params);
   });
 }

@@ -214,7 +214,8 @@ export function splitTouching(
   if (options.shapes) {
     const resplit = new Set(resplitDoubt.map(([label]) => label));
     const membersOf = new Map<number, number[]>();
-    for (const [root] of absorbed) if (find(root) === root && !resplit.has(regionOf[root])) membersOf.set(regionOf[root], []);
+    for (const [root] of absorbed)
+      if (find(root) === root && !resplit.has(regionOf[root])) membersOf.set(regionOf[root], []);
     for (let i = 0; i < n; i++) membersOf.get(regions[i])?.push(i);
     for (const [root, peaks] of absorbed) {
       const members = membersOf.get(regionOf[root]);
@@ -469,7 +470,10 @@ function shapeMarkers(
     Math.hypot((a % width) - (b % width), Math.floor(a / width) - Math.floor(b / width));
   const candidates: number[] = [];
   for (const p of [root, ...peaks].sort((a, b) => peakOf[b] - peakOf[a]))
-    if (candidates.length < SHAPE_CANDIDATES && candidates.every((c) => apart(c, p) > SHAPE_DISTINCT * peakOf[c]))
+    if (
+      candidates.length < SHAPE_CANDIDATES &&
+      candidates.every((c) => apart(c, p) > SHAPE_DISTINCT * peakOf[c])
+    )
       candidates.push(p);
   let markers: number[] = [];
   let nearest = new Int32Array(members.length);
