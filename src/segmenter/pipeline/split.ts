@@ -458,7 +458,8 @@ function refinePartition(members: number[], part: Int32Array, parts: number, wid
  * ellipses fits the region better than one ellipse per part before by at least SHAPE_GAIN (IoU), and
  * only while the region is not already fitted to SHAPE_FIT_MAX. One rough or elongated spheroid is
  * fitted well by one ellipse, so it stays whole. Every part must hold at least MIN_SHARE of its
- * starting peak's inscribed disc.
+ * starting peak's inscribed disc. The split doubt is 1 for a cut that just passed (gain SHAPE_GAIN),
+ * falling to 0.75 for a gain of 4 × SHAPE_GAIN or more.
  */
 function shapeMarkers(
   root: number,
@@ -504,7 +505,7 @@ function shapeMarkers(
     fit = best.fit;
   }
   if (markers.length < 2) return undefined;
-  return { markers, nearest, doubt: Math.max(0.75, 1 - (fit - first) / (4 * SHAPE_GAIN)) };
+  return { markers, nearest, doubt: 1 - 0.25 * Math.min(1, (fit - first - SHAPE_GAIN) / (3 * SHAPE_GAIN)) };
 }
 
 /**
