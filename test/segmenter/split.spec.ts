@@ -130,6 +130,39 @@ describe('splitTouching', () => {
     for (const v of bestIoUs(truth, result.labels, 3, result.count)) expect(v).toBeGreaterThan(0.8);
   });
 
+  it('cuts three bodies in a triangle whose necks and junction a closing filled, by their shape', () => {
+    // Radii 32, 40, 33, each pair overlapping by 10 % of the smaller radius, closed by a disc of
+    // radius 10: no neck is left and the junction holds the largest distance maximum.
+    const placed = [
+      { cx: 0, cy: 0, r: 32 },
+      { cx: 68.8, cy: 0, r: 40 },
+    ];
+    const d13 = 32 + 33 - 3.2;
+    const d23 = 40 + 33 - 3.3;
+    const x3 = (d13 ** 2 - d23 ** 2 + 68.8 ** 2) / (2 * 68.8);
+    placed.push({ cx: x3, cy: Math.sqrt(d13 ** 2 - x3 ** 2), r: 33 });
+    const discs = placed.map((d) => ({ ...d, cx: d.cx + 50, cy: d.cy + 50 }));
+    const { components, truth } = scene(180, 150, discs);
+    const mask = new cv.Mat(150, 180, cv.CV_8UC1);
+    const disc = cv.getStructuringElement(cv.MORPH_ELLIPSE, new cv.Size(21, 21));
+    try {
+      mask.data.set(Uint8Array.from(components.labels, (l) => (l ? 255 : 0)));
+      cv.morphologyEx(mask, mask, cv.MORPH_CLOSE, disc);
+      components.labels = Int32Array.from(mask.data, (v) => (v ? 1 : 0));
+    } finally {
+      mask.delete();
+      disc.delete();
+    }
+    const distance = distanceOf(components);
+    expect(splitTouching(components, distance, { ...OPTIONS, junctions: true }).count).toBe(1);
+    const result = splitTouching(components, distance, { ...OPTIONS, junctions: true, shapes: true });
+    expect(result.count).toBe(3);
+    for (const v of bestIoUs(truth, result.labels, 3, result.count)) expect(v).toBeGreaterThan(0.75);
+    // A cut by shape alone is a doubtful split.
+    for (let r = 1; r <= 3; r++) expect(result.splitDoubt[r]).toBeGreaterThanOrEqual(0.75);
+    expect([...result.shapeCut.subarray(1)]).toEqual([1, 1, 1]);
+  });
+
   it('keeps one rough elongated body whole (axis ratio 0.6, bumpy rim)', () => {
     const width = 300;
     const height = 200;
@@ -142,7 +175,11 @@ describe('splitTouching', () => {
         if (((x - 150) / a) ** 2 + ((y - 100) / b) ** 2 <= 1) labels[y * width + x] = 1;
       }
     const components = { width, height, labels, count: 1 };
-    const result = splitTouching(components, distanceOf(components), { ...OPTIONS, junctions: true });
+    const result = splitTouching(components, distanceOf(components), {
+      ...OPTIONS,
+      junctions: true,
+      shapes: true,
+    });
     expect(result.count).toBe(1);
     expect(result.splitDoubt[1]).toBe(0);
   });

@@ -111,10 +111,10 @@ function axisRatio(s: Sums): number {
 }
 
 /** Specks by area, fibres by elongation, faint clusters by mean grey, bubbles by a core lighter than the rim. */
-export function classifyRegion(r: RegionStats, g: Geometry, p: SegmentParams): ObjectKind {
+export function classifyRegion(r: RegionStats, g: Geometry, p: SegmentParams, shapeCut = false): ObjectKind {
   if (r.area < refArea(g, p.minSpheroidArea)) return 'speck';
   if (r.elongation > p.maxElongation) return 'fibre';
-  if (r.coreGrey > r.rimGrey + p.bubbleCoreMargin) return 'bubble';
+  if (!shapeCut && r.coreGrey > r.rimGrey + p.bubbleCoreMargin) return 'bubble';
   if (r.meanGrey > p.maxMeanGrey) return 'faint';
   return 'spheroid';
 }

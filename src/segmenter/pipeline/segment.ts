@@ -29,7 +29,11 @@ export function segmentGrey(cv: Cv, image: GreyImage, params: SegmentParams = DE
     const mask = rethreshold(scope, flat, thresholds, g, params);
     const components = labelComponents(scope, mask, g, refArea(g, params.minSpheroidArea));
     const distance = distanceToBackground(scope, mask);
-    const regions = splitTouching(components, distance, { ...splitOptions(g, params), junctions: true });
+    const regions = splitTouching(components, distance, {
+      ...splitOptions(g, params),
+      junctions: true,
+      shapes: true,
+    });
     return tracePolygons(scope, regions, flatPixels, distance, g, params);
   });
 }
@@ -131,7 +135,7 @@ function tracePolygons(
     smoothRadius: params.outlineOpenFraction,
   };
   for (const region of measureRegions(regions, flat, distance)) {
-    if (classifyRegion(region, g, params) !== 'spheroid') continue;
+    if (classifyRegion(region, g, params, regions.shapeCut[region.id] === 1) !== 'spheroid') continue;
     const outline = traceRegion(scope, regions, region, g, traceOptions);
     if (!outline) continue;
     const confidence = (shape: { solidity: number; circularity: number }) =>
