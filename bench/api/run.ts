@@ -59,6 +59,8 @@ interface Phase {
   p99: number;
   errors: string;
   cpu: Array<[string, number]>;
+  /** Peak api RSS during the phase (bytes). */
+  rss: number;
 }
 
 async function startBare(): Promise<{ url: string; pid: number; child: ChildProcess }> {
@@ -75,11 +77,14 @@ async function startBare(): Promise<{ url: string; pid: number; child: ChildProc
   return { url: `http://127.0.0.1:${port}`, pid: child.pid!, child };
 }
 
-async function peakRss(b: Backend, stop: () => boolean): Promise<number> {
+/** Peak VmRSS of `b` until `stop()`, sampled every 200 ms; `phase.peak` is the peak since the phase's own reset. */
+async function peakRss(b: Backend, stop: () => boolean, phase: { peak: number }): Promise<number> {
   let peak = 0;
   while (!stop()) {
-    peak = Math.max(peak, await b.rss().catch(() => 0));
-    await sleep(500);
+    const rss = await b.rss().catch(() => 0);
+    peak = Math.max(peak, rss);
+    phase.peak = Math.max(phase.peak, rss);
+    await sleep(200);
   }
   return peak;
 }
@@ -131,19 +136,21 @@ runMain(async () => {
   const pids = { api: api.pid, worker1: workers[0].pid, worker2: workers[1].pid, bare: bare.pid, 'bench (load generator)': process.pid };
   const idleRss = await api.rss();
   let loadDone = false;
-  const rssPeak = peakRss(api, () => loadDone);
+  const phaseRss = { peak: 0 };
+  const rssPeak = peakRss(api, () => loadDone, phaseRss);
   const phases: Phase[] = [];
 
-  const skipped = (name: string): Phase => ({ name, requests: NaN, seconds: 1, p50: NaN, p99: NaN, errors: 'not run', cpu: [] });
+  const skipped = (name: string): Phase => ({ name, requests: NaN, seconds: 1, p50: NaN, p99: NaN, errors: 'not run', cpu: [], rss: NaN });
   const cannon = async (key: string, name: string, opts: autocannon.Options): Promise<Phase> => {
     if (!ONLY.includes(key)) return skipped(name);
     const a = cpuSnapshot(pids);
+    phaseRss.peak = 0;
     const r = await autocannon({ connections: CONNECTIONS, duration: SECONDS, ...opts });
     const b = cpuSnapshot(pids);
     const codes = Object.entries((r as unknown as { statusCodeStats?: Record<string, { count: number }> }).statusCodeStats ?? {})
       .map(([c, v]) => `${c}×${v.count}`)
       .join(' ');
-    const p: Phase = { name, requests: r.requests.total, seconds: r.duration, p50: r.latency.p50, p99: r.latency.p99, errors: `${codes}${r.errors ? ` errors×${r.errors}` : ''}`, cpu: cpuDelta(a, b) };
+    const p: Phase = { name, requests: r.requests.total, seconds: r.duration, p50: r.latency.p50, p99: r.latency.p99, errors: `${codes}${r.errors ? ` errors×${r.errors}` : ''}`, cpu: cpuDelta(a, b), rss: phaseRss.peak };
     phases.push(p);
     console.log(`${name}: ${f1(p.requests / p.seconds)} req/s, p99 ${p.p99} ms (${p.errors})`);
     return p;
@@ -167,6 +174,7 @@ runMain(async () => {
   let bi = 0;
   const lat: number[] = [];
   const a0 = cpuSnapshot(pids);
+  phaseRss.peak = 0;
   const t0 = performance.now();
   if (ONLY.includes('pg')) await Promise.all(
     Array.from({ length: CONNECTIONS }, async () => {
@@ -197,6 +205,7 @@ runMain(async () => {
     p99: Math.round(lat[Math.floor(lat.length * 0.99)]),
     errors: '',
     cpu: cpuDelta(a0, cpuSnapshot(pids)),
+    rss: phaseRss.peak,
   };
   phases.push(pgP);
   console.log(`${pgP.name}: ${f1(lat.length / pgSeconds)} tx/s, p99 ${pgP.p99} ms`);
@@ -245,8 +254,8 @@ runMain(async () => {
   };
   const cpuCols = ['api', 'worker1', 'worker2', 'bare', 'postgres (all backends)', 'redis-server', 'bench (load generator)', 'machine total (busy)'];
   const mainTable = table(
-    ['phase (50 connections)', 'count', 'per s', 'p50 ms', 'p99 ms', 'status codes', ...cpuCols.map((c) => `CPU ms/req ${c}`)],
-    phases.map((p) => [p.name, p.requests, f1(rate(p)), p.p50, p.p99, p.errors, ...cpuCols.map((c) => msPer(p, c))]),
+    ['phase (50 connections)', 'count', 'per s', 'p50 ms', 'p99 ms', 'status codes', 'api RSS peak MiB', ...cpuCols.map((c) => `CPU ms/req ${c}`)],
+    phases.map((p) => [p.name, p.requests, f1(rate(p)), p.p50, p.p99, p.errors, f1(p.rss / MB), ...cpuCols.map((c) => msPer(p, c))]),
   );
   const r1 = rate(liveP) / rate(bareP);
   const r2 = rate(taskP) / rate(liveP);

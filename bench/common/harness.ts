@@ -23,6 +23,13 @@ const PG_BASE = process.env.BENCH_PG_URL ?? 'postgresql://postgres@127.0.0.1:543
 /** `dist/bench/common` → `dist/src/main.js` (works for any outDir of the same build). */
 export const BACKEND_MAIN = process.env.BACKEND_MAIN ?? path.resolve(__dirname, '..', '..', 'src', 'main.js');
 
+/**
+ * The V8 heap settings the api runs with in production (Dockerfile `ENV NODE_OPTIONS`, `npm run
+ * start:prod`, deploy/k8s/api.yaml; README "Memory"): serving processes are started with them here too,
+ * so the benches measure what users run. Workers run without them, as in deploy/k8s/worker.yaml.
+ */
+export const API_NODE_OPTIONS = '--max-old-space-size=160 --max-semi-space-size=8';
+
 const WATCHDOG = `data:text/javascript,${encodeURIComponent(
   "const parent = process.ppid; setInterval(() => { if (process.ppid !== parent) process.kill(process.pid, 'SIGKILL'); }, 500).unref();",
 )}`;
@@ -150,7 +157,7 @@ export async function startBackend(
     UPLOAD_DIR: env.uploadDir,
     JWT_SECRET: env.jwtSecret,
     // Only serving processes seed the admin account (workers never need it).
-    ...(role === 'worker' ? {} : { ADMIN_EMAIL: env.adminEmail, ADMIN_PASSWORD: env.adminPassword }),
+    ...(role === 'worker' ? {} : { ADMIN_EMAIL: env.adminEmail, ADMIN_PASSWORD: env.adminPassword, NODE_OPTIONS: API_NODE_OPTIONS }),
     LOG_LEVEL: 'warn',
     RATE_LIMIT_PER_MINUTE: '1000000000',
     MAX_PENDING_TASKS_PER_USER: '1000000',

@@ -99,7 +99,7 @@ async function main(): Promise<void> {
         ],
       ),
       '',
-      'Profile (`BENCH_API_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR"`): before, the upload check\'s libvips `stats()` cost ≈ 9 ms of CPU per 16×16 PNG (0.5 s and a full-size buffer for 4000×4000); the check now decodes PNG/JPEG down to the last row (every row still decoded, ≈ 0.4 ms). What remains per small upload is spread thin (pg queries, socket writes, request handling); no single step dominates. The large upload\'s RSS growth is not the decoder (≈ 7 MiB in isolation) but the request stream (probably 64 KiB socket chunks awaiting GC; not verified).',
+      'Profile (`BENCH_API_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR"`): before, the upload check\'s libvips `stats()` cost ≈ 9 ms of CPU per 16×16 PNG (0.5 s and a full-size buffer for 4000×4000); the check now decodes PNG/JPEG down to the last row (every row still decoded, ≈ 0.4 ms). What remains per small upload is spread thin (pg queries, socket writes, request handling); no single step dominates. The large upload\'s RSS growth was garbage, not retention: without a heap cap it was +39 MiB (socket chunks and stream buffers awaiting a full GC); the api now runs with the production `NODE_OPTIONS` (README "Memory", `API_NODE_OPTIONS`), under which V8 collects them earlier. Per small upload, the image row is one prepared INSERT (was TypeORM save: BEGIN, INSERT, COMMIT); the two libvips calls (header, last-row decode) and the file steps (open, write, close, mkdir, rename) remain.',
     ].join('\n'),
   );
 }

@@ -39,6 +39,13 @@ export class TaskStore {
     (ids) => this.peekMany(ids),
     async (id) => (await this.peekMany([id]))[0],
   );
+  /** Task reads of concurrent requests (any users), one statement per batch. */
+  private readonly ownedReads = new StatementBatcher<{ userId: number; taskId: string }, TaskEntity | null>(
+    (items) => this.findOwnedMany(items),
+    (item) => this.findOwnedOne(item.userId, item.taskId),
+    1,
+    200,
+  );
   private readonly completions = new StatementBatcher<{ taskId: string; results: MlSegmentResults }, TaskEntity | null>(
     (items) => this.completeMany(items),
     (item) => this.completeOne(item.taskId, item.results),
@@ -90,10 +97,28 @@ export class TaskStore {
     return this.tasks.findOneBy({ taskId });
   }
 
-  /** The user's task (a prepared statement: `GET /api/segmentation/tasks/:id` is a hot path). */
-  async findOwned(userId: number, taskId: string): Promise<TaskEntity | null> {
+  /**
+   * The user's task (`GET /api/segmentation/tasks/:id` is a hot path): reads of concurrent requests
+   * share one prepared statement (one round trip, one result for all) while the previous one is at
+   * PostgreSQL; a read always leaves after it was asked for, so it sees every earlier commit.
+   * `taskId` must be a UUID (lower case, as the route's pipe gives it).
+   */
+  findOwned(userId: number, taskId: string): Promise<TaskEntity | null> {
+    return this.ownedReads.run({ userId, taskId });
+  }
+
+  private async findOwnedOne(userId: number, taskId: string): Promise<TaskEntity | null> {
     const rows = await this.prepared.rows('SELECT * FROM queue_jobs WHERE task_id = $1 AND user_id = $2', [taskId, userId]);
     return rows.length ? fromRow(rows[0]) : null;
+  }
+
+  private async findOwnedMany(items: Array<{ userId: number; taskId: string }>): Promise<Array<TaskEntity | null>> {
+    const rows = await this.prepared.rows('SELECT * FROM queue_jobs WHERE task_id = ANY($1::uuid[])', [[...new Set(items.map((i) => i.taskId))]]);
+    const byId = new Map(rows.map((r) => [r.task_id as string, r]));
+    return items.map((i) => {
+      const r = byId.get(i.taskId.toLowerCase());
+      return r && r.user_id === i.userId ? fromRow(r) : null;
+    });
   }
 
   async listOwned(userId: number, status: TaskStatus | undefined, page: number, limit: number) {

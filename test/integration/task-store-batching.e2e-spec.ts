@@ -65,4 +65,33 @@ describe('TaskStore: coalesced claims and completions', () => {
     expect(by.get(c.taskId)).toMatchObject({ status: 'cancelled', results: 0 });
     expect(by.get(gone.taskId)).toMatchObject({ status: 'cancelled', results: 0 });
   });
+
+  it('reads the tasks of concurrent requests in one statement, each only for its owner', async () => {
+    const alice = await t.register();
+    const bob = await t.register();
+    const post = async (token: string): Promise<TaskBody> =>
+      (await t.request(`/api/images/${await uploadImage(t, token)}/segmentation`, { method: 'POST', token })).json();
+    const [a, b] = [await post(alice.token), await post(bob.token)];
+    const missing = '00000000-0000-4000-8000-000000000000';
+
+    const readMany = jest.spyOn(store as unknown as { findOwnedMany: () => unknown }, 'findOwnedMany');
+    const asks: Array<[number, string]> = [
+      [alice.user.id, a.taskId],
+      [bob.user.id, a.taskId],
+      [bob.user.id, b.taskId],
+      [alice.user.id, b.taskId],
+      [alice.user.id, missing],
+      [alice.user.id, a.taskId],
+    ];
+    const got = await Promise.all(asks.map(([user, id]) => store.findOwned(user, id)));
+    expect(readMany).toHaveBeenCalledTimes(1);
+    expect(got.map((x) => x?.taskId ?? null)).toEqual([a.taskId, null, b.taskId, null, null, a.taskId]);
+    expect(got[0]).toMatchObject({ imageId: a.imageId, userId: alice.user.id, status: 'queued' });
+
+    // A read asked after a change sees it, batched or not.
+    expect((await t.request(`/api/segmentation/tasks/${a.taskId}`, { method: 'DELETE', token: alice.token })).status).toBe(200);
+    const again = await Promise.all([store.findOwned(alice.user.id, a.taskId), store.findOwned(bob.user.id, b.taskId)]);
+    expect(again.map((x) => x?.status)).toEqual(['cancelled', 'queued']);
+    readMany.mockRestore();
+  });
 });

@@ -5,6 +5,7 @@ import type { ImageEntity } from '../../../src/images/image.entity';
 import type { ImageInspector } from '../../../src/images/image-inspector';
 import type { ImageStorage } from '../../../src/images/image-storage';
 import { ImagesService } from '../../../src/images/images.service';
+import type { PreparedQueries } from '../../../src/database/prepared-queries';
 
 const image = { id: 7, userId: 1, storagePath: '2026/01/x.png' } as ImageEntity;
 
@@ -19,7 +20,9 @@ function setup() {
       return { affected: 1 };
     }),
     create: jest.fn((x: Partial<ImageEntity>) => x),
-    save: jest.fn(async () => {
+  };
+  const prepared = {
+    rows: jest.fn(async () => {
       throw new Error('db down');
     }),
   };
@@ -39,6 +42,7 @@ function setup() {
     repo as unknown as Repository<ImageEntity>,
     storage as unknown as ImageStorage,
     inspector as unknown as ImageInspector,
+    prepared as unknown as PreparedQueries,
   );
   return { svc, repo, storage, inspector, log };
 }
