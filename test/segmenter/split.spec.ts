@@ -38,6 +38,20 @@ function scene(width: number, height: number, discs: Disc[]) {
   return { components: { width, height, labels, count: 1 } as LabelImage, truth };
 }
 
+/** Closes the object mask with a disc of radius 10, as blur fills necks: no neck is left between touching discs. */
+function closeWithDisc(components: LabelImage): void {
+  const mask = new cv.Mat(components.height, components.width, cv.CV_8UC1);
+  const disc = cv.getStructuringElement(cv.MORPH_ELLIPSE, new cv.Size(21, 21));
+  try {
+    mask.data.set(Uint8Array.from(components.labels, (l) => (l ? 255 : 0)));
+    cv.morphologyEx(mask, mask, cv.MORPH_CLOSE, disc);
+    components.labels = Int32Array.from(mask.data, (v) => (v ? 1 : 0));
+  } finally {
+    mask.delete();
+    disc.delete();
+  }
+}
+
 function distanceOf(components: LabelImage): Float32Array {
   const mask = new cv.Mat(components.height, components.width, cv.CV_8UC1);
   const distance = new cv.Mat();
@@ -113,16 +127,7 @@ describe('splitTouching', () => {
       { cx: 46, cy: 85, r: 31 },
     ];
     const { components, truth } = scene(200, 200, discs);
-    const mask = new cv.Mat(200, 200, cv.CV_8UC1);
-    const disc = cv.getStructuringElement(cv.MORPH_ELLIPSE, new cv.Size(21, 21));
-    try {
-      mask.data.set(Uint8Array.from(components.labels, (l) => (l ? 255 : 0)));
-      cv.morphologyEx(mask, mask, cv.MORPH_CLOSE, disc);
-      components.labels = Int32Array.from(mask.data, (v) => (v ? 1 : 0));
-    } finally {
-      mask.delete();
-      disc.delete();
-    }
+    closeWithDisc(components);
     const distance = distanceOf(components);
     expect(splitTouching(components, distance, OPTIONS).count).toBe(2);
     const result = splitTouching(components, distance, { ...OPTIONS, junctions: true });
@@ -143,16 +148,7 @@ describe('splitTouching', () => {
     placed.push({ cx: x3, cy: Math.sqrt(d13 ** 2 - x3 ** 2), r: 33 });
     const discs = placed.map((d) => ({ ...d, cx: d.cx + 50, cy: d.cy + 50 }));
     const { components, truth } = scene(180, 150, discs);
-    const mask = new cv.Mat(150, 180, cv.CV_8UC1);
-    const disc = cv.getStructuringElement(cv.MORPH_ELLIPSE, new cv.Size(21, 21));
-    try {
-      mask.data.set(Uint8Array.from(components.labels, (l) => (l ? 255 : 0)));
-      cv.morphologyEx(mask, mask, cv.MORPH_CLOSE, disc);
-      components.labels = Int32Array.from(mask.data, (v) => (v ? 1 : 0));
-    } finally {
-      mask.delete();
-      disc.delete();
-    }
+    closeWithDisc(components);
     const distance = distanceOf(components);
     expect(splitTouching(components, distance, { ...OPTIONS, junctions: true }).count).toBe(1);
     const result = splitTouching(components, distance, { ...OPTIONS, junctions: true, shapes: true });

@@ -326,6 +326,33 @@ function nearestDisc(members: number[], markers: number[], peakOf: Float32Array,
   return nearest;
 }
 
+/** Adds pixel (x, y) to the moment sums at `o` of `m`: count, Σx, Σy, Σx², Σy², Σxy. */
+function addMoments(m: Float64Array, o: number, x: number, y: number): void {
+  m[o]++;
+  m[o + 1] += x;
+  m[o + 2] += y;
+  m[o + 3] += x * x;
+  m[o + 4] += y * y;
+  m[o + 5] += x * y;
+}
+
+/**
+ * The equivalent ellipse (same second moments) of the sums at `o`: centre and the inverse of
+ * 4 × covariance, [cx, cy, p, q, r] with p·dx² + 2q·dx·dy + r·dy² = 1 on its outline; null for fewer
+ * than 3 pixels or a degenerate (line-like) set.
+ */
+function equivalentEllipse(m: Float64Array, o: number): [number, number, number, number, number] | null {
+  const n = m[o];
+  if (n < 3) return null;
+  const cx = m[o + 1] / n;
+  const cy = m[o + 2] / n;
+  const a = 4 * (m[o + 3] / n - cx * cx) + 1e-6;
+  const c = 4 * (m[o + 4] / n - cy * cy) + 1e-6;
+  const b = 4 * (m[o + 5] / n - cx * cy);
+  const det = a * c - b * b;
+  return det > 0 ? [cx, cy, c / det, -b / det, a / det] : null;
+}
+
 /**
  * IoU of a region with the union of the equivalent ellipses (same second moments) of its parts.
  */
@@ -338,13 +365,7 @@ function ellipseFit(members: number[], part: Int32Array, parts: number, width: n
   members.forEach((i, k) => {
     const x = i % width;
     const y = (i - x) / width;
-    const o = part[k] * 6;
-    m[o]++;
-    m[o + 1] += x;
-    m[o + 2] += y;
-    m[o + 3] += x * x;
-    m[o + 4] += y * y;
-    m[o + 5] += x * y;
+    addMoments(m, part[k] * 6, x, y);
     if (x < minX) minX = x;
     if (x > maxX) maxX = x;
     if (y < minY) minY = y;
@@ -352,17 +373,9 @@ function ellipseFit(members: number[], part: Int32Array, parts: number, width: n
   });
   const shapes: number[][] = [];
   for (let p = 0; p < parts; p++) {
-    const o = p * 6;
-    const n = m[o];
-    if (n < 3) return 0;
-    const cx = m[o + 1] / n;
-    const cy = m[o + 2] / n;
-    const a = 4 * (m[o + 3] / n - cx * cx) + 1e-6;
-    const c = 4 * (m[o + 4] / n - cy * cy) + 1e-6;
-    const b = 4 * (m[o + 5] / n - cx * cy);
-    const det = a * c - b * b;
-    if (det <= 0) return 0;
-    shapes.push([cx, cy, c / det, -b / det, a / det]);
+    const e = equivalentEllipse(m, p * 6);
+    if (!e) return 0;
+    shapes.push(e);
   }
   const padX = Math.ceil((maxX - minX) * 0.2) + 2;
   const padY = Math.ceil((maxY - minY) * 0.2) + 2;
@@ -415,27 +428,13 @@ function refinePartition(members: number[], part: Int32Array, parts: number, wid
     members.forEach((i, k) => {
       const x = i % width;
       const y = (i - x) / width;
-      const o = part[k] * 6;
-      m[o]++;
-      m[o + 1] += x;
-      m[o + 2] += y;
-      m[o + 3] += x * x;
-      m[o + 4] += y * y;
-      m[o + 5] += x * y;
+      addMoments(m, part[k] * 6, x, y);
     });
     const shapes: number[][] = [];
     for (let p = 0; p < parts; p++) {
-      const o = p * 6;
-      const n = m[o];
-      if (n < 3) return;
-      const cx = m[o + 1] / n;
-      const cy = m[o + 2] / n;
-      const a = 4 * (m[o + 3] / n - cx * cx) + 1e-6;
-      const c = 4 * (m[o + 4] / n - cy * cy) + 1e-6;
-      const b = 4 * (m[o + 5] / n - cx * cy);
-      const det = a * c - b * b;
-      if (det <= 0) return;
-      shapes.push([cx, cy, c / det, -b / det, a / det]);
+      const e = equivalentEllipse(m, p * 6);
+      if (!e) return;
+      shapes.push(e);
     }
     members.forEach((i, k) => {
       const x = i % width;
@@ -560,13 +559,7 @@ function reassignByEllipses(
     if (r === 0) continue;
     const x = i % width;
     const y = (i - x) / width;
-    const o = r * 6;
-    m[o]++;
-    m[o + 1] += x;
-    m[o + 2] += y;
-    m[o + 3] += x * x;
-    m[o + 4] += y * y;
-    m[o + 5] += x * y;
+    addMoments(m, r * 6, x, y);
     componentOf[r] = components[i];
   }
   const members = new Map<number, number[]>();
@@ -575,20 +568,11 @@ function reassignByEllipses(
     if (list) list.push(r);
     else members.set(componentOf[r], [r]);
   }
-  // Per region: centre and the inverse of 4 × covariance (an ellipse of the same moments has q = 1 on its outline).
+  // Per region: its equivalent ellipse (q = 1 on its outline).
   const shape = new Float64Array((count + 1) * 5);
   for (let r = 1; r <= count; r++) {
-    const o = r * 6;
-    const n = m[o];
-    if (n < 3) continue;
-    const cx = m[o + 1] / n;
-    const cy = m[o + 2] / n;
-    const a = 4 * (m[o + 3] / n - cx * cx) + 1e-6;
-    const c = 4 * (m[o + 4] / n - cy * cy) + 1e-6;
-    const b = 4 * (m[o + 5] / n - cx * cy);
-    const det = a * c - b * b;
-    if (det <= 0) continue;
-    shape.set([cx, cy, c / det, -b / det, a / det], r * 5);
+    const e = equivalentEllipse(m, r * 6);
+    if (e) shape.set(e, r * 5);
   }
   let moved = false;
   for (const i of pixels) {
