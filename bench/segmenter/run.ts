@@ -222,12 +222,12 @@ npx jest --selectProjects segmenter          # the segmenter test suite (quality
 
 | figure | value | target |
 |---|---|---|
-| median ms per image, one worker thread (PNG decode + segmentation) | ${f1(f.latency.medianMs)} | ≤ 100 |
+| median ms per image, one worker thread (PNG decode + segmentation) | ${f1(f.latency.medianMs)} | ≤ 100${f.latency.medianMs > 100 ? ' (**NOT met**)' : ''} |
 | 90th percentile ms per image, one worker thread | ${f1(f.latency.p90Ms)} | |
 | median ms of the segmentation alone (no decode; the first generator's 60 scenes) | ${f1(f.latency.medianSegmentOnlyMs)} | |
 | throughput, 1 thread (images/s, ${f.throughput.tasks} queued, best of ${f.throughput.rounds}) | ${f1(f.throughput.oneThreadPerSecond)} | |
 | throughput, 2 threads (images/s, best of ${f.throughput.rounds}) | ${f1(f.throughput.twoThreadsPerSecond)} | |
-| 2 threads / 1 thread, wall clock | ${f.throughput.ratio.toFixed(2)} | ≥ 1.7 |
+| 2 threads / 1 thread, wall clock | ${f.throughput.ratio.toFixed(2)} | ≥ 1.7${f.throughput.ratio < 1.7 ? ' (**NOT met**)' : ''} |
 | CPU ms per image (all threads), 1 thread / 2 threads | ${f1(f.throughput.oneThreadCpuMsPerImage)} / ${f1(f.throughput.twoThreadsCpuMsPerImage)} | |
 
 The workers share nothing but the queue, so an image costs the same CPU time on one or two threads; on a
@@ -275,7 +275,7 @@ ${unmetLine(f)}
 
 | figure | value | target |
 |---|---|---|
-| ${f.large.width}×${f.large.height} PNG, one thread, median / max processing_time_ms of ${f.large.runs} (decode + segmentation) | ${f.large.medianMs} / ${f.large.maxMs} | ≤ 1000 |
+| ${f.large.width}×${f.large.height} PNG, one thread, median / max processing_time_ms of ${f.large.runs} (decode + segmentation) | ${f.large.medianMs} / ${f.large.maxMs} | ≤ 1000${f.large.medianMs > 1000 ? ' (**NOT met**)' : ''} |
 `;
 }
 
