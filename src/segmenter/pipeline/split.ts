@@ -186,24 +186,9 @@ export function splitTouching(
     const region = regionOf[root];
     const members: number[] = [];
     for (let i = 0; i < n; i++) if (regions[i] === region) members.push(i);
+    const nearest = nearestDisc(members, markers, peakOf, width);
     const share = new Int32Array(markers.length);
-    const nearest = new Int32Array(members.length);
-    members.forEach((i, k) => {
-      const x = i % width;
-      const y = (i - x) / width;
-      let best = 0;
-      let bestGap = Infinity;
-      for (let m = 0; m < markers.length; m++) {
-        const c = markers[m];
-        const gap = Math.hypot(x - (c % width), y - Math.floor(c / width)) - peakOf[c];
-        if (gap < bestGap) {
-          bestGap = gap;
-          best = m;
-        }
-      }
-      nearest[k] = best;
-      share[best]++;
-    });
+    for (const m of nearest) share[m]++;
     // Each body gets at least half its inscribed disc's area, or the basin stays whole (a peak whose body
     // was already cut off elsewhere would only take a sliver of the junction).
     if (markers.some((c, m) => share[m] < MIN_SHARE * Math.PI * peakOf[c] ** 2)) continue;
