@@ -103,10 +103,13 @@ for b = 0, #KEYS / 5 - 1 do
       if redis.call('LLEN', list) > 0 then redis.call('LPUSH', ring, uid) end
       if id then
         redis.call('DECR', count)
-        -- A stale id (its job removed behind the producer's back, finished, or locked by a worker: queued
-        -- twice after a loss) is dropped, never run twice.
+        -- A stale id (its job removed behind the producer's back, finished, or taken by a worker: queued
+        -- twice after a loss) is dropped, never run twice. Taken means locked, or already in active: a slot
+        -- locks the job it popped in a second call, and a second slot popping the other copy in between
+        -- must not take it too (active holds only the jobs being run, so LPOS scans a few ids).
         local job = base .. id
-        if redis.call('EXISTS', job) == 1 and redis.call('HEXISTS', job, 'finishedOn') == 0 and redis.call('EXISTS', job .. ':lock') == 0 then
+        if redis.call('EXISTS', job) == 1 and redis.call('HEXISTS', job, 'finishedOn') == 0
+          and redis.call('EXISTS', job .. ':lock') == 0 and not redis.call('LPOS', active, id) then
           redis.call('LPUSH', active, id)
           return {b, id, 1}
         end

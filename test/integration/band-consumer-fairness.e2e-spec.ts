@@ -3,7 +3,7 @@ import Redis from 'ioredis';
 import { randomBytes } from 'node:crypto';
 import { BandConsumer } from '../../src/queue/worker/band-consumer';
 import { PRIORITY_BANDS, bandQueueName } from '../../src/queue/queue.constants';
-import { Fairness, fairAdd, fairCount, fairHolds, fairKeys, fairPeek, fairRemove } from '../../src/queue/fair-lines';
+import { Fairness, fairAdd, fairCount, fairHolds, fairKeys, fairPeek, fairPop, fairPopArgs, fairRemove } from '../../src/queue/fair-lines';
 
 type Data = { n: string; userId: number };
 
@@ -199,6 +199,17 @@ describe('BandConsumer fair turns between users (real Redis)', () => {
     expect(seen.sort()).toEqual(['a2', 'b1']);
     expect(await fairCount(client, band(1))).toBe(0);
     expect(await client.llen(fairKeys(band(1)).ring)).toBe(0);
+  });
+
+  it('an id queued twice is handed out once, also when its first pop is not yet locked (two slots back to back)', async () => {
+    await queueFor(1, 2, 'b', 1);
+    await (await band(1).getJob('b1'))!.remove();
+    await queueFor(1, 2, 'b', 1); // twice in user 2's list, as after a loss and the reconciler
+    const args = fairPopArgs(bands, 'user');
+    const first = await fairPop(client, args); // a slot's pop; its moveToActive (the lock) comes in a second call
+    expect(first).toMatchObject({ jobId: 'b1', fromLines: true });
+    expect(await fairPop(client, args)).toBeNull(); // another slot's pop in between finds only the copy
+    expect(await band(1).getActiveCount()).toBe(1);
   });
 
   it('an admin pause of the bands stops the pop from the user lists; resume lets it go on', async () => {
