@@ -16,7 +16,7 @@ import Bull, { Job, Queue } from 'bull';
 import Redis from 'ioredis';
 import { deleteRedisKeys, f1, f2, f3, invocation, pct, REDIS_URL, runMain, sleep, table, writeResults } from '../common/harness';
 import { PRIORITY_BANDS, bandQueueName } from '../../src/queue/queue.constants';
-import { Fairness, FairJob, fairAdd, fairPop, fairPopArgs } from '../../src/queue/fair-lines';
+import { Fairness, FairJob, PopPlan, fairAdd, fairPop, fairPopArgs } from '../../src/queue/fair-lines';
 import { BandConsumer } from '../../src/queue/worker/band-consumer';
 
 const DEPTH = Number(process.env.BENCH_DEPTH ?? 100_000);
@@ -145,7 +145,7 @@ runMain(async () => {
     // (b) pop latency vs number of users: the sets are popped in turn, sample by sample (side by side
     // under the same load), with Bull's wait list (none) as the fourth.
     const popRows: Array<Array<string | number>> = [];
-    const sets: Array<{ label: string | number; args: Array<string | number>; samples: number[] }> = [];
+    const sets: Array<{ label: string | number; args: PopPlan; samples: number[] }> = [];
     for (const users of [10, 1000, 10_000]) {
       const qs = await bands(`pop_${users}`);
       await fill(p1(qs), 'user', users * Math.max(1, Math.ceil((2 * POP_SAMPLES) / users)), users);

@@ -68,24 +68,39 @@ end
 return removed`;
 
 /**
- * The consumer's pop, one call across every band, most urgent first (KEYS per band: wait, active,
- * meta-paused, ring, count; ARGV = mode, then per band the key prefix `{Q}:B:`). A band paused by an admin
- * (Bull's meta-paused) is skipped. `none`: Bull's wait list first (RPOPLPUSH, as without fairness). `user`: first
- * move re-entries from `wait` into their users' lists, then the user at the front of the ring gives their
- * oldest job and goes to the back (or leaves when it was their last). Either mode then takes from the user
- * lists, so jobs queued under the other setting are never stranded. The id goes to Bull's `active` list, as
- * BRPOPLPUSH would put it; Bull's moveToActive then locks it. Returns {band index, job id, 1 if taken from a
- * user list else 0} or nil.
+ * The consumer's pop, one call across every band, most urgent first, that also does the work of Bull's
+ * `moveToActive(jobId)` (moveToActive-8.lua without the rate limiter, which the bands do not use): so a job
+ * is taken and locked in one round trip, and no other slot can take an id between the two.
+ * KEYS[1] = the first band's wait key (routes the call to the queue's cluster slot; every band key shares its
+ * hash tag, and the others are derived from the band prefixes: `wait`, `active`, `meta-paused`, `stalled`,
+ * `priority`, `fair:ring`, `fair:n`, as Bull's and {@link fairKeys} name them). ARGV = mode, lock duration ms,
+ * timestamp, then per band its key prefix `{Q}:B:` and its queue's lock token.
+ * A band paused by an admin (Bull's meta-paused) is skipped. `none`: Bull's wait list first (RPOPLPUSH, as
+ * without fairness). `user`: first move re-entries from `wait` into their users' lists, then the user at the
+ * front of the ring gives their oldest job and goes to the back (or leaves when it was their last). Either mode
+ * then takes from the user lists, so jobs queued under the other setting are never stranded. The id goes to
+ * Bull's `active` list, as BRPOPLPUSH would put it, and is locked with the band's token as Bull's moveToActive
+ * does (stalled mark cleared, priority entry removed, active event, `processedOn`). Returns {band index, job id,
+ * 1 if taken from a user list else 0, the job hash as HGETALL gives it} or nil.
  */
 const FAIR_POP_LUA = `${UID_OF_LUA}
-local mode = ARGV[1]
-for b = 0, #KEYS / 5 - 1 do
-  local wait, active, mpaused, ring, count = KEYS[b * 5 + 1], KEYS[b * 5 + 2], KEYS[b * 5 + 3], KEYS[b * 5 + 4], KEYS[b * 5 + 5]
-  local base = ARGV[b + 2]
-  if redis.call('EXISTS', mpaused) == 0 then
+local mode, lockMs, now = ARGV[1], ARGV[2], ARGV[3]
+local function activate(base, token, id)
+  local job = base .. id
+  redis.call('SREM', base .. 'stalled', id)
+  redis.call('SET', job .. ':lock', token, 'PX', lockMs)
+  redis.call('ZREM', base .. 'priority', id)
+  redis.call('PUBLISH', base .. 'active@' .. token, id)
+  redis.call('HSET', job, 'processedOn', now)
+  return redis.call('HGETALL', job)
+end
+for b = 0, (#ARGV - 3) / 2 - 1 do
+  local base, token = ARGV[4 + b * 2], ARGV[5 + b * 2]
+  local wait, active, ring, count = base .. 'wait', base .. 'active', base .. 'fair:ring', base .. 'fair:n'
+  if redis.call('EXISTS', base .. 'meta-paused') == 0 then
     if mode == 'none' then
       local id = redis.call('RPOPLPUSH', wait, active)
-      if id then return {b, id, 0} end
+      if id then return {b, id, 0, activate(base, token, id)} end
     else
       for _ = 1, ${MIGRATE_PER_POP} do
         local id = redis.call('RPOP', wait)
@@ -104,14 +119,12 @@ for b = 0, #KEYS / 5 - 1 do
       if id then
         redis.call('DECR', count)
         -- A stale id (its job removed behind the producer's back, finished, or taken by a worker: queued
-        -- twice after a loss) is dropped, never run twice. Taken means locked, or already in active: a slot
-        -- locks the job it popped in a second call, and a second slot popping the other copy in between
-        -- must not take it too (active holds only the jobs being run, so LPOS scans a few ids).
+        -- twice after a loss, the other copy locked) is dropped, never run twice.
         local job = base .. id
         if redis.call('EXISTS', job) == 1 and redis.call('HEXISTS', job, 'finishedOn') == 0
-          and redis.call('EXISTS', job .. ':lock') == 0 and not redis.call('LPOS', active, id) then
+          and redis.call('EXISTS', job .. ':lock') == 0 then
           redis.call('LPUSH', active, id)
-          return {b, id, 1}
+          return {b, id, 1, activate(base, token, id)}
         end
       end
     end
@@ -247,20 +260,38 @@ export async function fairPeek(client: RedisClient, q: Queue, start: number, end
   return order.slice(start, last + 1);
 }
 
-/** Arguments of the consumer's pop over `bands` (most urgent first) in `mode`. */
-export function fairPopArgs(bands: ReadonlyArray<Queue>, mode: Fairness): Array<string | number> {
-  const keys = bands.flatMap((q) => {
-    const b = bullOf(q).keys;
-    const k = fairKeys(q);
-    return [b.wait, b.active, b['meta-paused'], k.ring, k.count];
-  });
-  return [keys.length, ...keys, mode, ...bands.map(baseOf)];
+/** What the consumer's pop over `bands` (most urgent first) in `mode` sends on every call but the timestamp. */
+export interface PopPlan {
+  key: string;
+  mode: Fairness;
+  lockDurationMs: number;
+  bands: Array<string>;
 }
 
-/** The consumer's pop (see FAIR_POP_LUA): band index, job id, and whether it came from a user list. */
-export async function fairPop(client: RedisClient, popArgs: Array<string | number>): Promise<{ band: number; jobId: string; fromLines: boolean } | null> {
-  const hit = (await withFairScripts(client)[CMD.pop](...(popArgs as [number, ...string[]]))) as [number, string, number] | null;
-  return hit ? { band: Number(hit[0]), jobId: String(hit[1]), fromLines: Number(hit[2]) === 1 } : null;
+export function fairPopArgs(bands: ReadonlyArray<Queue>, mode: Fairness): PopPlan {
+  const lockDurationMs = (bands[0] as unknown as { settings: { lockDuration: number } }).settings.lockDuration;
+  return { key: bullOf(bands[0]).keys.wait, mode, lockDurationMs, bands: bands.flatMap((q) => [baseOf(q), bullOf(q).token]) };
+}
+
+/** A job taken and locked by the pop: its band index, id, whether it came from a user list, and its Bull hash. */
+export interface PoppedJob {
+  band: number;
+  jobId: string;
+  fromLines: boolean;
+  /** The job hash's fields (what Bull's moveToActive returns to build the Job). */
+  fields: Record<string, string>;
+}
+
+/** The consumer's pop (see FAIR_POP_LUA): the job taken and locked with its band's token, or null. */
+export async function fairPop(client: RedisClient, plan: PopPlan): Promise<PoppedJob | null> {
+  const hit = (await withFairScripts(client)[CMD.pop](1, plan.key, plan.mode, plan.lockDurationMs, Date.now(), ...plan.bands)) as
+    | [number, string, number, string[]]
+    | null;
+  if (!hit) return null;
+  const flat = hit[3] ?? [];
+  const fields: Record<string, string> = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) fields[flat[i]] = flat[i + 1];
+  return { band: Number(hit[0]), jobId: String(hit[1]), fromLines: Number(hit[2]) === 1, fields };
 }
 
 /** Gives back a job taken from the user lists and not started (see FAIR_GIVE_BACK_LUA). */

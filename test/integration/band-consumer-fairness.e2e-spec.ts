@@ -201,14 +201,16 @@ describe('BandConsumer fair turns between users (real Redis)', () => {
     expect(await client.llen(fairKeys(band(1)).ring)).toBe(0);
   });
 
-  it('an id queued twice is handed out once, also when its first pop is not yet locked (two slots back to back)', async () => {
+  it('an id queued twice is handed out once: the pop locks what it takes, so a second pop right after finds only the copy', async () => {
     await queueFor(1, 2, 'b', 1);
     await (await band(1).getJob('b1'))!.remove();
     await queueFor(1, 2, 'b', 1); // twice in user 2's list, as after a loss and the reconciler
     const args = fairPopArgs(bands, 'user');
-    const first = await fairPop(client, args); // a slot's pop; its moveToActive (the lock) comes in a second call
+    const first = await fairPop(client, args); // a slot's pop, with no job made from it yet
     expect(first).toMatchObject({ jobId: 'b1', fromLines: true });
-    expect(await fairPop(client, args)).toBeNull(); // another slot's pop in between finds only the copy
+    expect(first!.fields.data).toBe(JSON.stringify({ n: 'b1', userId: 2 }));
+    expect(await client.get(`${(band(1) as unknown as { keys: Record<string, string> }).keys['']}b1:lock`)).toBe((band(1) as unknown as { token: string }).token);
+    expect(await fairPop(client, args)).toBeNull(); // another slot's pop right after finds only the copy
     expect(await band(1).getActiveCount()).toBe(1);
   });
 

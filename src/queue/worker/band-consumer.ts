@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Job, Queue } from 'bull';
 import type { RedisClient } from '../../redis/redis.factory';
-import { Fairness, fairGiveBack, fairPop, fairPopArgs } from '../fair-lines';
+import { Fairness, PopPlan, fairGiveBack, fairPop, fairPopArgs } from '../fair-lines';
 
 /**
  * The members of a Bull 4 queue the band consumer drives (`bull` is pinned; they are the ones Bull's
@@ -15,7 +15,8 @@ interface BullInternals<T> {
   settings: { lockDuration: number; lockRenewTime: number };
   setHandler(name: string, handler: (job: Job<T>) => Promise<unknown>): void;
   _initProcess(): Promise<void>;
-  moveToActive(jobId: string): Promise<Job<T> | null>;
+  /** What `moveToActive` does with the job hash its script returned: the Job (or null without one). */
+  nextJobFromJobData(jobData: Record<string, string> | undefined, jobId: string): Job<T> | null | Promise<Job<T> | null>;
   processJob(job: Job<T>, notFetch: boolean): Promise<unknown>;
   moveUnlockedJobsToWait(): Promise<void>;
   startMoveUnlockedJobsToWait(): void;
@@ -76,8 +77,8 @@ export interface BandConsumerOptions {
  * job from the most urgent band that has one — the priority order Bull gives one queue's prioritised
  * jobs, without Bull's O(n) prioritised insert; inside a band, with fairness `user`, the users take turns
  * (`fair-lines.ts`). Each slot: wait while paused → pop (one Lua call across all bands and their user
- * lists, skipping a band an admin paused) → lock the job in its queue (`moveToActive`) → run it through the queue's own
- * `processJob` (lock renewal, completion, retries with backoff). Stalled jobs (a killed worker) are
+ * lists, skipping a band an admin paused, that also locks the job as Bull's `moveToActive` would) → run it through
+ * the queue's own `processJob` (lock renewal, completion, retries with backoff). Stalled jobs (a killed worker) are
  * moved back by Bull's own check, run on every band; delayed jobs (backoff) by each band's delay timer.
  *
  * Emits `error` (Error) for Redis failures of the loop; they never stop it.
@@ -94,7 +95,7 @@ export class BandConsumer<T> extends EventEmitter {
   private readonly releasers = new WeakMap<Job<T>, () => void>();
   private readonly lockKeepers = new Map<Job<T>, NodeJS.Timeout>();
   private pollTimer?: NodeJS.Timeout;
-  private readonly popArgs: Array<string | number>;
+  private readonly popPlan: PopPlan;
   /** Jobs taken from a user list (they go back there, not to Bull's wait list, when given back). */
   private readonly fromLines = new WeakSet<Job<T>>();
 
@@ -104,7 +105,7 @@ export class BandConsumer<T> extends EventEmitter {
     private readonly opts: BandConsumerOptions,
   ) {
     super();
-    this.popArgs = fairPopArgs(bands as ReadonlyArray<Queue>, opts.fairness ?? 'user');
+    this.popPlan = fairPopArgs(bands as ReadonlyArray<Queue>, opts.fairness ?? 'user');
   }
 
   /**
@@ -273,9 +274,10 @@ export class BandConsumer<T> extends EventEmitter {
    * whose turn it is; see `fair-lines.ts`); null when all are empty.
    */
   private async next(): Promise<Job<T> | null> {
-    const hit = await fairPop(this.client, this.popArgs);
+    const hit = await fairPop(this.client, this.popPlan); // taken and locked in one call
     if (!hit) return null;
-    const job = await (this.bands[hit.band] as unknown as BullInternals<T>).moveToActive(hit.jobId);
+    const bull = this.bands[hit.band] as unknown as BullInternals<T>;
+    const job = await bull.nextJobFromJobData(Object.keys(hit.fields).length ? hit.fields : undefined, hit.jobId);
     if (job && hit.fromLines) this.fromLines.add(job);
     return job;
   }
