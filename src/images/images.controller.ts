@@ -86,7 +86,9 @@ export class ImagesController {
       stage: (source, maxBytes) => this.storage.stage(source, maxBytes),
       discard: (f) => this.storage.discard(f),
     });
-    return (await this.views([await this.images.accept(user.id, staged, filename)]))[0];
+    const image = await this.images.accept(user.id, staged, filename);
+    // Just created: it cannot have a segmentation result yet, so no query for one.
+    return toImageView(image, this.links.urlsForNew(image.id));
   }
 
   @Get()

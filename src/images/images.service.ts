@@ -89,7 +89,7 @@ export class ImagesService {
     let stored: StoredFile;
     let info;
     try {
-      info = await this.inspector.inspect(staged.tempPath);
+      info = await this.inspector.inspect(staged.data ?? staged.tempPath);
       stored = await this.storage.commit(staged, info.ext);
     } catch (err) {
       await this.storage.discard(staged);

@@ -36,8 +36,9 @@ export function registerMultipartPassthrough(fastify: FastifyInstance): void {
 }
 
 /**
- * Reads a multipart/form-data request with busboy and streams its `file` part to the staging area as
- * it arrives (the file never sits in memory). Settles exactly once, after the whole body has been read
+ * Reads a multipart/form-data request with busboy and hands its `file` part to `stage` as it arrives
+ * (ImageStorage.stage: a small file is collected in memory, a larger one streamed to the staging area,
+ * never held whole). Settles exactly once, after the whole body has been read
  * (so the answer is never sent while the client is still sending), in every case:
  *  - the body is well-formed and has a file in `file` → the staged file;
  *  - over `maxBytes` → 413 (the rest of the body is read and dropped);
@@ -62,7 +63,8 @@ export function receiveUpload(req: IncomingMessage, opts: ReceiveOptions): Promi
       // Above the largest chunk a socket read delivers (64 KiB): @fastify/busboy's part parser stalls for
       // good when a part it skips itself (e.g. a file name with a line break) ends while its buffer is
       // full, since nothing reads a skipped part again to lift the back-pressure. A file part is read
-      // and written to disk as it comes, so at most this much of it is held in memory.
+      // as it comes (held in memory only up to SMALL_UPLOAD_BYTES, else written to disk), so at most
+      // this much more of it is buffered here.
       fileHwm: FILE_HWM,
       limits: { fileSize: opts.maxBytes, files: 1, fields: 5, parts: 6, fieldSize: 64 * 1024, headerPairs: 20 },
     });

@@ -31,13 +31,23 @@ export class ImageLinks {
       for (const r of rows) withResult.add(Number(r.image_id));
     }
     const out = new Map<number, ImageUrls>();
-    for (const id of imageIds) {
-      out.set(id, {
-        file: this.signer.link(id, 'file', nowMs),
-        thumbnail: this.signer.link(id, 'thumbnail', nowMs),
-        overlay: withResult.has(id) ? this.signer.link(id, 'overlay', nowMs) : null,
-      });
-    }
+    for (const id of imageIds) out.set(id, this.build(id, withResult.has(id), nowMs));
     return out;
+  }
+
+  /**
+   * `urls` of an image created just now, without a query: a new image has no result yet, so its
+   * `overlay` is null (what {@link urlsFor} would answer).
+   */
+  urlsForNew(imageId: number, nowMs = Date.now()): ImageUrls {
+    return this.build(imageId, false, nowMs);
+  }
+
+  private build(id: number, hasResult: boolean, nowMs: number): ImageUrls {
+    return {
+      file: this.signer.link(id, 'file', nowMs),
+      thumbnail: this.signer.link(id, 'thumbnail', nowMs),
+      overlay: hasResult ? this.signer.link(id, 'overlay', nowMs) : null,
+    };
   }
 }

@@ -1,5 +1,5 @@
 import sharp from 'sharp';
-import { deflateRawSync, constants as zc } from 'node:zlib';
+import { deflateRawSync, deflateSync, constants as zc } from 'node:zlib';
 import { openSync, readSync, closeSync } from 'node:fs';
 
 /** Deterministic RGB noise-ish pixels, so encoders cannot collapse them to nothing. */
@@ -60,7 +60,8 @@ function crc32(buf: Buffer): number {
   for (const b of buf) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
   return (c ^ 0xffffffff) >>> 0;
 }
-function chunk(type: string, data: Buffer): Buffer {
+/** One PNG chunk: length, type, data and its CRC. */
+export function chunk(type: string, data: Buffer): Buffer {
   const len = Buffer.alloc(4);
   len.writeUInt32BE(data.length);
   const td = Buffer.concat([Buffer.from(type, 'latin1'), data]);
@@ -118,4 +119,64 @@ export function executableHead(bytes = 64 * 1024): Buffer {
 export async function makeTruncatedPng(): Promise<Buffer> {
   const png = await makeImage('png', 120, 90);
   return png.subarray(0, Math.floor(png.length / 2));
+}
+
+export interface RawPngOptions {
+  width: number;
+  height: number;
+  /** 0 grey, 2 RGB, 3 palette, 4 grey + alpha, 6 RGBA */
+  colourType: number;
+  bitDepth: number;
+  /** Filter byte of row y (default: y % 5, every filter type in turn). */
+  filter?: (y: number) => number;
+  /** Rows written (default `height`): fewer or more than the header says makes a wrong-sized image. */
+  rows?: number;
+  /** The zlib stream is split into IDAT chunks of at most this many bytes. */
+  idatSize?: number;
+  /** Chunks written between IHDR and the first IDAT. */
+  extra?: Buffer[];
+  interlace?: number;
+}
+
+const SAMPLES: Record<number, number> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };
+
+/** A PNG written by hand from `opts` (rows of deterministic bytes), for the structural checks. */
+export function makeRawPng(opts: RawPngOptions): Buffer {
+  const { width, height, colourType, bitDepth } = opts;
+  const rowBytes = Math.ceil((width * SAMPLES[colourType] * bitDepth) / 8);
+  const rows = opts.rows ?? height;
+  const raw = Buffer.alloc(rows * (1 + rowBytes));
+  for (let y = 0; y < rows; y++) {
+    const at = y * (1 + rowBytes);
+    raw[at] = opts.filter ? opts.filter(y) : y % 5;
+    for (let x = 0; x < rowBytes; x++) raw[at + 1 + x] = (x * 31 + y * 17) & 0xff;
+  }
+  const z = deflateSync(raw);
+  const size = opts.idatSize ?? z.length;
+  const idats: Buffer[] = [];
+  for (let o = 0; o < z.length; o += size) idats.push(chunk('IDAT', z.subarray(o, o + size)));
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = bitDepth;
+  ihdr[9] = colourType;
+  ihdr[12] = opts.interlace ?? 0;
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr),
+    ...(opts.extra ?? []),
+    ...idats,
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+/** Offsets of the chunks of a PNG, in order. */
+export function pngChunks(png: Buffer): Array<{ type: string; offset: number; length: number }> {
+  const out: Array<{ type: string; offset: number; length: number }> = [];
+  for (let o = 8; o + 12 <= png.length; ) {
+    const length = png.readUInt32BE(o);
+    out.push({ type: png.toString('latin1', o + 4, o + 8), offset: o, length });
+    o += 12 + length;
+  }
+  return out;
 }

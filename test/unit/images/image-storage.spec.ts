@@ -3,20 +3,35 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { ImageStorage, STAGING_DIR, StoragePathError } from '../../../src/images/image-storage';
+import { ImageStorage, SMALL_UPLOAD_BYTES, STAGING_DIR, StoragePathError } from '../../../src/images/image-storage';
 
-/** A stream of `total` bytes in 1 KiB chunks. */
-function bytes(total: number, fill = 0x61): Readable {
-  let left = total;
+/** A stream of `total` bytes in 1 KiB chunks (byte i is `fill`, or i mod 251 when fill is 'counting'). */
+function bytes(total: number, fill: number | 'counting' = 0x61): Readable {
+  let sent = 0;
   return new Readable({
     read() {
-      if (left <= 0) return this.push(null);
-      const n = Math.min(1024, left);
-      left -= n;
-      this.push(Buffer.alloc(n, fill));
+      if (sent >= total) return this.push(null);
+      const n = Math.min(1024, total - sent);
+      const chunk = Buffer.alloc(n, fill === 'counting' ? 0 : fill);
+      if (fill === 'counting') for (let i = 0; i < n; i++) chunk[i] = (sent + i) % 251;
+      sent += n;
+      this.push(chunk);
     },
   });
 }
+
+/** `kib` chunks of 1 KiB, then destroyed (with `err`, or without an error: a premature close). */
+function failingAfter(kib: number, err?: Error): Readable {
+  let sent = 0;
+  return new Readable({
+    read() {
+      if (sent++ < kib) this.push(Buffer.alloc(1024));
+      else this.destroy(err);
+    },
+  });
+}
+
+const counting = (total: number): Buffer => Buffer.from(Array.from({ length: total }, (_, i) => i % 251));
 
 /** Every file (not directory) under `dir`, relative. */
 function filesUnder(dir: string): string[] {
@@ -67,19 +82,74 @@ describe('ImageStorage', () => {
   });
 
   it('a failing source leaves no partial file', async () => {
-    let sent = 0;
-    const failing = new Readable({
-      read() {
-        if (sent++ < 3) this.push(Buffer.alloc(1024));
-        else this.destroy(new Error('client went away'));
-      },
-    });
-    await expect(storage.stage(failing)).rejects.toThrow('client went away');
+    await expect(storage.stage(failingAfter(3, new Error('client went away')))).rejects.toThrow('client went away');
     expect(filesUnder(root)).toEqual([]);
   });
 
+  it('holds an upload of up to SMALL_UPLOAD_BYTES in memory: nothing is on disk until commit writes it', async () => {
+    const big = new ImageStorage({ dir: root, maxBytes: 1_000_000, maxPixels: 1_000_000 });
+    const staged = await big.stage(bytes(SMALL_UPLOAD_BYTES, 'counting'));
+    expect(staged.tempPath).toBeUndefined();
+    expect(staged.data?.equals(counting(SMALL_UPLOAD_BYTES))).toBe(true);
+    expect(filesUnder(root)).toEqual([]);
+    const stored = await big.commit(staged, 'png');
+    expect(readFileSync(stored.absPath).equals(counting(SMALL_UPLOAD_BYTES))).toBe(true);
+    expect(filesUnder(root)).toEqual([stored.storagePath]);
+    await big.discard(staged); // nothing to delete; the stored file stays
+    expect(filesUnder(root)).toEqual([stored.storagePath]);
+  });
+
+  it('streams a larger upload to the staging area, every byte in order', async () => {
+    const big = new ImageStorage({ dir: root, maxBytes: 1_000_000, maxPixels: 1_000_000 });
+    for (const total of [SMALL_UPLOAD_BYTES + 1, 300_000]) {
+      const staged = await big.stage(bytes(total, 'counting'));
+      expect(staged.data).toBeUndefined();
+      expect(path.dirname(staged.tempPath!)).toBe(path.join(root, STAGING_DIR));
+      expect(staged.bytes).toBe(total);
+      const stored = await big.commit(staged, 'png');
+      expect(readFileSync(stored.absPath).equals(counting(total))).toBe(true);
+      expect(existsSync(staged.tempPath!)).toBe(false);
+    }
+  });
+
+  it('over the cap after going to disk: 413 and no file; a source failing there leaves no file', async () => {
+    await expect(storage.stage(bytes(200_000), 150_000)).rejects.toMatchObject({ status: 413 });
+    expect(filesUnder(root)).toEqual([]);
+    const failing = failingAfter(100, new Error('client went away'));
+    await expect(storage.stage(failing, 1_000_000)).rejects.toThrow('client went away');
+    expect(filesUnder(root)).toEqual([]);
+  });
+
+  it('a source destroyed without an error before its end is refused, not taken as complete', async () => {
+    await expect(storage.stage(failingAfter(3))).rejects.toMatchObject({ code: 'ERR_STREAM_PREMATURE_CLOSE' });
+  });
+
+  it('makes a month directory once per process, and again when it was removed meanwhile', async () => {
+    // The module object itself (an `import * as` namespace is a copy under esModuleInterop).
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const fsp = require('node:fs/promises') as typeof import('node:fs/promises');
+    const mkdir = jest.spyOn(fsp, 'mkdir');
+    try {
+      const march = new Date(Date.UTC(2026, 2, 15));
+      const a = await storage.commit(await storage.stage(bytes(10)), 'png', march);
+      await storage.commit(await storage.stage(bytes(10)), 'png', march);
+      expect(mkdir).toHaveBeenCalledTimes(1);
+      rmSync(path.join(root, '2026'), { recursive: true });
+      const b = await storage.commit(await storage.stage(bytes(10)), 'png', march); // in memory: write
+      expect(filesUnder(root)).toEqual([b.storagePath]);
+      rmSync(path.join(root, '2026'), { recursive: true });
+      const c = await storage.commit(await storage.stage(bytes(80_000), 100_000), 'png', march); // staged: rename
+      expect(filesUnder(root)).toEqual([c.storagePath]);
+      expect(mkdir).toHaveBeenCalledTimes(3);
+      expect(a.storagePath).not.toBe(b.storagePath);
+    } finally {
+      mkdir.mockRestore();
+    }
+  });
+
   it('discard removes a staged file', async () => {
-    const staged = await storage.stage(bytes(10));
+    const staged = await storage.stage(bytes(80_000), 100_000);
+    expect(filesUnder(root)).toHaveLength(1);
     await storage.discard(staged);
     expect(filesUnder(root)).toEqual([]);
   });
