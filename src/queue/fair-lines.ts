@@ -159,10 +159,11 @@ const LUA: Record<keyof typeof CMD, string> = { add: FAIR_ADD_LUA, remove: FAIR_
 type Cmd = (n: number, ...keysAndArgs: Array<string | number>) => Promise<unknown>;
 type FairClient = RedisClient & Record<(typeof CMD)[keyof typeof CMD], Cmd>;
 
-/** What fair-lines needs of a Bull 4 queue (`bull` is pinned): its key names and event token. */
+/** What fair-lines needs of a Bull 4 queue (`bull` is pinned): its key names, event/lock token and lock duration. */
 interface BullKeys {
   keys: Record<'wait' | 'active' | 'meta-paused' | '', string>;
   token: string;
+  settings: { lockDuration: number };
 }
 const bullOf = (q: Queue) => q as unknown as BullKeys;
 
@@ -269,8 +270,8 @@ export interface PopPlan {
 }
 
 export function fairPopArgs(bands: ReadonlyArray<Queue>, mode: Fairness): PopPlan {
-  const lockDurationMs = (bands[0] as unknown as { settings: { lockDuration: number } }).settings.lockDuration;
-  return { key: bullOf(bands[0]).keys.wait, mode, lockDurationMs, bands: bands.flatMap((q) => [baseOf(q), bullOf(q).token]) };
+  const first = bullOf(bands[0]); // every band is registered with the same settings (queue.module.ts)
+  return { key: first.keys.wait, mode, lockDurationMs: first.settings.lockDuration, bands: bands.flatMap((q) => [baseOf(q), bullOf(q).token]) };
 }
 
 /** A job taken and locked by the pop: its band index, id, whether it came from a user list, and its Bull hash. */
