@@ -15,6 +15,8 @@ import { MlModule } from './ml/ml.module';
 import { MediaModule } from './media/media.module';
 import { ExportsModule } from './exports/exports.module';
 import type { AppRole } from './config/app-role';
+import { storageConfig } from './config/configuration';
+import { StorageModule } from './storage/storage.module';
 
 /**
  * The application for one role (CONTRACT §1): `api` serves REST + Socket.IO and only enqueues,
@@ -31,6 +33,7 @@ export class AppModule {
       MetricsModule,
       RedisModule,
       DatabaseModule,
+      StorageModule.forDriver(storageConfig().driver),
       HealthModule,
     ];
     const api: Array<Type | DynamicModule> = serves ? [AuthModule, ImagesModule, MediaModule, ExportsModule] : [];
