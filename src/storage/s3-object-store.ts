@@ -47,7 +47,7 @@ export interface S3StoreOptions {
 /** A connection to the store must open within this. */
 const CONNECT_TIMEOUT_MS = 2000;
 /** A socket with no traffic for this long is given up (a store that accepted and then hangs). */
-const SOCKET_IDLE_MS = 10_000;
+const SOCKET_IDLE_MS = 5000;
 /** Whole-request bound for metadata calls (HEAD, DELETE, LIST, first byte of a GET). */
 const OP_TIMEOUT_MS = 8000;
 /** An upload not stored within this is aborted (503) and its object removed. */
@@ -226,7 +226,14 @@ export class S3ObjectStore extends ObjectStore implements OnModuleInit {
   async read(key: string, req: ReadRequest): Promise<ReadAnswer> {
     const objectKey = this.objectKey(key);
     const rangeHeader = typeof req.headers.range === 'string' ? req.headers.range.replace(/\s+/g, '') : undefined;
-    const range = rangeHeader && SINGLE_RANGE.test(rangeHeader) ? rangeHeader : undefined;
+    let range = rangeHeader && SINGLE_RANGE.test(rangeHeader) ? rangeHeader : undefined;
+    if (range?.startsWith('bytes=-')) {
+      // A suffix range, made explicit: not every S3-compatible store reads `bytes=-n` right (s3rver does not).
+      const size = await this.size(key);
+      const n = Number(range.slice(7));
+      if (n === 0 || size === 0) throw new RangeNotSatisfiableError(`bytes */${size}`);
+      range = `bytes=${Math.max(0, size - n)}-${size - 1}`;
+    }
     const ifNoneMatch = typeof req.headers['if-none-match'] === 'string' ? req.headers['if-none-match'] : undefined;
     // Bounded until the answer's headers arrive; the body then streams under the socket idle timeout.
     const ctl = new AbortController();

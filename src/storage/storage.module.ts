@@ -25,7 +25,7 @@ export function createObjectStore(cfg: ConfigType<typeof storageConfig>, journal
 }
 
 const providers: Provider[] = [
-  { provide: JOURNAL, useValue: new JournalProxy() },
+  { provide: JOURNAL, useFactory: () => new JournalProxy() },
   {
     provide: ObjectStore,
     inject: [storageConfig.KEY, JOURNAL],
