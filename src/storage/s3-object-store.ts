@@ -51,7 +51,7 @@ const SOCKET_IDLE_MS = 5000;
 /** Whole-request bound for metadata calls (HEAD, DELETE, LIST, first byte of a GET). */
 const OP_TIMEOUT_MS = 8000;
 /** An upload not stored within this is aborted (503) and its object removed. */
-export const UPLOAD_DEADLINE_MS = 30_000;
+export const UPLOAD_DEADLINE_MS = 20_000;
 /** When the sweeper looks at a recorded upload (after the deadline, so never at one in progress). */
 export const PENDING_DUE_MS = UPLOAD_DEADLINE_MS + 10_000;
 /** Multipart part size and parts in flight: the memory an upload holds, whatever its size. */
@@ -202,8 +202,10 @@ export class S3ObjectStore extends ObjectStore implements OnModuleInit {
     try {
       await upload.done();
     } catch (err) {
-      // Whatever reached the store goes (or is left to the sweeper when the store is gone).
-      await this.removeOrDefer(key);
+      // Whatever reached the store goes now when the store answers (a refusal such as a quota), else it
+      // is left to the sweeper (due at once), so the answer is not held up by a store that is gone.
+      if (timedOut || classifyS3Error(err) === 'unavailable') await this.journal?.record(key, 0).catch(() => undefined);
+      else await this.removeOrDefer(key);
       throw timedOut ? storageUnavailable() : this.failure(err, 'upload');
     } finally {
       clearTimeout(timer);

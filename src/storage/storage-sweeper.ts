@@ -56,12 +56,14 @@ export class StorageSweeper implements StorageJournal, OnModuleInit, OnApplicati
     if (!(this.store instanceof S3ObjectStore)) return 0;
     let removed = 0;
     for (;;) {
-      const rows = (await this.db.query(
+      const res = (await this.db.query(
         `DELETE FROM storage_sweep s WHERE s.key IN (
            SELECT key FROM storage_sweep WHERE due_at <= now() ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED)
          RETURNING s.key, EXISTS (SELECT 1 FROM images i WHERE i.storage_path = s.key) AS kept`,
         [BATCH],
-      )) as Array<{ key: string; kept: boolean }>;
+      )) as unknown[];
+      // TypeORM answers a DELETE … RETURNING with [rows, affected].
+      const rows = (Array.isArray(res[0]) ? res[0] : res) as Array<{ key: string; kept: boolean }>;
       for (const r of rows) {
         if (r.kept) continue;
         try {
