@@ -24,6 +24,7 @@ describe('reference segmenter: image_url and SEGMENTER_URL_ALLOWLIST', () => {
   let otherUrl: string;
   let otherHits = 0;
   let redirectTo = '';
+  let maxBytes = 0;
   const BUCKET = 'segmenter-urls';
   const client = () => s3.client();
 
@@ -52,8 +53,9 @@ describe('reference segmenter: image_url and SEGMENTER_URL_ALLOWLIST', () => {
     const scene = generateSynthetic(7, { spheroids: 2, touchingPair: false });
     const png = await greyPng({ width: scene.width, height: scene.height, data: scene.grey });
     await c.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'images/scene.png', Body: png }));
-    await c.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'images/big.png', Body: Buffer.alloc(300_000, 1) }));
+    await c.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'images/big.png', Body: Buffer.alloc(png.length * 3, 1) }));
     c.destroy();
+    maxBytes = png.length * 2;
     other = http.createServer((req, res) => {
       otherHits++;
       if (req.url === '/to-s3') res.writeHead(302, { location: redirectTo }).end();
@@ -68,7 +70,7 @@ describe('reference segmenter: image_url and SEGMENTER_URL_ALLOWLIST', () => {
       SEGMENTER_PORT: port,
       SEGMENTER_THREADS: '1',
       SEGMENTER_URL_ALLOWLIST: `${s3.endpoint}, http://minio.invalid:9000`,
-      SEGMENTER_MAX_FETCH_BYTES: '200000',
+      SEGMENTER_MAX_FETCH_BYTES: String(maxBytes),
     });
     await waitHealthy(service);
   }, 180_000);
@@ -85,8 +87,8 @@ describe('reference segmenter: image_url and SEGMENTER_URL_ALLOWLIST', () => {
 
   it('segments an image fetched from an allowed origin (a presigned link to the store)', async () => {
     const res = await segment({ image_url: await presign('images/scene.png') });
-    expect(res.status).toBe(200);
-    expect(res.body.success).toBe(true);
+    expect(res.body.error).toBeUndefined();
+    expect(res).toMatchObject({ status: 200, body: { success: true } });
     expect((res.body.results as { polygons: unknown[] }).polygons.length).toBeGreaterThan(0);
   });
 
@@ -138,7 +140,7 @@ describe('reference segmenter: image_url and SEGMENTER_URL_ALLOWLIST', () => {
   it('refuses an image larger than SEGMENTER_MAX_FETCH_BYTES with 400', async () => {
     const res = await segment({ image_url: await presign('images/big.png') });
     expect(res.status).toBe(400);
-    expect(res.body.error).toMatch(/larger than 200000 bytes/);
+    expect(res.body.error).toMatch(new RegExp(`larger than ${maxBytes} bytes`));
   });
 
   it('a missing object → 404; an expired presigned link → 400', async () => {
