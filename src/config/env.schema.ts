@@ -62,7 +62,9 @@ export const envSchema = Joi.object({
   FILE_URL_TTL_SECONDS: Joi.number().integer().min(1).max(31_536_000).default(3600),
 
   STORAGE_DRIVER: Joi.string().valid('local', 's3').default('local'),
-  S3_ENDPOINT: Joi.string().uri({ scheme: ['http', 'https'] }).allow(''),
+  S3_ENDPOINT: Joi.string()
+    .uri({ scheme: ['http', 'https'] })
+    .allow(''),
   S3_REGION: Joi.string().default('us-east-1'),
   S3_BUCKET: Joi.string()
     .pattern(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/)

@@ -147,12 +147,21 @@ export class ImageStorage implements OnModuleInit {
    * held in memory in one call, a staged file moved (`local`) or streamed (`s3`) there. A failed store
    * leaves nothing behind; the staged file is the caller's to discard.
    */
-  async commit(staged: StagedFile, ext: string, now = new Date(), contentType = 'application/octet-stream'): Promise<StoredFile> {
+  async commit(
+    staged: StagedFile,
+    ext: string,
+    now = new Date(),
+    contentType = 'application/octet-stream',
+  ): Promise<StoredFile> {
     if (!EXT_RE.test(ext)) throw new Error(`invalid extension ${JSON.stringify(ext)}`);
     const yyyy = String(now.getUTCFullYear());
     const mm = String(now.getUTCMonth() + 1).padStart(2, '0');
     const storagePath = `${yyyy}/${mm}/${randomUUID()}.${ext}`;
-    await this.store.putNew(storagePath, staged.data ? { data: staged.data } : { tempPath: staged.tempPath }, contentType);
+    await this.store.putNew(
+      storagePath,
+      staged.data ? { data: staged.data } : { tempPath: staged.tempPath },
+      contentType,
+    );
     return { storagePath, bytes: staged.bytes };
   }
 

@@ -61,7 +61,8 @@ export class DerivedFiles {
   async prune(storagePath: string, keep: (name: string) => boolean): Promise<void> {
     const names = await this.store.list(this.dirOf(storagePath)).catch(() => [] as string[]);
     for (const name of names) {
-      if (NAME_RE.test(name) && !keep(name)) await this.store.remove(this.pathOf(storagePath, name)).catch(() => undefined);
+      if (NAME_RE.test(name) && !keep(name))
+        await this.store.remove(this.pathOf(storagePath, name)).catch(() => undefined);
     }
   }
 
@@ -70,7 +71,11 @@ export class DerivedFiles {
     await this.store.removeTree(this.dirOf(storagePath));
   }
 
-  private async generate(rel: string, contentType: string, make: (tempPath: string) => Promise<void>): Promise<void> {
+  private async generate(
+    rel: string,
+    contentType: string,
+    make: (tempPath: string) => Promise<void>,
+  ): Promise<void> {
     try {
       await this.store.putDerived(rel, make, contentType);
     } catch (err) {

@@ -36,9 +36,11 @@ export function checkImageUrl(raw: string, allowlist: readonly string[]): URL {
   } catch {
     throw new SegmenterError(400, 'image_url is not a valid URL');
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new SegmenterError(400, 'image_url must be http or https');
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new SegmenterError(400, 'image_url must be http or https');
   if (url.username || url.password) throw new SegmenterError(400, 'image_url must not carry credentials');
-  if (!allowlist.includes(url.origin)) throw new SegmenterError(400, 'image_url origin is not in SEGMENTER_URL_ALLOWLIST');
+  if (!allowlist.includes(url.origin))
+    throw new SegmenterError(400, 'image_url origin is not in SEGMENTER_URL_ALLOWLIST');
   return url;
 }
 
@@ -50,7 +52,11 @@ export function checkImageUrl(raw: string, allowlist: readonly string[]): URL {
  * (the image is missing); another 4xx (an expired link) is 400; the store unreachable or answering 5xx
  * is 502, so the backend retries.
  */
-export async function withFetchedImage<T>(raw: string, opts: UrlFetchOptions, use: (file: string) => Promise<T>): Promise<T> {
+export async function withFetchedImage<T>(
+  raw: string,
+  opts: UrlFetchOptions,
+  use: (file: string) => Promise<T>,
+): Promise<T> {
   const url = checkImageUrl(raw, opts.allowlist);
   const signal = AbortSignal.timeout(opts.timeoutMs);
   let res: Response;
@@ -66,7 +72,8 @@ export async function withFetchedImage<T>(raw: string, opts: UrlFetchOptions, us
   if (res.status !== 200 || !res.body) {
     await res.body?.cancel().catch(() => undefined);
     if (res.status === 404) throw new SegmenterError(404, 'image not found');
-    if (res.status >= 400 && res.status < 500) throw new SegmenterError(400, `image_url answered ${res.status}`);
+    if (res.status >= 400 && res.status < 500)
+      throw new SegmenterError(400, `image_url answered ${res.status}`);
     throw new SegmenterError(502, 'image_url could not be fetched');
   }
   const declared = Number(res.headers.get('content-length') ?? NaN);
@@ -87,7 +94,11 @@ export async function withFetchedImage<T>(raw: string, opts: UrlFetchOptions, us
       },
     });
     try {
-      await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), cap, createWriteStream(file));
+      await pipeline(
+        Readable.fromWeb(res.body as import('node:stream/web').ReadableStream),
+        cap,
+        createWriteStream(file),
+      );
     } catch (err) {
       if (err instanceof SegmenterError) throw err;
       throw new SegmenterError(502, 'image_url could not be fetched');

@@ -44,7 +44,11 @@ export class SegmenterController {
       const results = request.image_url
         ? await withFetchedImage(
             request.image_url,
-            { allowlist: this.config.urlAllowlist, maxBytes: this.config.maxFetchBytes, timeoutMs: this.config.fetchTimeoutMs },
+            {
+              allowlist: this.config.urlAllowlist,
+              maxBytes: this.config.maxFetchBytes,
+              timeoutMs: this.config.fetchTimeoutMs,
+            },
             run,
           )
         : await run(await resolveUploadPath(this.config.uploadDir, request.image_path));

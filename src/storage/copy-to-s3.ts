@@ -96,7 +96,12 @@ export async function copyUploadsToBucket(opts: CopyOptions): Promise<CopyReport
         try {
           await new Upload({
             client: s3.client,
-            params: { Bucket: s3.bucket, Key: s3.objectKey(key), Body: createReadStream(abs), ContentType: row.mime_type },
+            params: {
+              Bucket: s3.bucket,
+              Key: s3.objectKey(key),
+              Body: createReadStream(abs),
+              ContentType: row.mime_type,
+            },
             partSize: 5 * 1024 * 1024,
             queueSize: 2,
           }).done();
@@ -130,7 +135,12 @@ async function main(): Promise<void> {
   const s3 = new S3ObjectStore(cfg.s3);
   const log = (line: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(line)}\n`);
   try {
-    const report = await copyUploadsToBucket({ databaseUrl: databaseConfig().url, uploadDir: cfg.uploadDir, s3, log });
+    const report = await copyUploadsToBucket({
+      databaseUrl: databaseConfig().url,
+      uploadDir: cfg.uploadDir,
+      s3,
+      log,
+    });
     log({ level: 'info', msg: 'copy finished', ...report });
     process.exitCode = report.failed > 0 || report.missing > 0 ? 2 : 0;
   } catch (err) {

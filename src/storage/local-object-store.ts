@@ -91,15 +91,19 @@ export class LocalObjectStore extends ObjectStore {
     // a 200, which @fastify/send would do, so send never sees that header.
     const headers = { ...req.headers };
     delete headers['cache-control'];
-    const out = await send({ method: req.method, headers } as unknown as Parameters<typeof send>[0], `/${key}`, {
-      root: this.root,
-      dotfiles: 'deny',
-      index: false,
-      cacheControl: false,
-      acceptRanges: true,
-      etag: true,
-      lastModified: true,
-    });
+    const out = await send(
+      { method: req.method, headers } as unknown as Parameters<typeof send>[0],
+      `/${key}`,
+      {
+        root: this.root,
+        dotfiles: 'deny',
+        index: false,
+        cacheControl: false,
+        acceptRanges: true,
+        etag: true,
+        lastModified: true,
+      },
+    );
     if (out.type === 'error') {
       out.stream.destroy?.();
       if (out.statusCode === 416) {
@@ -191,7 +195,8 @@ export class LocalObjectStore extends ObjectStore {
         if (err.code === 'ENOENT' || err.code === 'EEXIST') return reject(err);
         void unlink(abs)
           .catch((e: NodeJS.ErrnoException) => {
-            if (e.code !== 'ENOENT') this.logger.warn({ err: e.code ?? e.message }, 'could not delete a partial file');
+            if (e.code !== 'ENOENT')
+              this.logger.warn({ err: e.code ?? e.message }, 'could not delete a partial file');
           })
           .then(() => reject(err));
       });

@@ -91,7 +91,11 @@ export abstract class ObjectStore {
    * Writes a derived object: `make(tempPath)` writes a file, which then becomes `key` whole (a reader
    * never sees part of it, even when two processes make it at once).
    */
-  abstract putDerived(key: string, make: (tempPath: string) => Promise<void>, contentType: string): Promise<void>;
+  abstract putDerived(
+    key: string,
+    make: (tempPath: string) => Promise<void>,
+    contentType: string,
+  ): Promise<void>;
 
   /** Names (not keys) of the objects directly inside `dirKey/`. */
   abstract list(dirKey: string): Promise<string[]>;
@@ -138,9 +142,11 @@ export interface StorageJournal {
 export const STORAGE_UNAVAILABLE = 'image storage is unavailable, retry later';
 export const STORAGE_FULL = 'image storage is full: the file could not be stored';
 
-export const storageUnavailable = (): ServiceUnavailableException => new ServiceUnavailableException(STORAGE_UNAVAILABLE);
+export const storageUnavailable = (): ServiceUnavailableException =>
+  new ServiceUnavailableException(STORAGE_UNAVAILABLE);
 export const insufficientStorage = (): HttpException =>
   new HttpException(STORAGE_FULL, HttpStatus.INSUFFICIENT_STORAGE);
 
 /** File-system errors that mean "no space left" (a full disk, a user quota). */
-export const isNoSpace = (err: unknown): boolean => ['ENOSPC', 'EDQUOT'].includes((err as NodeJS.ErrnoException)?.code ?? '');
+export const isNoSpace = (err: unknown): boolean =>
+  ['ENOSPC', 'EDQUOT'].includes((err as NodeJS.ErrnoException)?.code ?? '');

@@ -147,7 +147,9 @@ export class S3ObjectStore extends ObjectStore implements OnModuleInit {
   ensureBucket(): Promise<void> {
     this.bucketReady ??= (async () => {
       try {
-        await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal: AbortSignal.timeout(OP_TIMEOUT_MS) });
+        await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), {
+          abortSignal: AbortSignal.timeout(OP_TIMEOUT_MS),
+        });
       } catch (err) {
         if (classifyS3Error(err) !== 'missing') throw err;
         await this.client
@@ -204,7 +206,8 @@ export class S3ObjectStore extends ObjectStore implements OnModuleInit {
     } catch (err) {
       // Whatever reached the store goes now when the store answers (a refusal such as a quota), else it
       // is left to the sweeper (due at once), so the answer is not held up by a store that is gone.
-      if (timedOut || classifyS3Error(err) === 'unavailable') await this.journal?.record(key, 0).catch(() => undefined);
+      if (timedOut || classifyS3Error(err) === 'unavailable')
+        await this.journal?.record(key, 0).catch(() => undefined);
       else await this.removeOrDefer(key);
       throw timedOut ? storageUnavailable() : this.failure(err, 'upload');
     } finally {
@@ -227,7 +230,8 @@ export class S3ObjectStore extends ObjectStore implements OnModuleInit {
 
   async read(key: string, req: ReadRequest): Promise<ReadAnswer> {
     const objectKey = this.objectKey(key);
-    const rangeHeader = typeof req.headers.range === 'string' ? req.headers.range.replace(/\s+/g, '') : undefined;
+    const rangeHeader =
+      typeof req.headers.range === 'string' ? req.headers.range.replace(/\s+/g, '') : undefined;
     let range = rangeHeader && SINGLE_RANGE.test(rangeHeader) ? rangeHeader : undefined;
     if (range?.startsWith('bytes=-')) {
       // A suffix range, made explicit: not every S3-compatible store reads `bytes=-n` right (s3rver does not).
@@ -236,7 +240,8 @@ export class S3ObjectStore extends ObjectStore implements OnModuleInit {
       if (n === 0 || size === 0) throw new RangeNotSatisfiableError(`bytes */${size}`);
       range = `bytes=${Math.max(0, size - n)}-${size - 1}`;
     }
-    const ifNoneMatch = typeof req.headers['if-none-match'] === 'string' ? req.headers['if-none-match'] : undefined;
+    const ifNoneMatch =
+      typeof req.headers['if-none-match'] === 'string' ? req.headers['if-none-match'] : undefined;
     // Bounded until the answer's headers arrive; the body then streams under the socket idle timeout.
     const ctl = new AbortController();
     const timer = setTimeout(() => ctl.abort(), OP_TIMEOUT_MS);
@@ -273,9 +278,12 @@ export class S3ObjectStore extends ObjectStore implements OnModuleInit {
       timer.unref();
       let body: Readable;
       try {
-        const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }), {
-          abortSignal: ctl.signal,
-        });
+        const out = await this.client.send(
+          new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }),
+          {
+            abortSignal: ctl.signal,
+          },
+        );
         body = out.Body as Readable;
       } catch (err) {
         throw this.failure(err, 'get');
@@ -291,14 +299,23 @@ export class S3ObjectStore extends ObjectStore implements OnModuleInit {
     }
   }
 
-  async putDerived(key: string, make: (tempPath: string) => Promise<void>, contentType: string): Promise<void> {
+  async putDerived(
+    key: string,
+    make: (tempPath: string) => Promise<void>,
+    contentType: string,
+  ): Promise<void> {
     const objectKey = this.objectKey(key);
     const temp = await this.scratchPath();
     try {
       await make(temp);
       const upload = new Upload({
         client: this.client,
-        params: { Bucket: this.bucket, Key: objectKey, Body: createReadStream(temp), ContentType: contentType },
+        params: {
+          Bucket: this.bucket,
+          Key: objectKey,
+          Body: createReadStream(temp),
+          ContentType: contentType,
+        },
         partSize: PART_BYTES,
         queueSize: PARTS_IN_FLIGHT,
         leavePartsOnError: false,
@@ -319,7 +336,9 @@ export class S3ObjectStore extends ObjectStore implements OnModuleInit {
 
   async list(dirKey: string): Promise<string[]> {
     const prefix = `${this.objectKey(dirKey)}/`;
-    return (await this.listKeys(prefix)).map((k) => k.slice(prefix.length)).filter((n) => n && !n.includes('/'));
+    return (await this.listKeys(prefix))
+      .map((k) => k.slice(prefix.length))
+      .filter((n) => n && !n.includes('/'));
   }
 
   async remove(key: string): Promise<boolean> {
@@ -350,7 +369,10 @@ export class S3ObjectStore extends ObjectStore implements OnModuleInit {
 
   /** The original and every variant, or throws. */
   async removeNow(key: string): Promise<void> {
-    await this.deleteKeys([this.objectKey(key), ...(await this.listKeys(`${this.objectKey(variantsDirOf(key))}/`))]);
+    await this.deleteKeys([
+      this.objectKey(key),
+      ...(await this.listKeys(`${this.objectKey(variantsDirOf(key))}/`)),
+    ]);
   }
 
   async mayRead(key: string): Promise<boolean> {
@@ -364,14 +386,23 @@ export class S3ObjectStore extends ObjectStore implements OnModuleInit {
 
   presignGet(key: string, ttlSeconds: number): Promise<string> {
     const expiresIn = Math.max(1, Math.min(604_800, Math.ceil(ttlSeconds)));
-    return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }), { expiresIn });
+    return getSignedUrl(
+      this.client,
+      new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }),
+      { expiresIn },
+    );
   }
 
   async check(): Promise<ServiceCheck> {
     const started = performance.now();
     try {
-      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal: AbortSignal.timeout(900) });
-      return { up: true, details: { driver: 's3', bucket: this.bucket, latencyMs: Math.round(performance.now() - started) } };
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), {
+        abortSignal: AbortSignal.timeout(900),
+      });
+      return {
+        up: true,
+        details: { driver: 's3', bucket: this.bucket, latencyMs: Math.round(performance.now() - started) },
+      };
     } catch (err) {
       const kind = classifyS3Error(err);
       return {
@@ -399,9 +430,12 @@ export class S3ObjectStore extends ObjectStore implements OnModuleInit {
 
   private async size(key: string): Promise<number> {
     try {
-      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }), {
-        abortSignal: AbortSignal.timeout(OP_TIMEOUT_MS),
-      });
+      const head = await this.client.send(
+        new HeadObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }),
+        {
+          abortSignal: AbortSignal.timeout(OP_TIMEOUT_MS),
+        },
+      );
       return head.ContentLength ?? 0;
     } catch (err) {
       throw this.failure(err, 'head');
@@ -437,7 +471,10 @@ export class S3ObjectStore extends ObjectStore implements OnModuleInit {
           continue;
         }
         const out = await this.client.send(
-          new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }),
+          new DeleteObjectsCommand({
+            Bucket: this.bucket,
+            Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true },
+          }),
           { abortSignal: AbortSignal.timeout(OP_TIMEOUT_MS) },
         );
         if (out.Errors?.length) throw new Error(`${out.Errors.length} objects could not be deleted`);

@@ -20,7 +20,10 @@ class JournalProxy implements StorageJournal {
 const JOURNAL = Symbol('STORAGE_JOURNAL');
 
 /** Builds the driver STORAGE_DRIVER names (CONTRACT §9). */
-export function createObjectStore(cfg: ConfigType<typeof storageConfig>, journal?: StorageJournal): ObjectStore {
+export function createObjectStore(
+  cfg: ConfigType<typeof storageConfig>,
+  journal?: StorageJournal,
+): ObjectStore {
   return cfg.driver === 's3' ? new S3ObjectStore(cfg.s3, journal) : new LocalObjectStore(cfg.uploadDir);
 }
 
@@ -29,7 +32,8 @@ const providers: Provider[] = [
   {
     provide: ObjectStore,
     inject: [storageConfig.KEY, JOURNAL],
-    useFactory: (cfg: ConfigType<typeof storageConfig>, journal: JournalProxy) => createObjectStore(cfg, journal),
+    useFactory: (cfg: ConfigType<typeof storageConfig>, journal: JournalProxy) =>
+      createObjectStore(cfg, journal),
   },
   {
     provide: StorageSweeper,

@@ -53,7 +53,9 @@ describe('reference segmenter: image_url and SEGMENTER_URL_ALLOWLIST', () => {
     const scene = generateSynthetic(7, { spheroids: 2, touchingPair: false });
     const png = await greyPng({ width: scene.width, height: scene.height, data: scene.grey });
     await c.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'images/scene.png', Body: png }));
-    await c.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'images/big.png', Body: Buffer.alloc(png.length * 3, 1) }));
+    await c.send(
+      new PutObjectCommand({ Bucket: BUCKET, Key: 'images/big.png', Body: Buffer.alloc(png.length * 3, 1) }),
+    );
     c.destroy();
     maxBytes = png.length * 2;
     other = http.createServer((req, res) => {
@@ -95,7 +97,10 @@ describe('reference segmenter: image_url and SEGMENTER_URL_ALLOWLIST', () => {
   it('refuses another origin with 400, and fetches nothing', async () => {
     const before = otherHits;
     const res = await segment({ image_url: `${otherUrl}/images/scene.png` });
-    expect(res).toEqual({ status: 400, body: { success: false, error: expect.stringMatching(/SEGMENTER_URL_ALLOWLIST/) } });
+    expect(res).toEqual({
+      status: 400,
+      body: { success: false, error: expect.stringMatching(/SEGMENTER_URL_ALLOWLIST/) },
+    });
     expect(otherHits).toBe(before);
   });
 
@@ -164,7 +169,11 @@ describe('reference segmenter: image_url and SEGMENTER_URL_ALLOWLIST', () => {
       const res = await fetch(`${svc.url}/segment`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ task_id: 't', image_path: 'x.png', image_url: await presign('images/scene.png') }),
+        body: JSON.stringify({
+          task_id: 't',
+          image_path: 'x.png',
+          image_url: await presign('images/scene.png'),
+        }),
       });
       expect(res.status).toBe(400);
     } finally {

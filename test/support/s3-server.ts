@@ -169,7 +169,8 @@ export class S3TestServer {
       return;
     }
     if (this.mode === 'hang') return; // the socket is destroyed by kill()/stop() or the client's timeout
-    const isWrite = req.method === 'PUT' || (req.method === 'POST' && /[?&]uploads(=|&|$)/.test(req.url ?? ''));
+    const isWrite =
+      req.method === 'PUT' || (req.method === 'POST' && /[?&]uploads(=|&|$)/.test(req.url ?? ''));
     if (this.mode === 'quota' && isWrite) {
       req.resume();
       req.on('end', () => {

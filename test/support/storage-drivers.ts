@@ -1,4 +1,5 @@
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { S3TestServer } from './s3-server';
@@ -48,7 +49,6 @@ let bucketSeq = 0;
 export function storageFor(driver: StorageDriverName, tag: string, server?: S3TestServer): StorageUnderTest {
   const uploadDir = path.join(mkdtempSync(path.join(tmpdir(), `${tag}-`)), 'uploads');
   if (driver === 'local') {
-    const { readFile, writeFile } = require('node:fs/promises') as typeof import('node:fs/promises');
     return {
       driver,
       uploadDir,
@@ -60,14 +60,20 @@ export function storageFor(driver: StorageDriverName, tag: string, server?: S3Te
     };
   }
   if (!server) throw new Error('storageFor(s3) needs a started S3TestServer');
-  const bucket = `${tag.toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 40)}-${process.pid}-${++bucketSeq}`;
+  const bucket = `${tag
+    .toLowerCase()
+    .replace(/[^a-z0-9-]/g, '-')
+    .slice(0, 40)}-${process.pid}-${++bucketSeq}`;
   return {
     driver,
     uploadDir,
     env: { ...server.env(bucket), UPLOAD_DIR: uploadDir },
     s3: server,
     bucket,
-    files: async () => [...(await server.keys(bucket)), ...filesUnder(uploadDir).map((f) => `UPLOAD_DIR/${f}`)],
+    files: async () => [
+      ...(await server.keys(bucket)),
+      ...filesUnder(uploadDir).map((f) => `UPLOAD_DIR/${f}`),
+    ],
     read: async (key) => {
       const { GetObjectCommand } = await import('@aws-sdk/client-s3');
       const client = server.client();

@@ -344,7 +344,9 @@ describe.each(STORAGE_DRIVERS)('images with STORAGE_DRIVER=%s (CONTRACT §3 Imag
   });
 
   it('leaves nothing in the staging area (nor anything under UPLOAD_DIR with s3)', async () => {
-    expect((await st.files()).filter((f) => f.startsWith('.incoming/') || f.startsWith('UPLOAD_DIR/'))).toEqual([]);
+    expect(
+      (await st.files()).filter((f) => f.startsWith('.incoming/') || f.startsWith('UPLOAD_DIR/')),
+    ).toEqual([]);
     expect(await bomb.files()).toEqual([]);
   });
 });

@@ -100,7 +100,9 @@ describe.each(STORAGE_DRIVERS)('a 40 MB upload with STORAGE_DRIVER=%s (CONTRACT 
     const growthMb = (peak - base) / 1024 / 1024;
     // The app runs in this process, so its RSS is this process's; reading the file whole would cost ≥ 40 MB.
     expect(growthMb).toBeLessThan(28);
-    const [{ storage_path: key }] = await env.t.app.get(DataSource).query('SELECT storage_path FROM images WHERE id = $1', [image.id]);
+    const [{ storage_path: key }] = await env.t.app
+      .get(DataSource)
+      .query('SELECT storage_path FROM images WHERE id = $1', [image.id]);
     expect((await env.storage.read(key))?.length).toBe(size);
     process.stdout.write(`[${driver}] 40 MB upload: RSS peak growth ${growthMb.toFixed(1)} MB\n`);
   });
@@ -112,7 +114,11 @@ describe('STORAGE_DRIVER=s3 when the store fails (CONTRACT §9)', () => {
   let token: string;
   let db: DataSource;
   let dir: string;
-  const health = async () => (await fetch(`${env.t.url}/api/health`)).json() as Promise<{ status: string; services: Record<string, string> }>;
+  const health = async () =>
+    (await fetch(`${env.t.url}/api/health`)).json() as Promise<{
+      status: string;
+      services: Record<string, string>;
+    }>;
   const upload = (data: Buffer) => {
     const form = new FormData();
     form.append('file', new Blob([data]), 'x.png');
@@ -146,7 +152,11 @@ describe('STORAGE_DRIVER=s3 when the store fails (CONTRACT §9)', () => {
     const started = Date.now();
     const res = await pending;
     expect(res.status).toBe(503);
-    expect(JSON.parse(res.body)).toEqual({ statusCode: 503, error: 'Service Unavailable', message: expect.any(String) });
+    expect(JSON.parse(res.body)).toEqual({
+      statusCode: 503,
+      error: 'Service Unavailable',
+      message: expect.any(String),
+    });
     expect(Date.now() - started).toBeLessThan(30_000);
     expect(await imageRows(db)).toBe(rows);
     await s3.restart();
@@ -163,7 +173,11 @@ describe('STORAGE_DRIVER=s3 when the store fails (CONTRACT §9)', () => {
     let started = Date.now();
     const up = await upload(await makeImage('png', 30, 30));
     expect(up.status).toBe(503);
-    expect(await up.json()).toEqual({ statusCode: 503, error: 'Service Unavailable', message: expect.any(String) });
+    expect(await up.json()).toEqual({
+      statusCode: 503,
+      error: 'Service Unavailable',
+      message: expect.any(String),
+    });
     expect(Date.now() - started).toBeLessThan(15_000);
     for (const link of [img.urls.file, `${img.urls.thumbnail}&size=70`]) {
       started = Date.now();
@@ -206,7 +220,11 @@ describe('STORAGE_DRIVER=s3 when the store fails (CONTRACT §9)', () => {
     s3.mode = 'quota';
     const res = await upload(await makeImage('png', 50, 50));
     expect(res.status).toBe(507);
-    expect(await res.json()).toEqual({ statusCode: 507, error: 'Insufficient Storage', message: expect.any(String) });
+    expect(await res.json()).toEqual({
+      statusCode: 507,
+      error: 'Insufficient Storage',
+      message: expect.any(String),
+    });
     expect(await imageRows(db)).toBe(rows);
     s3.mode = 'pass';
     expect(await env.storage.files()).toEqual(keys);
@@ -231,8 +249,15 @@ describe('STORAGE_DRIVER=s3 when the store fails (CONTRACT §9)', () => {
   it('the ML call carries a presigned image_url valid for ML_SERVICE_TIMEOUT; presigned links expire', async () => {
     const data = await makeImage('png', 64, 48);
     const img = await uploadBody(env.t, token, data, 'ml.png');
-    env.stub.enqueue({ body: { success: true, results: { image_width: 64, image_height: 48, processing_time_ms: 1, polygons: [] } } });
-    expect((await env.t.request(`/api/images/${img.id}/segmentation`, { method: 'POST', token })).status).toBe(200);
+    env.stub.enqueue({
+      body: {
+        success: true,
+        results: { image_width: 64, image_height: 48, processing_time_ms: 1, polygons: [] },
+      },
+    });
+    expect(
+      (await env.t.request(`/api/images/${img.id}/segmentation`, { method: 'POST', token })).status,
+    ).toBe(200);
     const call = env.stub.calls[env.stub.calls.length - 1].body as { image_path: string; image_url: string };
     const [{ storage_path: key }] = await db.query('SELECT storage_path FROM images WHERE id = $1', [img.id]);
     expect(call.image_path).toBe(key);
@@ -284,11 +309,15 @@ describe('npm run storage:copy-to-s3: UPLOAD_DIR → bucket, so a deployment can
       expect(first.failed + first.missing).toBe(0);
       expect(first.copied).toBeGreaterThanOrEqual(2); // every image of this database (other suites' too)
       for (const [i, img] of imgs.entries()) {
-        const [{ storage_path: key }] = await db.query('SELECT storage_path FROM images WHERE id = $1', [img.id]);
+        const [{ storage_path: key }] = await db.query('SELECT storage_path FROM images WHERE id = $1', [
+          img.id,
+        ]);
         expect((await target.read(key))!.equals(datas[i])).toBe(true);
       }
       // Resumable: a second run uploads nothing that is already there and verified; a corrupt object is copied again.
-      const [{ storage_path: k0 }] = await db.query('SELECT storage_path FROM images WHERE id = $1', [imgs[0].id]);
+      const [{ storage_path: k0 }] = await db.query('SELECT storage_path FROM images WHERE id = $1', [
+        imgs[0].id,
+      ]);
       await target.write(k0, Buffer.from('damaged'));
       const second = await copyUploadsToBucket(opts);
       expect(second).toMatchObject({ copied: 1, failed: 0, missing: 0 });
