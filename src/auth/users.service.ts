@@ -74,6 +74,29 @@ export class UsersService {
     return bcrypt.compare(password, user.passwordHash);
   }
 
+  /**
+   * Sets a new password and ends every other session of the user (all of them when `keepSessionId` is
+   * null), in one statement; then every process re-checks the user's sessions (version bump).
+   */
+  async changePassword(id: number, newPassword: string, keepSessionId: number | null): Promise<void> {
+    const passwordHash = await bcrypt.hash(newPassword, BCRYPT_ROUNDS);
+    await this.prepared.rows(
+      `WITH u AS (UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1 RETURNING id)
+       DELETE FROM sessions WHERE user_id IN (SELECT id FROM u) AND id IS DISTINCT FROM $3::int`,
+      [id, passwordHash, keepSessionId],
+    );
+    await this.gate.bumpUser(id);
+  }
+
+  /** With the password hash, for checking the current password. */
+  findByIdWithHash(id: number): Promise<UserEntity | null> {
+    return this.users
+      .createQueryBuilder('u')
+      .addSelect('u.passwordHash')
+      .where('u.id = :id', { id })
+      .getOne();
+  }
+
   async update(id: number, patch: { isPremium?: boolean; role?: UserRole }): Promise<UserEntity> {
     const user = await this.findById(id);
     if (!user) throw new NotFoundException('user not found');
@@ -105,9 +128,10 @@ export class UsersService {
     const passwordOk = await this.verifyPassword(existing, password);
     if (existing.role !== 'admin' || !passwordOk) {
       existing.role = 'admin';
-      if (!passwordOk) existing.passwordHash = await bcrypt.hash(password, BCRYPT_ROUNDS);
       await this.users.save(existing);
-      await this.gate.bumpUser(existing.id);
+      // A new password ends the admin's sessions, as a password change through the API would.
+      if (!passwordOk) await this.changePassword(existing.id, password, null);
+      else await this.gate.bumpUser(existing.id);
     }
   }
 }

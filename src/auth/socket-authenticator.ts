@@ -1,0 +1,29 @@
+import { Injectable } from '@nestjs/common';
+import type { RealtimeSocketData, SocketAuthenticator, SocketCredentials } from '../realtime/socket-auth';
+import { Authenticator } from './authenticator';
+
+/**
+ * The Socket.IO gateway's handshake check (`auth: { token }` or `auth: { apiKey }`): the same
+ * Authenticator as every REST request (live session or key), not rate limited, as before. The socket
+ * is disconnected when its token or key expires (the gateway arms that timer from `exp`).
+ */
+@Injectable()
+export class AuthSocketAuthenticator implements SocketAuthenticator {
+  constructor(private readonly authenticator: Authenticator) {}
+
+  async authenticate(credentials: SocketCredentials, ip: string): Promise<RealtimeSocketData | null> {
+    if ('token' in credentials) {
+      const found = await this.authenticator.bearer(credentials.token, -1);
+      if (!found) return null;
+      const claims = this.authenticator.claims(credentials.token);
+      return {
+        user: { sub: found.user.id, email: found.user.email, role: found.user.role },
+        exp: claims?.exp,
+      };
+    }
+    const found = await this.authenticator.apiKey(credentials.apiKey, -1, ip);
+    if (!found || found.principal.kind !== 'apiKey') return null;
+    const exp = found.principal.expiresAt === null ? undefined : Math.floor(found.principal.expiresAt / 1000);
+    return { user: { sub: found.user.id, email: found.user.email, role: found.user.role }, exp };
+  }
+}
