@@ -27,9 +27,19 @@ describe('sessions and API keys across two api processes', () => {
   let short: BackendProcess;
   let pg: Client;
   const sockets: ClientSocket[] = [];
+  /** Every refresh token and API key handed out: none may appear in a log line. */
+  const secrets: string[] = [];
+  const remember = <T extends { refreshToken?: string; key?: string }>(body: T): T => {
+    for (const s of [body.refreshToken, body.key]) if (typeof s === 'string') secrets.push(s);
+    return body;
+  };
 
   beforeAll(async () => {
-    const env = { QUEUE_NAME: `${process.env.QUEUE_NAME}_sess_${Date.now()}`, RATE_LIMIT_PER_MINUTE: '600' };
+    const env = {
+      QUEUE_NAME: `${process.env.QUEUE_NAME}_sess_${Date.now()}`,
+      RATE_LIMIT_PER_MINUTE: '600',
+      LOG_LEVEL: 'info',
+    };
     [a, b, short] = await startProcesses([
       { role: 'api', env, name: 'apiA' },
       { role: 'api', env, name: 'apiB' },
@@ -51,12 +61,12 @@ describe('sessions and API keys across two api processes', () => {
   const register = async (p: BackendProcess, email = newEmail()): Promise<Tokens> => {
     const res = await p.request('/api/auth/register', { method: 'POST', json: { email, password } });
     expect(res.status).toBe(201);
-    return res.json();
+    return remember(await res.json());
   };
   const login = async (p: BackendProcess, email: string, pw = password): Promise<Tokens> => {
     const res = await p.request('/api/auth/login', { method: 'POST', json: { email, password: pw } });
     expect(res.status).toBe(200);
-    return res.json();
+    return remember(await res.json());
   };
   const refresh = (p: BackendProcess, refreshToken: unknown): Promise<ProcessResponse> =>
     p.request('/api/auth/refresh', { method: 'POST', json: { refreshToken } });
@@ -282,7 +292,7 @@ describe('sessions and API keys across two api processes', () => {
       json: { name: ' nightly batch ' },
     });
     expect(created.status).toBe(201);
-    const key = await created.json();
+    const key = remember(await created.json());
     expect(key).toEqual({
       id: expect.any(Number),
       name: 'nightly batch',
@@ -465,5 +475,11 @@ describe('sessions and API keys across two api processes', () => {
     const long: Tokens = await fresh.json();
     expect(long.expiresIn).toBe(900);
     expect(await me(b, long.accessToken)).toBe(200);
+  });
+
+  it('never writes a refresh token, an API key or a password into a log line', async () => {
+    expect(secrets.length).toBeGreaterThan(10);
+    const logs = [a, b, short].map((p) => p.logs()).join('\n');
+    for (const s of [...secrets, password, 'brand-new-pass']) expect(logs.includes(s)).toBe(false);
   });
 });
