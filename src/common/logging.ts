@@ -48,9 +48,7 @@ const UNLOGGED = /^\/api\/(health|metrics)(\/|\?|$)/;
  * development (NODE_ENV=development, the default of `npm run start:dev`) readable lines through
  * pino-pretty instead.
  */
-export function createRootLogger(
-  app: Pick<ConfigType<typeof appConfig>, 'logLevel' | 'role' | 'nodeEnv'>,
-): Pino {
+export function createRootLogger(app: Pick<ConfigType<typeof appConfig>, 'logLevel' | 'role' | 'nodeEnv'>): Pino {
   return createLoggers(app).root;
 }
 
@@ -59,20 +57,14 @@ export function createRootLogger(
  * request lines are built here from a fixed set of fields that never hold a secret (the path is
  * logged without its query string), so they skip the redaction pass (about half the cost of a line).
  */
-export function createLoggers(app: Pick<ConfigType<typeof appConfig>, 'logLevel' | 'role' | 'nodeEnv'>): {
-  root: Pino;
-  requests: Pino;
-} {
+export function createLoggers(app: Pick<ConfigType<typeof appConfig>, 'logLevel' | 'role' | 'nodeEnv'>): { root: Pino; requests: Pino } {
   const base: pino.LoggerOptions = { level: app.logLevel, base: { pid: process.pid, role: app.role } };
   const redact = { paths: REDACT_PATHS, censor: '[redacted]' };
   if (app.nodeEnv === 'development') {
     const root = pino({
       ...base,
       redact,
-      transport: {
-        target: 'pino-pretty',
-        options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' },
-      },
+      transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } },
     });
     return { root, requests: root };
   }

@@ -12,12 +12,7 @@ import {
 import { withTimeout } from '../common/with-timeout';
 import { SOCKET_FLOOD_MAX_PACKETS_PER_SECOND, SOCKET_MAX_HTTP_BUFFER_BYTES } from './realtime.constants';
 import { RateLimitedWarner } from './rate-limited-logger';
-import {
-  handshakeCredentials,
-  RealtimeSocketData,
-  SOCKET_AUTHENTICATOR,
-  SocketAuthenticator,
-} from './socket-auth';
+import { handshakeCredentials, RealtimeSocketData, SOCKET_AUTHENTICATOR, SocketAuthenticator } from './socket-auth';
 
 export type RealtimeServer = Server<
   DefaultEventsMap,
@@ -88,9 +83,7 @@ export class EventsGateway implements OnGatewayInit<RealtimeServer>, OnGatewayCo
   private async authenticate(socket: RealtimeSocket, next: (err?: ExtendedError) => void): Promise<void> {
     try {
       const credentials = handshakeCredentials(socket.handshake);
-      const verified = credentials
-        ? await this.sockets.authenticate(credentials, socket.handshake.address)
-        : null;
+      const verified = credentials ? await this.sockets.authenticate(credentials, socket.handshake.address) : null;
       if (!verified) return next(new Error('unauthorized'));
       socket.data.user = verified.user;
       socket.data.exp = verified.exp;

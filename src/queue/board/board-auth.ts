@@ -5,8 +5,7 @@ import type { UserEntity } from '../../auth/user.entity';
 import type { UsersService } from '../../auth/users.service';
 
 /** What the `Authorization` header carries: an access token or basic credentials. */
-export type BoardCredentials =
-  { kind: 'bearer'; token: string } | { kind: 'basic'; email: string; password: string };
+export type BoardCredentials = { kind: 'bearer'; token: string } | { kind: 'basic'; email: string; password: string };
 
 export type BoardAuthResult =
   | { ok: true; userId: number }
@@ -35,8 +34,7 @@ const MAX_REMEMBERED = 1000;
 
 /**
  * Decides who may open the queue dashboard: an admin by access token (as the global AuthGuard checks
- * it: signature and live session, then the user re-read from PostgreSQL so a demoted or deleted admin
- * is out at once),
+ * it: signature and live session, then the user re-read from PostgreSQL so a demoted or deleted admin is out at once),
  * or an admin by email and password, which is what a browser sends after its basic-auth prompt.
  *
  * A browser repeats the basic credentials on every request (the board polls), so a password that
@@ -74,20 +72,9 @@ export class BoardAuthenticator {
     const key = user ? this.rememberKey(user, creds.password) : '';
     if (user && (this.remembered.get(key) ?? 0) > Date.now()) return this.admit(user);
 
-    const budget = await this.limiter.increment(
-      `board-password:ip:${ip}`,
-      60_000,
-      this.checksPerMinute,
-      60_000,
-      'board',
-    );
+    const budget = await this.limiter.increment(`board-password:ip:${ip}`, 60_000, this.checksPerMinute, 60_000, 'board');
     if (budget.isBlocked) {
-      return {
-        ok: false,
-        status: 429,
-        message: 'too many password attempts',
-        retryAfterSeconds: budget.timeToBlockExpire,
-      };
+      return { ok: false, status: 429, message: 'too many password attempts', retryAfterSeconds: budget.timeToBlockExpire };
     }
     if (!user || !(await this.users.verifyPassword(user, creds.password))) {
       return { ok: false, status: 401, message: 'invalid email or password' };
@@ -97,15 +84,11 @@ export class BoardAuthenticator {
   }
 
   private admit(user: UserEntity): BoardAuthResult {
-    return user.role === 'admin'
-      ? { ok: true, userId: user.id }
-      : { ok: false, status: 403, message: 'insufficient role' };
+    return user.role === 'admin' ? { ok: true, userId: user.id } : { ok: false, status: 403, message: 'insufficient role' };
   }
 
   private rememberKey(user: UserEntity, password: string): string {
-    return createHmac('sha256', this.hmacKey)
-      .update(`${user.id}\0${user.passwordHash}\0${password}`)
-      .digest('base64');
+    return createHmac('sha256', this.hmacKey).update(`${user.id}\0${user.passwordHash}\0${password}`).digest('base64');
   }
 
   private remember(key: string): void {

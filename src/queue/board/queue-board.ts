@@ -27,9 +27,7 @@ export const QUEUE_BOARD_REALM = 'spheroseg queues';
  * keeps every page of the board on this origin, so nothing else can reach out either.
  */
 const GOOGLE_FONTS_LINK = /<link[^>]+href="https:\/\/fonts\.googleapis\.com\/[^"]*"[^>]*>/g;
-const LOCAL_FONT_LINKS = ['300', '400', '500']
-  .map((w) => `<link href="fonts/${w}.css" rel="stylesheet">`)
-  .join('');
+const LOCAL_FONT_LINKS = ['300', '400', '500'].map((w) => `<link href="fonts/${w}.css" rel="stylesheet">`).join('');
 const FONT_ROOT = path.dirname(require.resolve('@fontsource/ubuntu/LICENSE'));
 const BOARD_CSP = [
   "default-src 'self'",
@@ -64,9 +62,7 @@ class BandBoardAdapter extends BullAdapter {
     const queuedStatus = (await this.band.isPaused()) ? 'paused' : 'waiting';
     if (!statuses.includes(queuedStatus)) return super.getJobs(statuses, start, end);
     const ids = await this.producer.waitingIds(this.band, start, end < 0 ? start + 99 : end);
-    const queued = (await Promise.all(ids.map((id) => this.band.getJob(id)))).filter(
-      (j): j is Job => j !== null,
-    );
+    const queued = (await Promise.all(ids.map((id) => this.band.getJob(id)))).filter((j): j is Job => j !== null);
     const others = statuses.filter((s) => s !== queuedStatus);
     const rest = others.length > 0 ? await super.getJobs(others, start, end) : [];
     const align = (this as unknown as { alignJobData(j: Job): Job }).alignJobData; // as BullAdapter shows every job
@@ -94,9 +90,7 @@ export async function mountQueueBoard(app: NestFastifyApplication): Promise<void
     queues: producer
       .bullQueues()
       .map((queue) =>
-        (producer.bands as ReadonlyArray<Queue>).includes(queue)
-          ? new BandBoardAdapter(queue, producer)
-          : new BullAdapter(queue, { readOnlyMode: true }),
+        (producer.bands as ReadonlyArray<Queue>).includes(queue) ? new BandBoardAdapter(queue, producer) : new BullAdapter(queue, { readOnlyMode: true }),
       ),
     serverAdapter,
     options: { uiConfig: { boardTitle: 'spheroseg queues' } },
@@ -120,17 +114,13 @@ export async function mountQueueBoard(app: NestFastifyApplication): Promise<void
       retryAfter = result.retryAfterSeconds;
     } catch (err) {
       // The credentials are never part of what is logged.
-      logger.error(
-        { err: redactSecrets((err as Error)?.message ?? String(err)) },
-        'queue board authentication failed',
-      );
+      logger.error({ err: redactSecrets((err as Error)?.message ?? String(err)) }, 'queue board authentication failed');
       const body = toErrorBody(err) as { statusCode: number; message: string };
       status = body.statusCode;
       message = body.message;
       retryAfter = status === 503 ? 5 : undefined;
     }
-    if (status === 401)
-      void reply.header('www-authenticate', `Basic realm="${QUEUE_BOARD_REALM}", charset="UTF-8"`);
+    if (status === 401) void reply.header('www-authenticate', `Basic realm="${QUEUE_BOARD_REALM}", charset="UTF-8"`);
     if (retryAfter !== undefined) void reply.header('retry-after', String(retryAfter));
     await reply.code(status).send({ statusCode: status, error: STATUS_CODES[status] ?? 'Error', message });
   };

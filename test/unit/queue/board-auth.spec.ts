@@ -23,23 +23,13 @@ describe('parseBoardAuthorization', () => {
 });
 
 describe('BoardAuthenticator', () => {
-  const admin: UserEntity = {
-    id: 1,
-    email: 'root@example.org',
-    role: 'admin',
-    isPremium: false,
-  } as UserEntity;
+  const admin: UserEntity = { id: 1, email: 'root@example.org', role: 'admin', isPremium: false } as UserEntity;
   let hits: number;
   let compares: number;
   const limiter: ThrottlerStorage = {
     increment: async (_key, _ttl, limit) => {
       hits++;
-      return {
-        totalHits: hits,
-        timeToExpire: 60,
-        isBlocked: hits > limit,
-        timeToBlockExpire: hits > limit ? 60 : 0,
-      };
+      return { totalHits: hits, timeToExpire: 60, isBlocked: hits > limit, timeToBlockExpire: hits > limit ? 60 : 0 };
     },
   };
   const users = {
@@ -51,8 +41,7 @@ describe('BoardAuthenticator', () => {
     },
   };
   const auth = {
-    verify: async (token: string) =>
-      token === 'good' ? { sub: 1, email: admin.email, role: 'admin' as const, sid: 1 } : null,
+    verify: async (token: string) => (token === 'good' ? { sub: 1, email: admin.email, role: 'admin' as const, sid: 1 } : null),
   };
 
   beforeEach(async () => {
@@ -64,16 +53,12 @@ describe('BoardAuthenticator', () => {
   it('remembers a matching password until the hash changes, without counting it against the budget', async () => {
     const a = new BoardAuthenticator(auth, users, limiter, { passwordChecksPerMinute: 3 });
     const header = `Basic ${b64(`${admin.email}:first-password`)}`;
-    for (let i = 0; i < 5; i++)
-      expect(await a.authenticate(header, '10.0.0.1')).toEqual({ ok: true, userId: 1 });
+    for (let i = 0; i < 5; i++) expect(await a.authenticate(header, '10.0.0.1')).toEqual({ ok: true, userId: 1 });
     expect({ compares, hits }).toEqual({ compares: 1, hits: 1 });
 
     admin.passwordHash = await bcrypt.hash('second-password', 4);
     expect(await a.authenticate(header, '10.0.0.1')).toMatchObject({ ok: false, status: 401 });
-    expect(await a.authenticate(`Basic ${b64(`${admin.email}:second-password`)}`, '10.0.0.1')).toEqual({
-      ok: true,
-      userId: 1,
-    });
+    expect(await a.authenticate(`Basic ${b64(`${admin.email}:second-password`)}`, '10.0.0.1')).toEqual({ ok: true, userId: 1 });
   });
 
   it('answers 429 once the password-check budget is spent, before running bcrypt', async () => {
@@ -81,11 +66,7 @@ describe('BoardAuthenticator', () => {
     const guess = `Basic ${b64(`${admin.email}:guess`)}`;
     expect((await a.authenticate(guess, '10.0.0.2')).ok).toBe(false);
     expect((await a.authenticate(guess, '10.0.0.2')).ok).toBe(false);
-    expect(await a.authenticate(guess, '10.0.0.2')).toMatchObject({
-      ok: false,
-      status: 429,
-      retryAfterSeconds: 60,
-    });
+    expect(await a.authenticate(guess, '10.0.0.2')).toMatchObject({ ok: false, status: 429, retryAfterSeconds: 60 });
     expect(compares).toBe(2);
     expect(await a.authenticate('Bearer good', '10.0.0.2')).toEqual({ ok: true, userId: 1 });
     expect(await a.authenticate('Bearer bad', '10.0.0.2')).toMatchObject({ ok: false, status: 401 });
