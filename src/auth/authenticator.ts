@@ -92,8 +92,8 @@ export class Authenticator {
   }
 
   /**
-   * Credentials of a request that carries them in its headers: `Authorization: Bearer <token>` (wins
-   * when both are sent) or `X-Api-Key: <key>`. Null when neither is there or they are refused.
+   * Credentials of a request that carries them in its headers: `Authorization: Bearer <token>` (it
+   * decides when both are sent) or `X-Api-Key: <key>`. Null when neither is there or it is refused.
    */
   fromHeaders(
     headers: Record<string, string | string[] | undefined>,
@@ -101,10 +101,8 @@ export class Authenticator {
     ip: string,
   ): Promise<Authenticated | null> {
     const header = headers['authorization'];
-    if (header !== undefined) {
-      const match = typeof header === 'string' ? BEARER.exec(header) : null;
-      return match ? this.bearer(match[1], limit) : Promise.resolve(null);
-    }
+    const match = typeof header === 'string' ? BEARER.exec(header) : null;
+    if (match) return this.bearer(match[1], limit);
     const key = headers['x-api-key'];
     return typeof key === 'string' ? this.apiKey(key, limit, ip) : Promise.resolve(null);
   }
