@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { PreparedQueries } from '../database/prepared-queries';
 import { AuthGate } from './auth-gate';
+import { CredentialEvents } from './credential-events';
 import { API_KEY_PREFIX, hashSecret, newSecret } from './secrets';
 
 /** One row of `GET /api/auth/api-keys` (never the key). */
@@ -38,6 +39,7 @@ export class ApiKeysService {
   constructor(
     private readonly db: PreparedQueries,
     private readonly gate: AuthGate,
+    private readonly events: CredentialEvents,
   ) {}
 
   async create(
@@ -73,6 +75,7 @@ export class ApiKeysService {
     ]);
     if (rows.length === 0) return false;
     await this.gate.bumpUser(userId);
+    this.events.ended({ apiKeys: [id] });
     return true;
   }
 }

@@ -20,6 +20,7 @@ import { Authenticator } from './authenticator';
 import { SessionsService } from './sessions.service';
 import { ApiKeysController, SessionsController } from './sessions.controller';
 import { AuthSocketAuthenticator } from './socket-authenticator';
+import { CredentialEvents } from './credential-events';
 import { SOCKET_AUTHENTICATOR } from '../realtime/socket-auth';
 import { ImagesModule } from '../images/images.module';
 
@@ -69,6 +70,7 @@ import { ImagesModule } from '../images/images.module';
     SessionsService,
     ApiKeysService,
     Authenticator,
+    CredentialEvents,
     AdminSeeder,
     AuthGate,
     { provide: SOCKET_AUTHENTICATOR, useClass: AuthSocketAuthenticator },

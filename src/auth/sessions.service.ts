@@ -5,6 +5,7 @@ import { DataSource } from 'typeorm';
 import { authConfig } from '../config/configuration';
 import { PreparedQueries } from '../database/prepared-queries';
 import { AuthGate } from './auth-gate';
+import { CredentialEvents } from './credential-events';
 import { hashSecret, looksLikeSecret, newSecret, REFRESH_PREFIX, sameHash } from './secrets';
 
 /** A session's refresh token as handed to the client (the database keeps only its hash). */
@@ -42,6 +43,7 @@ export class SessionsService {
     @InjectDataSource() private readonly ds: DataSource,
     private readonly db: PreparedQueries,
     private readonly gate: AuthGate,
+    private readonly events: CredentialEvents,
     @Inject(authConfig.KEY) cfg: ConfigType<typeof authConfig>,
   ) {
     this.ttlDays = cfg.refreshTokenTtlDays;
@@ -73,56 +75,59 @@ export class SessionsService {
     if (!looksLikeSecret(refreshToken, REFRESH_PREFIX)) return { ok: false, reuse: false };
     const hash = hashSecret(refreshToken);
     const next = newSecret(REFRESH_PREFIX);
-    const outcome = await this.ds.transaction(async (m): Promise<RotateOutcome & { userId?: number }> => {
-      const [row] = (await m.query(
-        `SELECT t.token_hash, t.used_at, s.id AS session_id, s.user_id, s.expires_at, s.expires_at <= now() AS expired
+    const outcome = await this.ds.transaction(
+      async (m): Promise<RotateOutcome & { userId?: number; sessionId?: number }> => {
+        const [row] = (await m.query(
+          `SELECT t.token_hash, t.used_at, s.id AS session_id, s.user_id, s.expires_at, s.expires_at <= now() AS expired
            FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
           WHERE t.token_hash = $1 FOR UPDATE`,
-        [hash],
-      )) as Array<{
-        token_hash: Buffer;
-        used_at: Date | null;
-        session_id: number;
-        user_id: number;
-        expires_at: Date;
-        expired: boolean;
-      }>;
-      if (!row || !sameHash(row.token_hash, hash)) return { ok: false, reuse: false };
-      if (row.expired) return { ok: false, reuse: false };
-      if (row.used_at !== null) {
-        await m.query('DELETE FROM sessions WHERE id = $1', [row.session_id]);
-        return { ok: false, reuse: true, userId: row.user_id };
-      }
-      await m.query('UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1', [hash]);
-      await m.query('INSERT INTO refresh_tokens (token_hash, session_id) VALUES ($1, $2)', [
-        hashSecret(next),
-        row.session_id,
-      ]);
-      await m.query('UPDATE sessions SET last_used_at = now() WHERE id = $1', [row.session_id]);
-      return {
-        ok: true,
-        issued: {
-          sessionId: row.session_id,
-          userId: row.user_id,
-          refreshToken: next,
-          expiresAt: row.expires_at,
-        },
-      };
-    });
-    if (!outcome.ok && outcome.reuse && outcome.userId !== undefined)
-      await this.gate.bumpUser(outcome.userId);
+          [hash],
+        )) as Array<{
+          token_hash: Buffer;
+          used_at: Date | null;
+          session_id: number;
+          user_id: number;
+          expires_at: Date;
+          expired: boolean;
+        }>;
+        if (!row || !sameHash(row.token_hash, hash)) return { ok: false, reuse: false };
+        if (row.expired) return { ok: false, reuse: false };
+        if (row.used_at !== null) {
+          await m.query('DELETE FROM sessions WHERE id = $1', [row.session_id]);
+          return { ok: false, reuse: true, userId: row.user_id, sessionId: row.session_id };
+        }
+        await m.query('UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1', [hash]);
+        await m.query('INSERT INTO refresh_tokens (token_hash, session_id) VALUES ($1, $2)', [
+          hashSecret(next),
+          row.session_id,
+        ]);
+        await m.query('UPDATE sessions SET last_used_at = now() WHERE id = $1', [row.session_id]);
+        return {
+          ok: true,
+          issued: {
+            sessionId: row.session_id,
+            userId: row.user_id,
+            refreshToken: next,
+            expiresAt: row.expires_at,
+          },
+        };
+      },
+    );
+    if (!outcome.ok && outcome.reuse && outcome.userId !== undefined && outcome.sessionId !== undefined) {
+      await this.ended(outcome.userId, [outcome.sessionId]);
+    }
     return outcome.ok ? { ok: true, issued: outcome.issued } : { ok: false, reuse: outcome.reuse };
   }
 
   /** Logout: ends the session of `refreshToken` (used or not). Nothing happens for an unknown token. */
   async endByRefreshToken(refreshToken: string): Promise<void> {
     if (!looksLikeSecret(refreshToken, REFRESH_PREFIX)) return;
-    const rows = await this.db.rows<{ user_id: number }>(
+    const rows = await this.db.rows<{ id: number; user_id: number }>(
       `DELETE FROM sessions s USING refresh_tokens t
-        WHERE t.token_hash = $1 AND s.id = t.session_id RETURNING s.user_id`,
+        WHERE t.token_hash = $1 AND s.id = t.session_id RETURNING s.id, s.user_id`,
       [hashSecret(refreshToken)],
     );
-    if (rows[0]) await this.gate.bumpUser(rows[0].user_id);
+    if (rows[0]) await this.ended(rows[0].user_id, [rows[0].id]);
   }
 
   /** Ends one session of `userId`; false when there is no such live session of that user. */
@@ -132,8 +137,17 @@ export class SessionsService {
       [sessionId, userId],
     );
     if (rows.length === 0) return false;
-    await this.gate.bumpUser(userId);
+    await this.ended(userId, [sessionId]);
     return true;
+  }
+
+  /**
+   * After sessions of `userId` were deleted (committed): every process re-checks the user's sessions
+   * on its next request (version bump), and the sockets opened with them are disconnected.
+   */
+  async ended(userId: number, sessionIds: number[]): Promise<void> {
+    await this.gate.bumpUser(userId);
+    this.events.ended({ sessions: sessionIds });
   }
 
   /** The live sessions of `userId`, newest first; `current` marks `currentId`. */

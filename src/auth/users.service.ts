@@ -5,6 +5,7 @@ import * as bcrypt from 'bcryptjs';
 import type { UserRole } from '../common/contracts';
 import { PreparedQueries } from '../database/prepared-queries';
 import { AuthGate } from './auth-gate';
+import { CredentialEvents } from './credential-events';
 import { UserEntity } from './user.entity';
 
 const BCRYPT_ROUNDS = 10;
@@ -29,6 +30,7 @@ export class UsersService {
     @InjectRepository(UserEntity) private readonly users: Repository<UserEntity>,
     private readonly prepared: PreparedQueries,
     private readonly gate: AuthGate,
+    private readonly events: CredentialEvents,
   ) {}
 
   /** The user without its password hash (a prepared statement: the auth guard's cache miss path). */
@@ -80,12 +82,13 @@ export class UsersService {
    */
   async changePassword(id: number, newPassword: string, keepSessionId: number | null): Promise<void> {
     const passwordHash = await bcrypt.hash(newPassword, BCRYPT_ROUNDS);
-    await this.prepared.rows(
+    const ended = await this.prepared.rows<{ id: number }>(
       `WITH u AS (UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1 RETURNING id)
-       DELETE FROM sessions WHERE user_id IN (SELECT id FROM u) AND id IS DISTINCT FROM $3::int`,
+       DELETE FROM sessions WHERE user_id IN (SELECT id FROM u) AND id IS DISTINCT FROM $3::int RETURNING id`,
       [id, passwordHash, keepSessionId],
     );
     await this.gate.bumpUser(id);
+    this.events.ended({ sessions: ended.map((r) => r.id) });
   }
 
   /** With the password hash, for checking the current password. */

@@ -42,7 +42,8 @@ const UNKNOWN_STATUS: MlStatusSnapshot = { state: 'open', available: false };
  *   handler never runs for it.
  * - Each socket joins its user's room; events reach it from any process through the Redis adapter
  *   (see RedisIoAdapter / RealtimePublisher) and it receives `ml:status` once right after connecting.
- * - A socket is disconnected when its token (or API key) expires, and when it sends more than
+ * - A socket is disconnected when its token (or API key) expires, when its session ends or its key is
+ *   revoked (on any api process), and when it sends more than
  *   SOCKET_FLOOD_MAX_PACKETS_PER_SECOND packets in a second (the contract has no client → server events).
  *
  * CORS is not set here: decorator options are static, so the adapter adds the configured policy
@@ -65,6 +66,8 @@ export class EventsGateway implements OnGatewayInit<RealtimeServer>, OnGatewayCo
 
   afterInit(server: RealtimeServer): void {
     server.use((socket, next) => void this.authenticate(socket, next));
+    // An ended session or revoked key: its sockets on every api process (through the adapter) go too.
+    this.sockets.onEnded((rooms) => server.in(rooms).disconnectSockets(true));
     if (!(server.of('/').adapter instanceof RedisAdapter)) {
       this.logger.warn(
         'Socket.IO runs without the Redis adapter: events published by other processes will not arrive (call useRealtimeAdapter(app) before listen)',
@@ -77,6 +80,7 @@ export class EventsGateway implements OnGatewayInit<RealtimeServer>, OnGatewayCo
     this.guardAgainstFlooding(socket);
     this.disconnectAtExpiry(socket);
     void socket.join(userRoom(socket.data.user.sub));
+    if (socket.data.credentialRoom) void socket.join(socket.data.credentialRoom);
     void this.sendStatus(socket);
   }
 
@@ -87,6 +91,7 @@ export class EventsGateway implements OnGatewayInit<RealtimeServer>, OnGatewayCo
       if (!verified) return next(new Error('unauthorized'));
       socket.data.user = verified.user;
       socket.data.exp = verified.exp;
+      socket.data.credentialRoom = verified.credentialRoom;
       next();
     } catch {
       next(new Error('unauthorized'));

@@ -10,6 +10,8 @@ export interface RealtimeSocketData {
   user: SocketUser;
   /** Expiry of the token or key, seconds since the epoch (absent when it has none). */
   exp?: number;
+  /** Room of the socket's session or key: its sockets are disconnected there when it ends. */
+  credentialRoom?: string;
 }
 
 /** What a handshake presents: `auth: { token }` (or an `Authorization` header), or `auth: { apiKey }` (or `X-Api-Key`). */
@@ -21,6 +23,8 @@ export type SocketCredentials = { token: string } | { apiKey: string };
  */
 export interface SocketAuthenticator {
   authenticate(credentials: SocketCredentials, ip: string): Promise<RealtimeSocketData | null>;
+  /** Calls `listener` with the credential rooms of sessions and keys that just ended (on this process). */
+  onEnded(listener: (rooms: string[]) => void): void;
 }
 export const SOCKET_AUTHENTICATOR = Symbol('SOCKET_AUTHENTICATOR');
 

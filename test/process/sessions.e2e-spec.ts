@@ -432,31 +432,52 @@ describe('sessions and API keys across two api processes', () => {
       socket.once('connect_error', (e: Error) => resolve({ socket, error: e.message }));
     });
 
-  it('Socket.IO accepts auth: { apiKey } and refuses a revoked key and an ended session with "unauthorized"', async () => {
+  /** Resolves with the reason when `socket` is disconnected within one second; rejects otherwise. */
+  const disconnectedWithin = (socket: ClientSocket) =>
+    new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`still connected ${WITHIN_MS} ms later`)), WITHIN_MS);
+      socket.once('disconnect', (reason: string) => {
+        clearTimeout(timer);
+        resolve(reason);
+      });
+    });
+
+  it('Socket.IO accepts auth: { apiKey }; revoking the key or ending the session disconnects its sockets on the other process within a second and refuses new ones', async () => {
     const reg = await register(a);
-    const key = await (
-      await a.request('/api/auth/api-keys', {
-        method: 'POST',
-        token: reg.accessToken,
-        json: { name: 'socket' },
-      })
-    ).json();
+    const other = await login(a, reg.user.email);
+    const key = remember(
+      await (
+        await a.request('/api/auth/api-keys', {
+          method: 'POST',
+          token: reg.accessToken,
+          json: { name: 'socket' },
+        })
+      ).json(),
+    );
     const viaKey = await socketTo(b, { apiKey: key.key });
     expect(viaKey.error).toBeUndefined();
     expect(viaKey.status).toEqual({ state: expect.any(String), available: expect.any(Boolean) });
-    const viaToken = await socketTo(a, { token: reg.accessToken });
+    const viaToken = await socketTo(b, { token: reg.accessToken });
     expect(viaToken.error).toBeUndefined();
+    const otherSession = await socketTo(b, { token: other.accessToken });
+    expect(otherSession.error).toBeUndefined();
 
+    const keyGone = disconnectedWithin(viaKey.socket);
     expect(
       (await a.request(`/api/auth/api-keys/${key.id}`, { method: 'DELETE', token: reg.accessToken })).status,
     ).toBe(204);
+    expect(await keyGone).toBe('io server disconnect');
+    expect(viaToken.socket.connected).toBe(true);
     expect((await socketTo(b, { apiKey: key.key })).error).toBe('unauthorized');
     expect((await socketTo(a, { apiKey: 'sk_unknown' })).error).toBe('unauthorized');
 
+    const sessionGone = disconnectedWithin(viaToken.socket);
     expect(
-      (await b.request('/api/auth/logout', { method: 'POST', json: { refreshToken: reg.refreshToken } }))
+      (await a.request('/api/auth/logout', { method: 'POST', json: { refreshToken: reg.refreshToken } }))
         .status,
     ).toBe(204);
+    expect(await sessionGone).toBe('io server disconnect');
+    expect(otherSession.socket.connected).toBe(true); // another session of the same user stays
     expect((await socketTo(a, { token: reg.accessToken })).error).toBe('unauthorized');
   });
 

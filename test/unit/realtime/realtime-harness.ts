@@ -77,6 +77,9 @@ class SignatureOnlySocketAuthenticator implements SocketAuthenticator {
       return null;
     }
   }
+  onEnded(): void {
+    // Nothing ends here: sessions and keys are the auth module's.
+  }
 }
 
 @Module({})
