@@ -112,8 +112,15 @@ export class UsersService {
 
   /** Deletes a user (its images, tasks and results go with it by cascade). False when there was none. */
   async remove(id: number): Promise<boolean> {
+    // Its sessions and keys go by cascade: returned first, so that their sockets can be disconnected.
+    const [row] = await this.prepared.rows<{ sessions: number[] | null; keys: number[] | null }>(
+      `SELECT (SELECT array_agg(id) FROM sessions WHERE user_id = $1) AS sessions,
+              (SELECT array_agg(id) FROM api_keys WHERE user_id = $1) AS keys`,
+      [id],
+    );
     const res = await this.users.delete({ id });
     await this.gate.bumpUser(id);
+    this.events.ended({ sessions: row?.sessions ?? [], apiKeys: row?.keys ?? [] });
     return (res.affected ?? 0) > 0;
   }
 

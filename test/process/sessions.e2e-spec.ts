@@ -13,6 +13,10 @@ import { rawRequest } from '../support/raw-http';
  * one that ended the session, by polling with a one-second deadline (it is in fact the next request).
  */
 const WITHIN_MS = 1000;
+const ADMIN = {
+  email: `admin_${randomBytes(4).toString('hex')}@example.org`,
+  password: `pw-${randomBytes(8).toString('hex')}`,
+};
 
 interface Tokens {
   accessToken: string;
@@ -38,6 +42,8 @@ describe('sessions and API keys across two api processes', () => {
     const env = {
       QUEUE_NAME: `${process.env.QUEUE_NAME}_sess_${Date.now()}`,
       RATE_LIMIT_PER_MINUTE: '600',
+      ADMIN_EMAIL: ADMIN.email,
+      ADMIN_PASSWORD: ADMIN.password,
       LOG_LEVEL: 'info',
     };
     [a, b, short] = await startProcesses([
@@ -481,6 +487,31 @@ describe('sessions and API keys across two api processes', () => {
     expect((await socketTo(a, { token: reg.accessToken })).error).toBe('unauthorized');
   });
 
+  it('deleting a user disconnects the sockets of its sessions and keys on every process', async () => {
+    const reg = await register(a);
+    const key = remember(
+      await (
+        await a.request('/api/auth/api-keys', {
+          method: 'POST',
+          token: reg.accessToken,
+          json: { name: 'doomed' },
+        })
+      ).json(),
+    );
+    const [viaToken, viaKey] = [
+      await socketTo(b, { token: reg.accessToken }),
+      await socketTo(b, { apiKey: key.key }),
+    ];
+    expect([viaToken.error, viaKey.error]).toEqual([undefined, undefined]);
+    const admin = await login(a, ADMIN.email, ADMIN.password);
+    const gone = Promise.all([disconnectedWithin(viaToken.socket), disconnectedWithin(viaKey.socket)]);
+    expect(
+      (await a.request(`/api/admin/users/${reg.user.id}`, { method: 'DELETE', token: admin.accessToken }))
+        .status,
+    ).toBe(204);
+    expect(await gone).toEqual(['io server disconnect', 'io server disconnect']);
+  });
+
   it('an expired access token is refused while its refresh token still gives a working one', async () => {
     const reg = await register(short);
     expect(reg.expiresIn).toBe(1);
@@ -501,6 +532,7 @@ describe('sessions and API keys across two api processes', () => {
   it('never writes a refresh token, an API key or a password into a log line', async () => {
     expect(secrets.length).toBeGreaterThan(10);
     const logs = [a, b, short].map((p) => p.logs()).join('\n');
-    for (const s of [...secrets, password, 'brand-new-pass']) expect(logs.includes(s)).toBe(false);
+    for (const s of [...secrets, password, 'brand-new-pass', ADMIN.password])
+      expect(logs.includes(s)).toBe(false);
   });
 });
