@@ -69,6 +69,7 @@ export const envSchema = Joi.object({
   // Seconds, or a number with a unit (s, m, h, d): `900`, `15m`, `1h`, `1d`. At least one second.
   JWT_EXPIRES_IN: Joi.string()
     .pattern(/^0*[1-9]\d{0,8}[smhd]?$/)
+    .message('must be seconds or a number with s, m, h or d (900, 15m, 1h, 1d), at least one second')
     .default('15m'),
   REFRESH_TOKEN_TTL_DAYS: Joi.number().integer().min(1).max(3650).default(30),
   // The rule registration uses (syntax only, no TLD list): any address a user can register with works here.
