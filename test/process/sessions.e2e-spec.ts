@@ -3,6 +3,7 @@ import { Client } from 'pg';
 import { io, Socket as ClientSocket } from 'socket.io-client';
 import { until } from '../support/checks';
 import { BackendProcess, ProcessResponse, startProcesses, stopAllProcesses } from '../support/processes';
+import { uploadImage } from '../support/fixtures';
 import { rawRequest } from '../support/raw-http';
 
 /**
@@ -324,6 +325,10 @@ describe('sessions and API keys across two api processes', () => {
     expect(meA.status).toBe(200);
     expect((await meA.json()).id).toBe(reg.user.id);
     expect((await withKey(b, '/api/images', key.key)).status).toBe(200);
+    // The image variants (their own guard) take the key too.
+    const image = await uploadImage(a, reg.accessToken);
+    const file = await withKey(b, `/api/images/${image}/file`, key.key);
+    expect([file.status, file.headers.get('content-type')]).toEqual([200, 'image/png']);
     // The key's requests count against the user's budget, shared with the user's Bearer requests.
     const viaToken = await a.request('/api/auth/me', { token: reg.accessToken });
     const viaKey = await withKey(b, '/api/auth/me', key.key);
@@ -403,6 +408,7 @@ describe('sessions and API keys across two api processes', () => {
       async () => (await withKey(b, '/api/auth/me', key.key)).status,
     );
     expect((await withKey(a, '/api/auth/me', key.key)).status).toBe(401);
+    expect((await withKey(a, `/api/images/${image}/file`, key.key)).status).toBe(401);
     expect(
       (await a.request(`/api/auth/api-keys/${key.id}`, { method: 'DELETE', token: reg.accessToken })).status,
     ).toBe(404);
