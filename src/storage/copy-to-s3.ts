@@ -28,6 +28,8 @@ export interface CopyOptions {
   s3: S3ObjectStore;
   /** Images per keyset page. */
   pageSize?: number;
+  /** Start after this image id (`--after-id=N`: resume a long run from the last id it logged). */
+  afterId?: number;
   log?: (line: Record<string, unknown>) => void;
 }
 
@@ -71,7 +73,7 @@ export async function copyUploadsToBucket(opts: CopyOptions): Promise<CopyReport
     return (await sha256(out.Body as Readable)).hash;
   };
   try {
-    let after = 0;
+    let after = opts.afterId ?? 0;
     for (;;) {
       const { rows } = await db.query<{ id: number; storage_path: string; mime_type: string }>(
         'SELECT id, storage_path, mime_type FROM images WHERE id > $1 ORDER BY id LIMIT $2',
@@ -107,6 +109,7 @@ export async function copyUploadsToBucket(opts: CopyOptions): Promise<CopyReport
           }).done();
           if ((await remoteHash(key)) !== want) throw new Error('object read back does not match the file');
           report.copied++;
+          log({ level: 'info', imageId: row.id, msg: 'copied and verified' });
         } catch (err) {
           report.failed++;
           log({ level: 'error', imageId: row.id, msg: 'not copied', err: (err as Error).name });
@@ -135,7 +138,12 @@ async function main(): Promise<void> {
   const s3 = new S3ObjectStore(cfg.s3);
   const log = (line: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(line)}\n`);
   try {
+    const arg = process.argv.find((a) => a.startsWith('--after-id='));
+    const afterId = arg ? Number(arg.slice('--after-id='.length)) : 0;
+    if (!Number.isInteger(afterId) || afterId < 0)
+      throw new ConfigValidationError('--after-id must be an image id');
     const report = await copyUploadsToBucket({
+      afterId,
       databaseUrl: databaseConfig().url,
       uploadDir: cfg.uploadDir,
       s3,
