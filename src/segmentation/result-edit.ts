@@ -1,9 +1,7 @@
 import { BadRequestException } from '@nestjs/common';
-import type { MlPolygon } from '../common/contracts';
 import { type Point, polygonArea, polygonFeatures } from '../common/geometry/polygon-features';
 import { MAX_INT4 } from '../common/input-rules';
 import type { ResultPolygon } from './result.entity';
-import { fromWirePolygon } from './views';
 
 /** Limits of one edit (CONTRACT §3 "Editing a result"). */
 export const MAX_EDIT_POLYGONS = 10_000;
@@ -173,16 +171,28 @@ export function buildPolygons(edit: ParsedEdit, base: readonly ResultPolygon[]):
   return edit.polygons.map((p) => {
     const id = p.id ?? next++;
     const before = p.id === undefined ? undefined : baseById.get(String(p.id));
-    const wire: MlPolygon = {
+    const f = polygonFeatures(p.points);
+    return {
       id,
       type: p.type,
-      parent_id: p.parentId,
+      parentId: p.parentId,
       points: p.points,
       class: p.class,
       confidence: before && samePoints(before.points, p.points) ? before.confidence : 1,
-      features: polygonFeatures(p.points),
+      // The wire's feature keys in camelCase, as fromWirePolygon stores a model's (spelt out: 10 000 polygons).
+      features: {
+        area: f.area,
+        perimeter: f.perimeter,
+        circularity: f.circularity,
+        solidity: f.solidity,
+        eccentricity: f.eccentricity,
+        majorAxis: f.major_axis,
+        minorAxis: f.minor_axis,
+        orientation: f.orientation,
+        centroidX: f.centroid_x,
+        centroidY: f.centroid_y,
+      },
     };
-    return fromWirePolygon(wire);
   });
 }
 

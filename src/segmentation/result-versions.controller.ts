@@ -1,18 +1,26 @@
-import { Body, Controller, Get, HttpCode, Param, Post, Put, Query } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, Param, Post, Put, Query, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import type { FastifyReply } from 'fastify';
 import { AuthUser, CurrentUser } from '../auth/auth-user';
 import { ApiDoc, AUTHED } from '../common/api-docs';
 import { ParseIntIdPipe } from '../common/input-rules';
 import type { RouteBodyLimit } from '../common/route-body-limits';
 import { EditResultDto, RestoreDto, ResultDto, ResultQuery, VersionListDto } from './dto';
 import { MAX_EDIT_POINTS, MAX_EDIT_POLYGONS } from './result-edit';
-import { ResultVersionsService } from './result-versions.service';
+import { ResultJson, ResultVersionsService } from './result-versions.service';
 
 /** The one route whose body may be larger than the API's 1 MiB: an edit of up to 200 000 points. */
 export const RESULT_EDIT_BODY_LIMIT: RouteBodyLimit = {
   method: 'PUT',
   url: '/api/images/:id/segmentation',
   bytes: 16 * 1024 * 1024,
+};
+
+/** A result is sent as the JSON text the service built (its polygons straight from PostgreSQL). */
+const asJson = async (reply: FastifyReply, text: Promise<ResultJson>): Promise<ResultJson> => {
+  const body = await text;
+  void reply.type('application/json; charset=utf-8');
+  return body;
 };
 
 const CONFLICT =
@@ -32,8 +40,13 @@ export class ResultVersionsController {
     404: 'no such image, not the caller’s, no result yet, or no such version',
   })
   @ApiOkResponse({ type: ResultDto })
-  get(@CurrentUser() user: AuthUser, @Param('id', ParseIntIdPipe) imageId: number, @Query() q: ResultQuery) {
-    return this.versions.get(user, imageId, q.version);
+  get(
+    @CurrentUser() user: AuthUser,
+    @Param('id', ParseIntIdPipe) imageId: number,
+    @Query() q: ResultQuery,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ) {
+    return asJson(reply, this.versions.get(user, imageId, q.version));
   }
 
   /** The body is checked by the service (parseEdit): class-validator would take seconds over 200 000 points. */
@@ -51,8 +64,13 @@ export class ResultVersionsController {
   )
   @ApiBody({ type: EditResultDto })
   @ApiOkResponse({ type: ResultDto, description: 'the new current version (source "edit")' })
-  save(@CurrentUser() user: AuthUser, @Param('id', ParseIntIdPipe) imageId: number, @Body() body: unknown) {
-    return this.versions.save(user, imageId, body);
+  save(
+    @CurrentUser() user: AuthUser,
+    @Param('id', ParseIntIdPipe) imageId: number,
+    @Body() body: unknown,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ) {
+    return asJson(reply, this.versions.save(user, imageId, body));
   }
 
   @Get('versions')
@@ -81,7 +99,8 @@ export class ResultVersionsController {
     @Param('id', ParseIntIdPipe) imageId: number,
     @Param('version', ParseIntIdPipe) version: number,
     @Body() body: unknown,
+    @Res({ passthrough: true }) reply: FastifyReply,
   ) {
-    return this.versions.restore(user, imageId, version, body);
+    return asJson(reply, this.versions.restore(user, imageId, version, body));
   }
 }

@@ -3,9 +3,13 @@ import type { AuthUser } from '../auth/auth-user';
 import { ImagesService } from '../images/images.service';
 import type { ImageEntity } from '../images/image.entity';
 import { RealtimePublisher } from '../realtime/realtime.publisher';
+import type { ResultPolygon } from './result.entity';
 import { buildPolygons, parseBaseVersion, parseEdit } from './result-edit';
 import { NewVersionOutcome, ResultVersionStore } from './result-versions.store';
-import type { ResultView, VersionView } from './views';
+import { resultJson, type VersionView } from './views';
+
+/** A `result` as JSON text, ready to send (see {@link resultJson}). */
+export type ResultJson = string;
 
 /**
  * Result versions (CONTRACT §3 "Editing a result"): read the current or any version, list them, save
@@ -21,16 +25,16 @@ export class ResultVersionsService {
   ) {}
 
   /** `GET /api/images/:id/segmentation[?version=N]`. */
-  async get(user: AuthUser, imageId: number, version?: number): Promise<ResultView> {
+  async get(user: AuthUser, imageId: number, version?: number): Promise<ResultJson> {
     await this.image(user, imageId);
-    const result = await this.store.read(imageId, version);
-    if (!result)
+    const stored = await this.store.read(imageId, version);
+    if (!stored)
       throw new NotFoundException(
         version === undefined
           ? 'no segmentation result for this image'
           : `the image has no version ${version}`,
       );
-    return result;
+    return resultJson(stored.head, stored.polygonsJson);
   }
 
   /** `GET /api/images/:id/segmentation/versions`. */
@@ -40,7 +44,7 @@ export class ResultVersionsService {
   }
 
   /** `PUT /api/images/:id/segmentation`: the edit becomes the next version when its base is current. */
-  async save(user: AuthUser, imageId: number, body: unknown): Promise<ResultView> {
+  async save(user: AuthUser, imageId: number, body: unknown): Promise<ResultJson> {
     const image = await this.image(user, imageId);
     const base = parseBaseVersion(body);
     const current = await this.store.current(imageId);
@@ -49,45 +53,45 @@ export class ResultVersionsService {
     const space = current
       ? { width: current.width, height: current.height }
       : { width: image.width, height: image.height };
-    const polygons = buildPolygons(parseEdit(body, space), current?.polygons ?? []);
+    const edit = parseEdit(body, space);
+    // The base is only needed for confidences and new ids: not for an empty edit.
+    const basePolygons: ResultPolygon[] =
+      current && edit.polygons.length ? (JSON.parse(current.polygonsJson) as ResultPolygon[]) : [];
+    const polygons = buildPolygons(edit, basePolygons);
     const spheroidCount = polygons.filter((p) => p.type === 'external').length;
-    const outcome = await this.store.create(imageId, base, user.id, {
-      ...space,
-      spheroidCount,
-      polygonsJson: JSON.stringify(polygons),
-    });
-    const made = this.accepted(outcome, base);
+    const polygonsJson = JSON.stringify(polygons);
+    const made = this.accepted(
+      await this.store.create(imageId, base, user.id, { ...space, spheroidCount, polygonsJson }),
+      base,
+    );
     this.announce(image, made.version, polygons.length, spheroidCount);
-    return {
-      taskId: null,
-      imageId,
-      version: made.version,
-      source: 'edit',
-      editedBy: { id: user.id, email: user.email },
-      imageWidth: space.width,
-      imageHeight: space.height,
-      processingTimeMs: 0,
-      createdAt: made.createdAt.toISOString(),
-      polygons,
-    };
+    return resultJson(
+      {
+        taskId: null,
+        imageId,
+        version: made.version,
+        source: 'edit',
+        editedBy: { id: user.id, email: user.email },
+        imageWidth: space.width,
+        imageHeight: space.height,
+        processingTimeMs: 0,
+        createdAt: made.createdAt.toISOString(),
+      },
+      polygonsJson,
+    );
   }
 
   /** `POST /api/images/:id/segmentation/versions/:version/restore`: version N's polygons as the next version. */
-  async restore(user: AuthUser, imageId: number, version: number, body: unknown): Promise<ResultView> {
+  async restore(user: AuthUser, imageId: number, version: number, body: unknown): Promise<ResultJson> {
     const image = await this.image(user, imageId);
     const base = parseBaseVersion(body);
     const outcome = await this.store.create(imageId, base, user.id, { fromVersion: version });
     if (outcome.kind === 'no-version') throw new NotFoundException(`the image has no version ${version}`);
     const made = this.accepted(outcome, base);
-    const result = await this.store.read(imageId, made.version);
-    if (!result) throw new NotFoundException(`the image has no version ${made.version}`); // deleted meanwhile
-    this.announce(
-      image,
-      result.version,
-      result.polygons.length,
-      result.polygons.filter((p) => p.type === 'external').length,
-    );
-    return result;
+    const stored = await this.store.read(imageId, made.version);
+    if (!stored) throw new NotFoundException('image not found'); // deleted meanwhile
+    this.announce(image, made.version, stored.polygonCount, stored.spheroidCount);
+    return resultJson(stored.head, stored.polygonsJson);
   }
 
   /** The image whose result the caller may read or change (404 when not). */

@@ -60,7 +60,7 @@ export class ResultEntity {
   @Column({ name: 'spheroid_count', type: 'integer' })
   spheroidCount!: number;
 
-  @Column({ type: 'jsonb' })
+  @Column({ type: 'json' })
   polygons!: ResultPolygon[];
 
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })

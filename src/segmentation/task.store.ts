@@ -290,7 +290,7 @@ export class TaskStore {
 
   private async completeOne(taskId: string, results: MlSegmentResults): Promise<TaskEntity | null> {
     const rows = await this.prepared.rows(
-      'SELECT * FROM spheroseg_complete_task($1, $2, $3, $4, $5, $6::jsonb)',
+      'SELECT * FROM spheroseg_complete_task($1, $2, $3, $4, $5, $6::json)',
       completeArgs(results, taskId),
     );
     return rows.length ? fromRow(rows[0]) : null;
@@ -303,7 +303,7 @@ export class TaskStore {
     for (const it of items) completeArgs(it.results, it.taskId).forEach((v, k) => cols[k].push(v));
     const rows = await this.prepared.rows(
       `SELECT x.ord AS batch_ord, c.* FROM unnest($1::uuid[], $2::int[], $3::int[], $4::int[], $5::int[], $6::text[]) WITH ORDINALITY AS x(id, w, h, ms, n, p, ord)
-       CROSS JOIN LATERAL spheroseg_complete_task(x.id, x.w, x.h, x.ms, x.n, x.p::jsonb) c ORDER BY x.ord`,
+       CROSS JOIN LATERAL spheroseg_complete_task(x.id, x.w, x.h, x.ms, x.n, x.p::json) c ORDER BY x.ord`,
       cols,
     );
     // By position, not by id: of two completions of one task in a batch only the first completes it.

@@ -158,10 +158,10 @@ describe('migration ResultVersions carries existing results over', () => {
           `INSERT INTO queue_jobs (task_id, job_id, image_id, user_id, status, priority) VALUES ($1::uuid, $1::text, $2, $3, 'processing', 1)`,
           [taskId, img, userId],
         );
-        const done = await after.query(
-          'SELECT * FROM spheroseg_complete_task($1, 100, 80, 5, 1, $2::jsonb)',
-          [taskId, JSON.stringify([poly(1, 'external')])],
-        );
+        const done = await after.query('SELECT * FROM spheroseg_complete_task($1, 100, 80, 5, 1, $2::json)', [
+          taskId,
+          JSON.stringify([poly(1, 'external')]),
+        ]);
         expect(done).toHaveLength(1);
       }
       const current = await after.query(

@@ -251,7 +251,7 @@ describe('result versions: edit, list, fetch, restore (real PostgreSQL)', () => 
     const { imageId } = await segmentedImage();
     const call = (base: number) =>
       db.query(
-        `SELECT o_outcome, o_current FROM spheroseg_new_version($1, $2, $3, NULL, $4, $5, 0, '[]'::jsonb)`,
+        `SELECT o_outcome, o_current FROM spheroseg_new_version($1, $2, $3, NULL, $4, $5, 0, '[]'::json)`,
         [imageId, base, me.id, W, H],
       );
     const [first, second] = await Promise.all([call(1), call(1)]);
