@@ -71,7 +71,8 @@ describe('migration ResultVersions carries existing results over', () => {
       confidence: 0.9,
       features: { area: 32 },
     });
-    // Results the old way (old spheroseg_complete_task), in an order that is not the id order for image a.
+    // Results the old way (old spheroseg_complete_task). For image a the first two rows' times are the
+    // other way round from their ids (a clock step, a restored dump): versions follow created_at.
     const complete = async (img: number, at: string, polygons: unknown[], externals: number) => {
       const taskId = randomUUID();
       await before.query(
@@ -86,14 +87,14 @@ describe('migration ResultVersions carries existing results over', () => {
       await before.query('UPDATE segmentation_results SET created_at = $1 WHERE task_id = $2', [at, taskId]);
       return taskId;
     };
-    const a1 = await complete(a, '2026-01-01T10:00:00Z', [poly(1, 'external')], 1);
+    const a1 = await complete(a, '2026-01-01T11:00:00Z', [poly(1, 'external')], 1);
     const b1 = await complete(
       b,
       '2026-01-01T10:30:00Z',
       [poly(1, 'external'), poly(2, 'internal'), poly(3, 'external')],
       2,
     );
-    const a2 = await complete(a, '2026-01-01T11:00:00Z', [], 0);
+    const a2 = await complete(a, '2026-01-01T10:00:00Z', [], 0);
     const a3 = await complete(a, '2026-01-01T12:00:00Z', [poly(1, 'external'), poly(2, 'internal')], 1);
     const countBefore = (await before.query('SELECT count(*)::int AS n FROM segmentation_results'))[0].n;
     await before.destroy();
@@ -111,24 +112,24 @@ describe('migration ResultVersions carries existing results over', () => {
       expect(rows).toHaveLength(countBefore);
       expect(rows).toEqual([
         {
-          task_id: a1,
+          task_id: a2,
           image_id: a,
           version: 1,
           source: 'ml',
           edited_by: null,
           is_current: false,
-          polygon_count: 1,
-          spheroid_count: 1,
+          polygon_count: 0,
+          spheroid_count: 0,
         },
         {
-          task_id: a2,
+          task_id: a1,
           image_id: a,
           version: 2,
           source: 'ml',
           edited_by: null,
           is_current: false,
-          polygon_count: 0,
-          spheroid_count: 0,
+          polygon_count: 1,
+          spheroid_count: 1,
         },
         {
           task_id: a3,
