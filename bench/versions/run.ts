@@ -51,7 +51,8 @@ function bigEdit(base: number) {
 
 runMain(async () => {
   const env = benchEnv('versions');
-  const api = await startBackend(env, 'api', { LOG_LEVEL: 'info', ENABLE_QUEUE: 'true' });
+  const nodeArgs = (process.env.BENCH_API_NODE_ARGS ?? '').split(' ').filter(Boolean); // e.g. --cpu-prof
+  const api = await startBackend(env, 'api', { LOG_LEVEL: 'info', ENABLE_QUEUE: 'true' }, 'api', nodeArgs);
   const { token } = await register(api);
   const imageId = await uploadImage({ url: api.url }, token, await makePng(SIZE, SIZE), 'big.png');
   let version = 0;
