@@ -43,6 +43,14 @@ export function parseBaseVersion(body: unknown): number {
   return v;
 }
 
+/** The body of a restore: `{ baseVersion }` and nothing else (400 naming an unknown field, as everywhere). */
+export function parseRestore(body: unknown): number {
+  const base = parseBaseVersion(body);
+  const unknown = Object.keys(body as object).filter((k) => k !== 'baseVersion');
+  if (unknown.length) throw new BadRequestException(unknown.map((k) => `property ${k} should not exist`));
+  return base;
+}
+
 /**
  * Checks the body of `PUT /api/images/:id/segmentation` without class-validator (200 000 points
  * would cost it seconds): every problem is a 400 naming the polygon (`polygons[i]`, and its id when

@@ -4,7 +4,7 @@ import { ImagesService } from '../images/images.service';
 import type { ImageEntity } from '../images/image.entity';
 import { RealtimePublisher } from '../realtime/realtime.publisher';
 import type { ResultPolygon } from './result.entity';
-import { buildPolygons, parseBaseVersion, parseEdit } from './result-edit';
+import { buildPolygons, parseBaseVersion, parseEdit, parseRestore } from './result-edit';
 import { NewVersionOutcome, ResultVersionStore } from './result-versions.store';
 import { resultJson, type VersionView } from './views';
 
@@ -84,7 +84,7 @@ export class ResultVersionsService {
   /** `POST /api/images/:id/segmentation/versions/:version/restore`: version N's polygons as the next version. */
   async restore(user: AuthUser, imageId: number, version: number, body: unknown): Promise<ResultJson> {
     const image = await this.image(user, imageId);
-    const base = parseBaseVersion(body);
+    const base = parseRestore(body);
     const outcome = await this.store.create(imageId, base, user.id, { fromVersion: version });
     if (outcome.kind === 'no-version') throw new NotFoundException(`the image has no version ${version}`);
     const made = this.accepted(outcome, base);

@@ -331,7 +331,13 @@ describe('result versions: edit, list, fetch, restore (real PostgreSQL)', () => 
         })
       ).status,
     ).toBe(404);
-    for (const body of [{}, { baseVersion: '3' }, { baseVersion: -1 }, { baseVersion: null }]) {
+    for (const body of [
+      {},
+      { baseVersion: '3' },
+      { baseVersion: -1 },
+      { baseVersion: null },
+      { baseVersion: 3, extra: 1 },
+    ]) {
       expect(
         (await req(`/api/images/${imageId}/segmentation/versions/1/restore`, { method: 'POST', json: body }))
           .status,
