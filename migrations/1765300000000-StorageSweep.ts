@@ -6,8 +6,8 @@ import { MigrationInterface, QueryRunner } from 'typeorm';
  * sweeper deletes the objects of due entries that no image row names (see src/storage/storage-sweeper.ts).
  * A new, empty table: no existing data to carry over.
  */
-export class StorageSweep1765100000000 implements MigrationInterface {
-  name = 'StorageSweep1765100000000';
+export class StorageSweep1765300000000 implements MigrationInterface {
+  name = 'StorageSweep1765300000000';
 
   async up(q: QueryRunner): Promise<void> {
     await q.query(`
