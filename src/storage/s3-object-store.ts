@@ -188,7 +188,7 @@ export class S3ObjectStore extends ObjectStore implements OnModuleInit {
       params: {
         Bucket: this.bucket,
         Key: objectKey,
-        Body: source.data ?? createReadStream(source.tempPath),
+        Body: source.data ?? createReadStream(source.tempPath, { highWaterMark: PART_BYTES }),
         ContentType: contentType,
       },
       partSize: PART_BYTES,
@@ -313,7 +313,7 @@ export class S3ObjectStore extends ObjectStore implements OnModuleInit {
         params: {
           Bucket: this.bucket,
           Key: objectKey,
-          Body: createReadStream(temp),
+          Body: createReadStream(temp, { highWaterMark: PART_BYTES }),
           ContentType: contentType,
         },
         partSize: PART_BYTES,
