@@ -4,6 +4,7 @@ import { ImagesService } from '../images/images.service';
 import { ApiDoc, AUTHED } from '../common/api-docs';
 import { ParseIntIdPipe } from '../common/input-rules';
 import { Public } from '../common/public.decorator';
+import { OwnOnly } from '../access/access.rules';
 import { AuthService } from './auth.service';
 import { AuthUser, CurrentUser, Roles } from './auth-user';
 import { AuthResponseDto, CredentialsDto, UpdateUserDto, UserDto } from './dto';
@@ -37,6 +38,7 @@ export class AuthController {
   }
 
   @Get('me')
+  @OwnOnly()
   @ApiDoc('The caller', { ...AUTHED, 404: 'the account was deleted' })
   @ApiBearerAuth()
   @ApiOkResponse({ type: UserDto })

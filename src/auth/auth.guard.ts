@@ -100,7 +100,7 @@ export class AuthGuard implements CanActivate {
       this.cache.delete(id);
       return null;
     }
-    const user: AuthUser = { id: row.id, email: row.email, role: row.role, isPremium: row.isPremium };
+    const user: AuthUser = { id: row.id, email: row.email, role: row.role, isPremium: row.isPremium, projects: row.projects ?? {} };
     if (version !== null) {
       if (this.cache.size >= MAX_CACHED_USERS) this.cache.clear();
       this.cache.set(id, { user, version });

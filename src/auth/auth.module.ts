@@ -54,6 +54,6 @@ import { ImagesModule } from '../images/images.module';
     AuthGate,
     { provide: APP_GUARD, useClass: AuthGuard },
   ],
-  exports: [AuthService, UsersService],
+  exports: [AuthService, UsersService, AuthGate],
 })
 export class AuthModule {}

@@ -61,6 +61,6 @@ export class MediaAccessGuard implements CanActivate {
     const match = typeof header === 'string' ? /^Bearer\s+(\S+)$/i.exec(header) : null;
     const claims = match ? await this.auth.verify(match[1]) : null;
     const user = claims ? await this.users.findById(claims.sub) : null;
-    return user ? { id: user.id, email: user.email, role: user.role, isPremium: user.isPremium } : null;
+    return user ? { id: user.id, email: user.email, role: user.role, isPremium: user.isPremium, projects: user.projects ?? {} } : null;
   }
 }

@@ -7,12 +7,10 @@ import { ImagesService } from '../images/images.service';
 import type { ResultPolygon } from '../segmentation/result.entity';
 import { DerivedFileGoneError, DerivedFiles } from './derived-files';
 import { ImageRenderer, fitInside } from './image-renderer';
-import type { MediaAccess } from './media-access.guard';
 
 export const THUMBNAIL_SIZE = { min: 64, max: 1024, default: 256 } as const;
 export const OVERLAY_SIZE = { min: 64, max: 4096, default: 1024 } as const;
 
-const MAX_INT4 = 2_147_483_647;
 const overlayName = (resultId: number, longest: number) => `overlay-r${resultId}-${longest}.png`;
 
 interface CurrentResult {
@@ -40,14 +38,6 @@ export class MediaService implements OnModuleInit {
 
   onModuleInit(): void {
     this.images.onAfterDelete((image) => this.derived.removeAll(image.storagePath));
-  }
-
-  /** The image the request may see: the caller's own with a Bearer, any existing one with a signed link. */
-  async image(access: MediaAccess, id: number): Promise<ImageEntity> {
-    if (access.by === 'bearer') return this.images.findOwned(access.user.id, id);
-    const image = id >= 1 && id <= MAX_INT4 ? await this.repo.findOneBy({ id }) : null;
-    if (!image) throw new NotFoundException('image not found');
-    return image;
   }
 
   /** Path (relative to UPLOAD_DIR) of the WebP thumbnail, made on first request. */

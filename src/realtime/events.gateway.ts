@@ -1,12 +1,17 @@
-import { Inject, Logger } from '@nestjs/common';
+import { Inject, Logger, Optional } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import type { DataSource } from 'typeorm';
 import { JwtService } from '@nestjs/jwt';
-import { OnGatewayConnection, OnGatewayInit, WebSocketGateway } from '@nestjs/websockets';
+import { ConnectedSocket, MessageBody, OnGatewayConnection, OnGatewayInit, SubscribeMessage, WebSocketGateway } from '@nestjs/websockets';
 import type { DefaultEventsMap, ExtendedError, Server, Socket } from 'socket.io';
 import { RedisAdapter } from '@socket.io/redis-adapter';
 import {
   ML_STATUS_READER,
   MlStatusReader,
   MlStatusSnapshot,
+  ClientToServerEvents,
+  ProjectSubscribeAck,
+  projectRoom,
   ServerToClientEvents,
   userRoom,
 } from '../common/contracts';
@@ -16,17 +21,24 @@ import { RateLimitedWarner } from './rate-limited-logger';
 import { handshakeToken, RealtimeSocketData, verifySocketToken } from './socket-auth';
 
 export type RealtimeServer = Server<
-  DefaultEventsMap,
+  ClientToServerEvents,
   ServerToClientEvents,
   DefaultEventsMap,
   RealtimeSocketData
 >;
 export type RealtimeSocket = Socket<
-  DefaultEventsMap,
+  ClientToServerEvents,
   ServerToClientEvents,
   DefaultEventsMap,
   RealtimeSocketData
 >;
+
+const NOT_FOUND: ProjectSubscribeAck = { ok: false, error: 'not found' };
+/** `{ projectId }` with a positive int4 id, else null. */
+const projectIdOf = (body: unknown): number | null => {
+  const id = body && typeof body === 'object' ? (body as { projectId?: unknown }).projectId : undefined;
+  return typeof id === 'number' && Number.isInteger(id) && id >= 1 && id <= 2_147_483_647 ? id : null;
+};
 
 /** Largest delay setTimeout accepts; longer token lifetimes are re-armed. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -41,8 +53,9 @@ const UNKNOWN_STATUS: MlStatusSnapshot = { state: 'open', available: false };
  *   connection with `connect_error` "unauthorized"; the connection handler never runs for it.
  * - Each socket joins its user's room; events reach it from any process through the Redis adapter
  *   (see RedisIoAdapter / RealtimePublisher) and it receives `ml:status` once right after connecting.
+ * - Project rooms: `project:subscribe` / `project:unsubscribe` (acknowledged), see subscribeProject.
  * - A socket is disconnected when its token expires, and when it sends more than
- *   SOCKET_FLOOD_MAX_PACKETS_PER_SECOND packets in a second (the contract has no client → server events).
+ *   SOCKET_FLOOD_MAX_PACKETS_PER_SECOND packets in a second.
  *
  * CORS is not set here: decorator options are static, so the adapter adds the configured policy
  * (`socketCorsOptions`, from CORS_ORIGINS / NODE_ENV) when it creates the server.
@@ -60,7 +73,41 @@ export class EventsGateway implements OnGatewayInit<RealtimeServer>, OnGatewayCo
   constructor(
     private readonly jwt: JwtService,
     @Inject(ML_STATUS_READER) private readonly status: MlStatusReader,
+    @Optional() @InjectDataSource() private readonly db?: DataSource,
   ) {}
+
+  /**
+   * `project:subscribe { projectId }` → ack `{ ok: true }` when the caller is a member of that live
+   * project (the socket joins its room: every event of the project's tasks), else `{ ok: false,
+   * error: "not found" }`. A removed member's sockets are taken out of the room on every process by
+   * RealtimePublisher.leaveProject (Redis), right after the change.
+   */
+  @SubscribeMessage('project:subscribe')
+  async subscribeProject(@ConnectedSocket() socket: RealtimeSocket, @MessageBody() body: unknown): Promise<ProjectSubscribeAck> {
+    const projectId = projectIdOf(body);
+    if (projectId === null || !this.db) return NOT_FOUND;
+    try {
+      const rows = (await this.db.query(
+        `SELECT 1 FROM project_members m JOIN projects p ON p.id = m.project_id AND p.deleting_at IS NULL
+          WHERE m.project_id = $1 AND m.user_id = $2`,
+        [projectId, socket.data.user.sub],
+      )) as unknown[];
+      if (!rows.length || !socket.connected) return NOT_FOUND;
+    } catch (err) {
+      this.logger.warn({ err: (err as Error).message }, 'project subscription not checked');
+      return { ok: false, error: 'unavailable' };
+    }
+    await socket.join(projectRoom(projectId));
+    return { ok: true };
+  }
+
+  @SubscribeMessage('project:unsubscribe')
+  async unsubscribeProject(@ConnectedSocket() socket: RealtimeSocket, @MessageBody() body: unknown): Promise<ProjectSubscribeAck> {
+    const projectId = projectIdOf(body);
+    if (projectId === null) return NOT_FOUND;
+    await socket.leave(projectRoom(projectId));
+    return { ok: true };
+  }
 
   afterInit(server: RealtimeServer): void {
     server.use((socket, next) => void this.authenticate(socket, next));

@@ -1,7 +1,8 @@
 import { ApiPropertyOptional, ApiProperty } from '@nestjs/swagger';
 import { PaginationQuery } from '../common/pagination.dto';
 import { ArrayMaxSize, ArrayMinSize, IsArray, IsIn, IsInt, Max, Min } from 'class-validator';
-import { OptionalField } from '../common/input-rules';
+import { MAX_INT4, OptionalField } from '../common/input-rules';
+import { Type } from 'class-transformer';
 import { TASK_STATUSES, TaskStatus } from '../common/contracts';
 
 export class EnqueueDto {
@@ -23,7 +24,22 @@ export class BatchEnqueueDto extends EnqueueDto {
   imageIds!: number[];
 }
 
+export class ProjectEnqueueDto extends EnqueueDto {
+  @ApiPropertyOptional({ enum: ['unsegmented', 'all'], default: 'unsegmented', description: '`unsegmented`: only images without a current result' })
+  @OptionalField()
+  @IsIn(['unsegmented', 'all'])
+  scope?: 'unsegmented' | 'all';
+}
+
 export class ListTasksQuery extends PaginationQuery {
+  @ApiPropertyOptional({ type: 'integer', minimum: 0, maximum: MAX_INT4, description: 'the tasks of this project’s images (any member)' })
+  @OptionalField()
+  @Type(() => Number)
+  @IsInt()
+  @Min(0)
+  @Max(MAX_INT4)
+  projectId?: number;
+
   @ApiPropertyOptional({ enum: TASK_STATUSES, type: 'string' })
   @OptionalField()
   @IsIn(TASK_STATUSES as unknown as string[])

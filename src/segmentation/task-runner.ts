@@ -85,7 +85,7 @@ export class TaskRunner {
     if (!early && !(await this.isInsideUploads(storagePath))) {
       return this.fail(task, 'image file is missing or outside the upload directory', false);
     }
-    this.realtime.toUser(task.userId, 'segmentation:progress', { taskId: task.taskId, imageId: task.imageId, progress: 10 });
+    this.realtime.toTask(task, 'segmentation:progress', { progress: 10 });
 
     let pending = early?.call;
     /** Set once this job waited for the circuit: the task may have been cancelled meanwhile. */
@@ -176,10 +176,8 @@ export class TaskRunner {
       return 'dropped'; // cancelled while processing: the result is dropped
     }
     this.metrics.jobsTotal.inc({ result: 'completed' });
-    this.realtime.toUser(task.userId, 'segmentation:completed', {
-      taskId: task.taskId,
-      imageId: task.imageId,
-      polygonCount: results.polygons.length,
+    this.realtime.toTask(task, 'segmentation:completed', {
+            polygonCount: results.polygons.length,
       spheroidCount: results.polygons.filter((p) => p.type === 'external').length,
       processingTimeMs: Math.round(results.processing_time_ms),
     });
@@ -212,10 +210,8 @@ export class TaskRunner {
           .catch(() => undefined);
       }
       this.metrics.jobsTotal.inc({ result: deadLetter ? 'dead_lettered' : 'failed' });
-      this.realtime.toUser(task.userId, 'segmentation:failed', {
-        taskId: task.taskId,
-        imageId: task.imageId,
-        error: message,
+      this.realtime.toTask(task, 'segmentation:failed', {
+                error: message,
         attempt: failed.attempts,
         willRetry: false,
       });
@@ -236,10 +232,8 @@ export class TaskRunner {
     if (!t) throw new FinalTaskError('task is no longer open');
     if (t.attempts >= this.cfg.maxAttempts) return this.fail(t, message, false, true, ['queued']);
     this.metrics.jobsTotal.inc({ result: 'retried' });
-    this.realtime.toUser(task.userId, 'segmentation:failed', {
-      taskId: task.taskId,
-      imageId: task.imageId,
-      error: message,
+    this.realtime.toTask(task, 'segmentation:failed', {
+            error: message,
       attempt: t.attempts,
       willRetry: true,
     });

@@ -74,24 +74,18 @@ describe('TaskStore: coalesced claims and completions', () => {
     const [a, b] = [await post(alice.token), await post(bob.token)];
     const missing = '00000000-0000-4000-8000-000000000000';
 
-    const readMany = jest.spyOn(store as unknown as { findOwnedMany: () => unknown }, 'findOwnedMany');
-    const asks: Array<[number, string]> = [
-      [alice.user.id, a.taskId],
-      [bob.user.id, a.taskId],
-      [bob.user.id, b.taskId],
-      [alice.user.id, b.taskId],
-      [alice.user.id, missing],
-      [alice.user.id, a.taskId],
-    ];
-    const got = await Promise.all(asks.map(([user, id]) => store.findOwned(user, id)));
+    const readMany = jest.spyOn(store as unknown as { findWithImageMany: () => unknown }, 'findWithImageMany');
+    const asks = [a.taskId, b.taskId, missing, a.taskId];
+    const got = await Promise.all(asks.map((id) => store.findWithImage(id)));
     expect(readMany).toHaveBeenCalledTimes(1);
-    expect(got.map((x) => x?.taskId ?? null)).toEqual([a.taskId, null, b.taskId, null, null, a.taskId]);
-    expect(got[0]).toMatchObject({ imageId: a.imageId, userId: alice.user.id, status: 'queued' });
+    expect(got.map((x) => x?.task.taskId ?? null)).toEqual([a.taskId, b.taskId, null, a.taskId]);
+    expect(got[0]).toMatchObject({ imageUserId: alice.user.id, projectId: null, task: { imageId: a.imageId, userId: alice.user.id, status: 'queued' } });
+    expect(got[1]).toMatchObject({ imageUserId: bob.user.id });
 
     // A read asked after a change sees it, batched or not.
     expect((await t.request(`/api/segmentation/tasks/${a.taskId}`, { method: 'DELETE', token: alice.token })).status).toBe(200);
-    const again = await Promise.all([store.findOwned(alice.user.id, a.taskId), store.findOwned(bob.user.id, b.taskId)]);
-    expect(again.map((x) => x?.status)).toEqual(['cancelled', 'queued']);
+    const again = await Promise.all([store.findWithImage(a.taskId), store.findWithImage(b.taskId)]);
+    expect(again.map((x) => x?.task.status)).toEqual(['cancelled', 'queued']);
     readMany.mockRestore();
   });
 });
