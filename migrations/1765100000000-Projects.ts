@@ -27,7 +27,9 @@ export class Projects1765100000000 implements MigrationInterface {
         created_at  TIMESTAMPTZ  NOT NULL DEFAULT now(),
         updated_at  TIMESTAMPTZ  NOT NULL DEFAULT now()
       )`);
-    await q.query(`CREATE INDEX idx_projects_deleting ON projects (deleting_at) WHERE deleting_at IS NOT NULL`);
+    await q.query(
+      `CREATE INDEX idx_projects_deleting ON projects (deleting_at) WHERE deleting_at IS NOT NULL`,
+    );
     await q.query(`
       CREATE TABLE project_members (
         id         SERIAL PRIMARY KEY,
@@ -37,16 +39,28 @@ export class Projects1765100000000 implements MigrationInterface {
         role       VARCHAR(8)   NOT NULL CHECK (role IN ('owner', 'editor', 'viewer')),
         created_at TIMESTAMPTZ  NOT NULL DEFAULT now()
       )`);
-    await q.query(`CREATE UNIQUE INDEX uq_project_members_email ON project_members (project_id, lower(email))`);
-    await q.query(`CREATE INDEX idx_project_members_user ON project_members (user_id) WHERE user_id IS NOT NULL`);
-    await q.query(`CREATE INDEX idx_project_members_pending ON project_members (lower(email)) WHERE user_id IS NULL`);
+    await q.query(
+      `CREATE UNIQUE INDEX uq_project_members_email ON project_members (project_id, lower(email))`,
+    );
+    await q.query(
+      `CREATE INDEX idx_project_members_user ON project_members (user_id) WHERE user_id IS NOT NULL`,
+    );
+    await q.query(
+      `CREATE INDEX idx_project_members_pending ON project_members (lower(email)) WHERE user_id IS NULL`,
+    );
 
     // Existing images stay personal (NULL). A project removed with images still in it (its owner's
     // account deleted) leaves them as personal images of their uploaders.
-    await q.query(`ALTER TABLE images ADD COLUMN project_id INTEGER REFERENCES projects(id) ON DELETE SET NULL`);
-    await q.query(`CREATE INDEX idx_images_project_created ON images (project_id, created_at DESC, id DESC) WHERE project_id IS NOT NULL`);
+    await q.query(
+      `ALTER TABLE images ADD COLUMN project_id INTEGER REFERENCES projects(id) ON DELETE SET NULL`,
+    );
+    await q.query(
+      `CREATE INDEX idx_images_project_created ON images (project_id, created_at DESC, id DESC) WHERE project_id IS NOT NULL`,
+    );
     await q.query(`DROP INDEX IF EXISTS idx_images_user_created`);
-    await q.query(`CREATE INDEX idx_images_user_created ON images (user_id, created_at DESC, id DESC) WHERE project_id IS NULL`);
+    await q.query(
+      `CREATE INDEX idx_images_user_created ON images (user_id, created_at DESC, id DESC) WHERE project_id IS NULL`,
+    );
     await q.query(`CREATE INDEX idx_images_user_any ON images (user_id)`);
 
     // A pending invitation becomes active when an account with its address is created.
@@ -61,12 +75,16 @@ export class Projects1765100000000 implements MigrationInterface {
       CREATE TRIGGER trg_users_activate_invitations AFTER INSERT ON users
         FOR EACH ROW EXECUTE FUNCTION spheroseg_activate_invitations()`);
 
-    await q.query('DROP FUNCTION IF EXISTS spheroseg_enqueue(integer, integer[], integer[], uuid[], smallint[], integer)');
+    await q.query(
+      'DROP FUNCTION IF EXISTS spheroseg_enqueue(integer, integer[], integer[], uuid[], smallint[], integer)',
+    );
     await q.query(enqueueFunction(true));
   }
 
   async down(q: QueryRunner): Promise<void> {
-    await q.query('DROP FUNCTION IF EXISTS spheroseg_enqueue(integer, integer[], integer[], integer[], uuid[], smallint[], integer)');
+    await q.query(
+      'DROP FUNCTION IF EXISTS spheroseg_enqueue(integer, integer[], integer[], integer[], uuid[], smallint[], integer)',
+    );
     await q.query(enqueueFunction(false));
     await q.query('DROP TRIGGER IF EXISTS trg_users_activate_invitations ON users');
     await q.query('DROP FUNCTION IF EXISTS spheroseg_activate_invitations()');

@@ -4,4 +4,9 @@ import { EnqueueFunction1764390500000 } from './1764390500000-EnqueueFunction';
 import { Projects1765100000000 } from './1765100000000-Projects';
 
 /** Every migration, in order. Listed explicitly so ts (tests) and js (build) load the same set. */
-export const ALL_MIGRATIONS = [InitialSchema1764370000000, CompleteTaskFunction1764380000000, EnqueueFunction1764390500000, Projects1765100000000];
+export const ALL_MIGRATIONS = [
+  InitialSchema1764370000000,
+  CompleteTaskFunction1764380000000,
+  EnqueueFunction1764390500000,
+  Projects1765100000000,
+];

@@ -35,7 +35,9 @@ export class AppModule {
       DatabaseModule,
       HealthModule,
     ];
-    const api: Array<Type | DynamicModule> = serves ? [AccessModule, AuthModule, ImagesModule, MediaModule, ExportsModule, ProjectsModule.forRole(role)] : [];
+    const api: Array<Type | DynamicModule> = serves
+      ? [AccessModule, AuthModule, ImagesModule, MediaModule, ExportsModule, ProjectsModule.forRole(role)]
+      : [];
     const consumes = role === 'worker' || role === 'all';
     return {
       module: AppModule,

@@ -1,4 +1,10 @@
-import { BadRequestException, CanActivate, ExecutionContext, Injectable, NotFoundException } from '@nestjs/common';
+import {
+  BadRequestException,
+  CanActivate,
+  ExecutionContext,
+  Injectable,
+  NotFoundException,
+} from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { AuthUser } from '../auth/auth-user';
 import { MAX_INT4 } from '../common/input-rules';
@@ -52,14 +58,24 @@ export class AccessGuard implements CanActivate {
       if (!found) throw this.notFound(what);
       // A valid signed link of this image (MediaAccessGuard) stands in for a role on the file routes.
       const byLink = rule.link === true && req.mediaAccess?.by === 'link';
-      if (!byLink) this.policy.enforce(user ? this.policy.decide(user, found.subject, rule.need) : 'hidden', what, rule.need);
+      if (!byLink)
+        this.policy.enforce(
+          user ? this.policy.decide(user, found.subject, rule.need) : 'hidden',
+          what,
+          rule.need,
+        );
       req.granted![rule.on] = found.entity;
     }
   }
 
   private async checkIds(req: Req, rule: Extract<AccessRule, { on: 'project' | 'images' }>): Promise<void> {
     const user = req.user;
-    const raw = rule.from === 'param' ? req.params?.[rule.key] : rule.from === 'query' ? req.query?.[rule.key] : bodyField(req.body, rule.key);
+    const raw =
+      rule.from === 'param'
+        ? req.params?.[rule.key]
+        : rule.from === 'query'
+          ? req.query?.[rule.key]
+          : bodyField(req.body, rule.key);
     if (raw === undefined || (raw === null && rule.from === 'body')) {
       if (rule.optional) return;
       if (rule.from !== 'param') return; // the route's validation answers 400 for the missing field
@@ -67,7 +83,11 @@ export class AccessGuard implements CanActivate {
     if (rule.on === 'project') {
       const projectId = rule.from === 'body' ? bodyId(raw, rule.key) : parseId(raw, rule.key);
       const subject: AccessSubject = { ownerId: 0, projectId };
-      this.policy.enforce(user ? this.policy.decide(user, subject, rule.need) : 'hidden', 'project', rule.need);
+      this.policy.enforce(
+        user ? this.policy.decide(user, subject, rule.need) : 'hidden',
+        'project',
+        rule.need,
+      );
       return;
     }
     const ids = rule.from === 'query' ? parseIdList(raw, rule.key) : bodyIdList(raw, rule.key);
@@ -89,13 +109,16 @@ export class AccessGuard implements CanActivate {
 }
 
 function bodyField(body: unknown, key: string): unknown {
-  return body && typeof body === 'object' && !Array.isArray(body) ? (body as Record<string, unknown>)[key] : undefined;
+  return body && typeof body === 'object' && !Array.isArray(body)
+    ? (body as Record<string, unknown>)[key]
+    : undefined;
 }
 
 /** A path or query id: decimal digits within PostgreSQL's integer (as ParseIntIdPipe). */
 export function parseId(raw: unknown, name: string): number {
   const n = typeof raw === 'string' && DECIMAL_ID.test(raw) ? Number(raw) : NaN;
-  if (!(n <= MAX_INT4)) throw new BadRequestException(`${name} must be a decimal integer between 0 and ${MAX_INT4}`);
+  if (!(n <= MAX_INT4))
+    throw new BadRequestException(`${name} must be a decimal integer between 0 and ${MAX_INT4}`);
   return n;
 }
 
@@ -114,7 +137,8 @@ function bodyId(raw: unknown, name: string): number {
 
 function bodyIdList(raw: unknown, name: string): number[] {
   if (!Array.isArray(raw)) throw new BadRequestException([`${name} must be an array of image ids`]);
-  if (raw.length > MAX_IDS_PER_REQUEST) throw new BadRequestException([`${name} must contain at most ${MAX_IDS_PER_REQUEST} ids`]);
+  if (raw.length > MAX_IDS_PER_REQUEST)
+    throw new BadRequestException([`${name} must contain at most ${MAX_IDS_PER_REQUEST} ids`]);
   for (const v of raw) {
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > MAX_INT4) {
       throw new BadRequestException([`each value in ${name} must be an integer between 1 and ${MAX_INT4}`]);
@@ -126,7 +150,8 @@ function bodyIdList(raw: unknown, name: string): number[] {
 /** `?imageIds=1,2,3` (also repeated): distinct ids, 400 when malformed or more than MAX_IDS_PER_REQUEST. */
 export function parseIdList(raw: unknown, name: string): number[] {
   const parts = (Array.isArray(raw) ? raw : [raw]).flatMap((v) => String(v).split(','));
-  if (parts.length > MAX_IDS_PER_REQUEST) throw new BadRequestException(`${name}: at most ${MAX_IDS_PER_REQUEST} ids`);
+  if (parts.length > MAX_IDS_PER_REQUEST)
+    throw new BadRequestException(`${name}: at most ${MAX_IDS_PER_REQUEST} ids`);
   const ids = new Set<number>();
   for (const part of parts) {
     const s = part.trim();

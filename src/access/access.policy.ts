@@ -73,7 +73,8 @@ export class AccessPolicy {
   /** Throws the contract's answer for a verdict that is not `ok`. */
   enforce(verdict: Verdict, what: string, need: Permission): void {
     if (verdict === 'hidden') throw new NotFoundException(`${what} not found`);
-    if (verdict === 'forbidden') throw new ForbiddenException(`your role in this project does not allow this (needs ${ROLE_FOR[need]})`);
+    if (verdict === 'forbidden')
+      throw new ForbiddenException(`your role in this project does not allow this (needs ${ROLE_FOR[need]})`);
   }
 
   /** The ids of the projects where the caller may do `need`. */

@@ -1,5 +1,11 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post } from '@nestjs/common';
-import { ApiBearerAuth, ApiOkResponse, ApiCreatedResponse, ApiNoContentResponse, ApiTags } from '@nestjs/swagger';
+import {
+  ApiBearerAuth,
+  ApiOkResponse,
+  ApiCreatedResponse,
+  ApiNoContentResponse,
+  ApiTags,
+} from '@nestjs/swagger';
 import { ImagesService } from '../images/images.service';
 import { ApiDoc, AUTHED } from '../common/api-docs';
 import { ParseIntIdPipe } from '../common/input-rules';
@@ -72,7 +78,12 @@ export class AdminUsersController {
    * on every process.
    */
   @Delete(':id')
-  @ApiDoc('Delete a user, its images and their results', { ...AUTHED, 400: true, 403: true, 404: 'no such user' })
+  @ApiDoc('Delete a user, its images and their results', {
+    ...AUTHED,
+    400: true,
+    403: true,
+    404: 'no such user',
+  })
   @Roles('admin')
   @HttpCode(204)
   @ApiNoContentResponse()
@@ -81,9 +92,10 @@ export class AdminUsersController {
     for (;;) {
       const { items } = await this.images.list(id, 1, 100);
       if (items.length === 0) break;
-      for (const image of items) await this.images.delete(id, image.id).catch((err: unknown) => {
-        if (!(err instanceof NotFoundException)) throw err; // deleted meanwhile
-      });
+      for (const image of items)
+        await this.images.delete(id, image.id).catch((err: unknown) => {
+          if (!(err instanceof NotFoundException)) throw err; // deleted meanwhile
+        });
     }
     if (!(await this.users.remove(id))) throw new NotFoundException('user not found');
   }

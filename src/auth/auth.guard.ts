@@ -85,7 +85,8 @@ export class AuthGuard implements CanActivate {
     const user = await this.currentUser(claims.sub, answer?.version ?? null);
     if (!user) throw new UnauthorizedException('missing or invalid bearer token');
     req.user = user;
-    if (meta.roles?.length && !meta.roles.includes(user.role)) throw new ForbiddenException('insufficient role');
+    if (meta.roles?.length && !meta.roles.includes(user.role))
+      throw new ForbiddenException('insufficient role');
     if (limit >= 0) this.enforce(res, answer);
     return true;
   }
@@ -100,7 +101,13 @@ export class AuthGuard implements CanActivate {
       this.cache.delete(id);
       return null;
     }
-    const user: AuthUser = { id: row.id, email: row.email, role: row.role, isPremium: row.isPremium, projects: row.projects ?? {} };
+    const user: AuthUser = {
+      id: row.id,
+      email: row.email,
+      role: row.role,
+      isPremium: row.isPremium,
+      projects: row.projects ?? {},
+    };
     if (version !== null) {
       if (this.cache.size >= MAX_CACHED_USERS) this.cache.clear();
       this.cache.set(id, { user, version });
@@ -114,7 +121,10 @@ export class AuthGuard implements CanActivate {
     const resetS = Math.max(1, Math.ceil(answer.resetMs / 1000));
     if (answer.hits > this.limit) {
       res.header('Retry-After', resetS);
-      throw new HttpException(`too many requests: limit ${this.limit} per minute`, HttpStatus.TOO_MANY_REQUESTS);
+      throw new HttpException(
+        `too many requests: limit ${this.limit} per minute`,
+        HttpStatus.TOO_MANY_REQUESTS,
+      );
     }
     res.header('X-RateLimit-Limit', this.limit);
     res.header('X-RateLimit-Remaining', Math.max(0, this.limit - answer.hits));

@@ -36,24 +36,26 @@ import { ImagesModule } from '../images/images.module';
     }),
     ThrottlerModule.forRootAsync({
       inject: [appConfig.KEY, queueConfig.KEY, RedisFactory],
-      useFactory: (app: ConfigType<typeof appConfig>, q: ConfigType<typeof queueConfig>, redis: RedisFactory) => ({
+      useFactory: (
+        app: ConfigType<typeof appConfig>,
+        q: ConfigType<typeof queueConfig>,
+        redis: RedisFactory,
+      ) => ({
         throttlers: [{ name: 'default', ttl: 60_000, limit: app.rateLimitPerMinute }],
         storage: new FailOpenThrottlerStorage(
           new ThrottlerStorageRedisService(
-            redis.create('rate-limit', { keyPrefix: `${q.name}:rl:`, maxRetriesPerRequest: 1, enableOfflineQueue: false }) as never,
+            redis.create('rate-limit', {
+              keyPrefix: `${q.name}:rl:`,
+              maxRetriesPerRequest: 1,
+              enableOfflineQueue: false,
+            }) as never,
           ),
         ),
       }),
     }),
   ],
   controllers: [AuthController, AdminUsersController],
-  providers: [
-    UsersService,
-    AuthService,
-    AdminSeeder,
-    AuthGate,
-    { provide: APP_GUARD, useClass: AuthGuard },
-  ],
+  providers: [UsersService, AuthService, AdminSeeder, AuthGate, { provide: APP_GUARD, useClass: AuthGuard }],
   exports: [AuthService, UsersService, AuthGate],
 })
 export class AuthModule {}

@@ -41,18 +41,22 @@ export interface TaskEventBase {
 export interface ServerToClientEvents {
   'segmentation:queued': (p: TaskEventBase & { priority: number }) => void;
   'segmentation:progress': (p: TaskEventBase & { progress: number }) => void;
-  'segmentation:completed': (p: TaskEventBase & {
-    /** Every polygon of the result, holes included (= `result.polygons.length`). */
-    polygonCount: number;
-    /** External polygons (spheroids). */
-    spheroidCount: number;
-    processingTimeMs: number;
-  }) => void;
-  'segmentation:failed': (p: TaskEventBase & {
-    error: string;
-    attempt: number;
-    willRetry: boolean;
-  }) => void;
+  'segmentation:completed': (
+    p: TaskEventBase & {
+      /** Every polygon of the result, holes included (= `result.polygons.length`). */
+      polygonCount: number;
+      /** External polygons (spheroids). */
+      spheroidCount: number;
+      processingTimeMs: number;
+    },
+  ) => void;
+  'segmentation:failed': (
+    p: TaskEventBase & {
+      error: string;
+      attempt: number;
+      willRetry: boolean;
+    },
+  ) => void;
   'segmentation:cancelled': (p: TaskEventBase) => void;
   'ml:status': (p: { state: CircuitState; available: boolean }) => void;
 }
@@ -126,7 +130,8 @@ export interface MlSegmentResults {
   processing_time_ms: number;
   polygons: MlPolygon[];
 }
-export type MlSegmentResponse = { success: true; results: MlSegmentResults } | { success: false; error: string };
+export type MlSegmentResponse =
+  { success: true; results: MlSegmentResults } | { success: false; error: string };
 export interface MlHealthResponse {
   status: string;
   model_loaded: boolean;

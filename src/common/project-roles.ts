@@ -12,4 +12,5 @@ const NEEDS: Record<Permission, number> = { view: 0, edit: 1, manage: 2 };
 /** The caller's projects and roles: `{ projectId: role }`, loaded with the user row (auth guard cache). */
 export type ProjectRoles = Readonly<Record<number, ProjectRole>>;
 
-export const roleAllows = (role: ProjectRole, need: Permission): boolean => PROJECT_ROLES.indexOf(role) >= NEEDS[need];
+export const roleAllows = (role: ProjectRole, need: Permission): boolean =>
+  PROJECT_ROLES.indexOf(role) >= NEEDS[need];

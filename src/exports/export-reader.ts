@@ -56,7 +56,11 @@ export class ExportReader {
     };
   }
 
-  async *images(scope: ExportScope, withPolygons: boolean, runner?: QueryRunner): AsyncGenerator<ExportImage> {
+  async *images(
+    scope: ExportScope,
+    withPolygons: boolean,
+    runner?: QueryRunner,
+  ): AsyncGenerator<ExportImage> {
     const [where, value] =
       'ids' in scope
         ? ['i.id = ANY($1::int[])', scope.ids]

@@ -31,7 +31,10 @@ export class ExportQuery {
   @Allow()
   imageIds?: string | string[];
 
-  @ApiPropertyOptional({ type: 'integer', description: 'export every image of this project that has a result (any member); not with imageIds' })
+  @ApiPropertyOptional({
+    type: 'integer',
+    description: 'export every image of this project that has a result (any member); not with imageIds',
+  })
   @IsOptional()
   @Allow()
   projectId?: string;
@@ -80,7 +83,8 @@ export class ExportsController {
     @Query() q: ExportQuery,
     @Res() reply: FastifyReply,
   ): Promise<FastifyReply> {
-    if (q.projectId !== undefined && q.imageIds !== undefined) throw new BadRequestException('projectId and imageIds cannot be used together');
+    if (q.projectId !== undefined && q.imageIds !== undefined)
+      throw new BadRequestException('projectId and imageIds cannot be used together');
     const scope: ExportScope =
       q.projectId !== undefined
         ? { project: parseId(q.projectId, 'projectId') }

@@ -29,9 +29,16 @@ export class ExportsService {
 
   /** An export of `scope` (allowed by the access rule), ready to stream. */
   open(scope: ExportScope, format: ExportFormat, now = new Date()): ExportStream {
-    const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+    const stamp = now
+      .toISOString()
+      .replace(/[-:]/g, '')
+      .replace(/\.\d+Z$/, 'Z');
     if (format === 'csv') {
-      return { contentType: 'text/csv; charset=utf-8', fileName: `spheroseg-export-${stamp}.csv`, body: this.csv(scope) };
+      return {
+        contentType: 'text/csv; charset=utf-8',
+        fileName: `spheroseg-export-${stamp}.csv`,
+        body: this.csv(scope),
+      };
     }
     return {
       contentType: 'application/json',
@@ -61,7 +68,11 @@ export class ExportsService {
   private async *coco(scope: ExportScope, now: Date): AsyncGenerator<string> {
     const { runner, done } = await this.reader.snapshot();
     try {
-      const info = { description: 'Spheroseg segmentation export', version: '1.0', date_created: now.toISOString() };
+      const info = {
+        description: 'Spheroseg segmentation export',
+        version: '1.0',
+        date_created: now.toISOString(),
+      };
       yield `{"info":${JSON.stringify(info)},"licenses":[],"categories":${JSON.stringify(COCO_CATEGORIES)},"images":[`;
       let first = true;
       for await (const image of this.reader.images(scope, false, runner)) {

@@ -9,7 +9,11 @@ export class ListImagesQuery extends PaginationQuery {}
 
 /** `GET /api/projects/:id/images?page&limit&status`. */
 export class ListProjectImagesQuery extends PaginationQuery {
-  @ApiPropertyOptional({ enum: IMAGE_SEGMENTATION_STATUSES, type: 'string', description: 'only images with this segmentationStatus' })
+  @ApiPropertyOptional({
+    enum: IMAGE_SEGMENTATION_STATUSES,
+    type: 'string',
+    description: 'only images with this segmentationStatus',
+  })
   @OptionalField()
   @IsIn(IMAGE_SEGMENTATION_STATUSES as unknown as string[])
   status?: ImageSegmentationStatus;
@@ -17,7 +21,13 @@ export class ListProjectImagesQuery extends PaginationQuery {
 
 /** `PATCH /api/images/:id`: the project to move the image into, or null for the caller's personal images. */
 export class MoveImageDto {
-  @ApiProperty({ type: 'integer', nullable: true, minimum: 1, maximum: MAX_INT4, description: 'target project; null: the caller’s personal images' })
+  @ApiProperty({
+    type: 'integer',
+    nullable: true,
+    minimum: 1,
+    maximum: MAX_INT4,
+    description: 'target project; null: the caller’s personal images',
+  })
   @IsDefined({ message: 'projectId is required (a project id, or null for the personal images)' })
   @ValidateIf((_o, v) => v !== null)
   @IsInt()
@@ -39,7 +49,8 @@ export class ImageUrlsDto {
     type: String,
     nullable: true,
     example: '/api/images/1/segmentation/overlay?exp=1767225600&sig=…',
-    description: 'PNG with the current result drawn on it; null while the image has no result; `&size=64..4096` may be added',
+    description:
+      'PNG with the current result drawn on it; null while the image has no result; `&size=64..4096` may be added',
   })
   overlay!: string | null;
 }
@@ -47,7 +58,11 @@ export class ImageUrlsDto {
 /** The public `image` (CONTRACT §3). */
 export class ImageDto {
   @ApiProperty() id!: number;
-  @ApiProperty({ type: 'integer', nullable: true, description: 'the image’s project; null for a personal image' })
+  @ApiProperty({
+    type: 'integer',
+    nullable: true,
+    description: 'the image’s project; null for a personal image',
+  })
   projectId!: number | null;
   @ApiProperty({
     description: 'file name the client sent, kept as metadata only (no path, at most 255 characters)',
@@ -63,7 +78,8 @@ export class ImageDto {
   @ApiProperty() height!: number;
   @ApiProperty({ enum: IMAGE_SEGMENTATION_STATUSES }) segmentationStatus!: ImageSegmentationStatus;
   @ApiProperty({ format: 'date-time' }) createdAt!: string;
-  @ApiProperty({ type: ImageUrlsDto, description: 'signed links, valid FILE_URL_TTL_SECONDS' }) urls!: ImageUrlsDto;
+  @ApiProperty({ type: ImageUrlsDto, description: 'signed links, valid FILE_URL_TTL_SECONDS' })
+  urls!: ImageUrlsDto;
 }
 
 export class ImageListDto {

@@ -17,7 +17,6 @@ import {
   ApiBody,
   ApiConsumes,
   ApiCreatedResponse,
-  ApiForbiddenResponse,
   ApiNoContentResponse,
   ApiNotFoundResponse,
   ApiOkResponse,
@@ -29,7 +28,14 @@ import { ApiDoc, AUTHED } from '../common/api-docs';
 import { ParseIntIdPipe } from '../common/input-rules';
 import type { FastifyRequest } from 'fastify';
 import { AuthUser, CurrentUser } from '../auth/auth-user';
-import { ErrorDto, ImageDto, ImageListDto, ListImagesQuery, ListProjectImagesQuery, MoveImageDto } from './dto';
+import {
+  ErrorDto,
+  ImageDto,
+  ImageListDto,
+  ListImagesQuery,
+  ListProjectImagesQuery,
+  MoveImageDto,
+} from './dto';
 import { Access, Granted, On, OwnOnly } from '../access';
 import { ImageEntity, ImageView } from './image.entity';
 import { FILE_FIELD } from './multipart-upload';
@@ -91,11 +97,17 @@ export class ImagesController {
   }
 
   @Get(':id')
-  @ApiDoc('Get an image (any member of its project; the uploader of a personal image)', { ...AUTHED, 400: true })
+  @ApiDoc('Get an image (any member of its project; the uploader of a personal image)', {
+    ...AUTHED,
+    400: true,
+  })
   @ApiOkResponse({ type: ImageDto })
   @ApiNotFoundResponse({ type: ErrorDto, description: 'no such image, or not visible to the caller' })
   @Access(On.image('view'))
-  async get(@Param('id', ParseIntIdPipe) _id: number, @Granted('image') image: ImageEntity): Promise<ImageView> {
+  async get(
+    @Param('id', ParseIntIdPipe) _id: number,
+    @Granted('image') image: ImageEntity,
+  ): Promise<ImageView> {
     return (await this.uploads.views([image]))[0];
   }
 
@@ -104,7 +116,12 @@ export class ImagesController {
    * caller must be allowed to delete it where it is and to upload where it goes.
    */
   @Patch(':id')
-  @ApiDoc('Move an image into a project, or out of it to the caller’s personal images', { ...AUTHED, 400: true, 403: 'the caller’s role does not allow deleting the image where it is or uploading where it goes', 404: 'no such image or project, or not visible to the caller' })
+  @ApiDoc('Move an image into a project, or out of it to the caller’s personal images', {
+    ...AUTHED,
+    400: true,
+    403: 'the caller’s role does not allow deleting the image where it is or uploading where it goes',
+    404: 'no such image or project, or not visible to the caller',
+  })
   @ApiBody({ type: MoveImageDto })
   @ApiOkResponse({ type: ImageDto })
   @Access(On.image('edit'), On.project('edit', 'body', 'projectId', true))
@@ -119,12 +136,19 @@ export class ImagesController {
 
   /** Cancels the image's open segmentation task, deletes the row (its tasks and results go with it) and the file. */
   @Delete(':id')
-  @ApiDoc('Delete an image, its task, file and results (editor in a project)', { ...AUTHED, 400: true, 403: 'the caller is a viewer of the image’s project' })
+  @ApiDoc('Delete an image, its task, file and results (editor in a project)', {
+    ...AUTHED,
+    400: true,
+    403: 'the caller is a viewer of the image’s project',
+  })
   @HttpCode(HttpStatus.NO_CONTENT)
   @ApiNoContentResponse()
   @ApiNotFoundResponse({ type: ErrorDto, description: 'no such image, or not visible to the caller' })
   @Access(On.image('edit'))
-  async remove(@Param('id', ParseIntIdPipe) _id: number, @Granted('image') image: ImageEntity): Promise<void> {
+  async remove(
+    @Param('id', ParseIntIdPipe) _id: number,
+    @Granted('image') image: ImageEntity,
+  ): Promise<void> {
     await this.images.remove(image);
   }
 }
@@ -140,18 +164,39 @@ export class ProjectImagesController {
   ) {}
 
   @Post(':id/images')
-  @ApiDoc('Upload an image into a project (editor)', { ...AUTHED, 400: 'malformed id, no `file` field, not multipart, or the image does not decode', 403: 'the caller is a viewer', 404: 'no such project, or the caller is not a member', 413: true, 415: true })
+  @ApiDoc('Upload an image into a project (editor)', {
+    ...AUTHED,
+    400: 'malformed id, no `file` field, not multipart, or the image does not decode',
+    403: 'the caller is a viewer',
+    404: 'no such project, or the caller is not a member',
+    413: true,
+    415: true,
+  })
   @HttpCode(HttpStatus.CREATED)
   @ApiConsumes('multipart/form-data')
-  @ApiBody({ schema: { type: 'object', required: [FILE_FIELD], properties: { [FILE_FIELD]: { type: 'string', format: 'binary' } } } })
+  @ApiBody({
+    schema: {
+      type: 'object',
+      required: [FILE_FIELD],
+      properties: { [FILE_FIELD]: { type: 'string', format: 'binary' } },
+    },
+  })
   @ApiCreatedResponse({ type: ImageDto })
   @Access(On.project('edit'))
-  async upload(@CurrentUser() user: AuthUser, @Param('id', ParseIntIdPipe) id: number, @Req() req: FastifyRequest): Promise<ImageView> {
+  async upload(
+    @CurrentUser() user: AuthUser,
+    @Param('id', ParseIntIdPipe) id: number,
+    @Req() req: FastifyRequest,
+  ): Promise<ImageView> {
     return this.uploads.receive(user.id, req, id);
   }
 
   @Get(':id/images')
-  @ApiDoc('A project’s images, newest first (any member)', { ...AUTHED, 400: true, 404: 'no such project, or the caller is not a member' })
+  @ApiDoc('A project’s images, newest first (any member)', {
+    ...AUTHED,
+    400: true,
+    404: 'no such project, or the caller is not a member',
+  })
   @ApiOkResponse({ type: ImageListDto })
   @Access(On.project('view'))
   async list(@Param('id', ParseIntIdPipe) id: number, @Query() q: ListProjectImagesQuery) {

@@ -78,7 +78,9 @@ export class ImagesService implements OnModuleInit {
         'SELECT id, user_id, project_id FROM images WHERE id = ANY($1::int[])',
         [ids],
       );
-      return new Map<number, AccessSubject>(rows.map((r) => [r.id, { ownerId: r.user_id, projectId: r.project_id }]));
+      return new Map<number, AccessSubject>(
+        rows.map((r) => [r.id, { ownerId: r.user_id, projectId: r.project_id }]),
+      );
     });
   }
 
@@ -113,7 +115,12 @@ export class ImagesService implements OnModuleInit {
    * Inspects a staged upload and, when it is an image we accept, moves it to its permanent path and
    * records its row; on any failure the staged (or moved) file is deleted and nothing is recorded.
    */
-  async accept(userId: number, staged: StagedFile, filename: string | undefined, projectId: number | null = null): Promise<ImageEntity> {
+  async accept(
+    userId: number,
+    staged: StagedFile,
+    filename: string | undefined,
+    projectId: number | null = null,
+  ): Promise<ImageEntity> {
     let stored: StoredFile;
     let info;
     try {
@@ -161,7 +168,11 @@ export class ImagesService implements OnModuleInit {
   }
 
   /** The caller's personal images (not those in projects), newest first. */
-  async listPersonal(userId: number, page: number, limit: number): Promise<{ items: ImageEntity[]; total: number }> {
+  async listPersonal(
+    userId: number,
+    page: number,
+    limit: number,
+  ): Promise<{ items: ImageEntity[]; total: number }> {
     const [items, total] = await this.repo.findAndCount({
       where: { userId, projectId: IsNull() },
       order: { createdAt: 'DESC', id: 'DESC' },
@@ -198,13 +209,17 @@ export class ImagesService implements OnModuleInit {
         RETURNING *`,
       [image.id, projectId, callerId],
     );
-    if (!rows.length) throw new NotFoundException(projectId === null ? 'image not found' : 'project not found');
+    if (!rows.length)
+      throw new NotFoundException(projectId === null ? 'image not found' : 'project not found');
     return this.fromRow(rows[0]);
   }
 
   /** Up to `limit` images of a project in id order (the project sweeper's batches). */
   async imagesOfProject(projectId: number, limit: number): Promise<ImageEntity[]> {
-    const rows = await this.prepared.rows('SELECT * FROM images WHERE project_id = $1 ORDER BY id LIMIT $2', [projectId, limit]);
+    const rows = await this.prepared.rows('SELECT * FROM images WHERE project_id = $1 ORDER BY id LIMIT $2', [
+      projectId,
+      limit,
+    ]);
     return rows.map((r) => this.fromRow(r));
   }
 

@@ -1,4 +1,10 @@
-import { CanActivate, ExecutionContext, Injectable, SetMetadata, UnauthorizedException } from '@nestjs/common';
+import {
+  CanActivate,
+  ExecutionContext,
+  Injectable,
+  SetMetadata,
+  UnauthorizedException,
+} from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { AuthUser } from '../auth/auth-user';
 import { AuthService } from '../auth/auth.service';
@@ -61,6 +67,14 @@ export class MediaAccessGuard implements CanActivate {
     const match = typeof header === 'string' ? /^Bearer\s+(\S+)$/i.exec(header) : null;
     const claims = match ? await this.auth.verify(match[1]) : null;
     const user = claims ? await this.users.findById(claims.sub) : null;
-    return user ? { id: user.id, email: user.email, role: user.role, isPremium: user.isPremium, projects: user.projects ?? {} } : null;
+    return user
+      ? {
+          id: user.id,
+          email: user.email,
+          role: user.role,
+          isPremium: user.isPremium,
+          projects: user.projects ?? {},
+        }
+      : null;
   }
 }

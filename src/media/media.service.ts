@@ -66,16 +66,24 @@ export class MediaService implements OnModuleInit {
       ),
     );
     // Overlays of results that are no longer current are never served again.
-    await this.derived.prune(image.storagePath, (n) => !n.startsWith('overlay-') || n.startsWith(`overlay-r${result.id}-`));
+    await this.derived.prune(
+      image.storagePath,
+      (n) => !n.startsWith('overlay-') || n.startsWith(`overlay-r${result.id}-`),
+    );
     return rel;
   }
 
-  private async ensure(image: ImageEntity, name: string, make: (tmp: string) => Promise<void>): Promise<string> {
+  private async ensure(
+    image: ImageEntity,
+    name: string,
+    make: (tmp: string) => Promise<void>,
+  ): Promise<string> {
     const stillThere = async () => (await this.repo.existsBy({ id: image.id })) as boolean;
     try {
       return (await this.derived.ensure(image.storagePath, name, make, stillThere)).rel;
     } catch (err) {
-      if (err instanceof DerivedFileGoneError || !(await stillThere())) throw new NotFoundException('image not found');
+      if (err instanceof DerivedFileGoneError || !(await stillThere()))
+        throw new NotFoundException('image not found');
       throw err;
     }
   }
@@ -96,7 +104,12 @@ export class MediaService implements OnModuleInit {
     )) as Array<{ id: number; image_width: number; image_height: number; polygons: ResultPolygon[] }>;
     const r = rows[0];
     return r
-      ? { id: Number(r.id), imageWidth: r.image_width, imageHeight: r.image_height, polygons: r.polygons ?? [] }
+      ? {
+          id: Number(r.id),
+          imageWidth: r.image_width,
+          imageHeight: r.image_height,
+          polygons: r.polygons ?? [],
+        }
       : null;
   }
 }

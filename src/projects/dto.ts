@@ -17,19 +17,28 @@ const CONTROLS_BUT_LINES = /[\u0000-\u0009\u000b\u000c\u000e-\u001f\u007f-\u009f
 /* eslint-enable no-control-regex */
 
 /** A name as stored: without control characters, trimmed (a name of control characters only becomes empty: 400). */
-export const cleanName = (v: unknown): unknown => (typeof v === 'string' ? v.normalize('NFC').replace(CONTROLS, '').trim() : v);
+export const cleanName = (v: unknown): unknown =>
+  typeof v === 'string' ? v.normalize('NFC').replace(CONTROLS, '').trim() : v;
 /** A description as stored: without control characters except line breaks. */
-export const cleanDescription = (v: unknown): unknown => (typeof v === 'string' ? v.normalize('NFC').replace(CONTROLS_BUT_LINES, '') : v);
+export const cleanDescription = (v: unknown): unknown =>
+  typeof v === 'string' ? v.normalize('NFC').replace(CONTROLS_BUT_LINES, '') : v;
 
 export class CreateProjectDto {
-  @ApiProperty({ minLength: 1, maxLength: PROJECT_NAME_MAX, description: 'stored without control characters, trimmed' })
+  @ApiProperty({
+    minLength: 1,
+    maxLength: PROJECT_NAME_MAX,
+    description: 'stored without control characters, trimmed',
+  })
   @Transform(({ value }) => cleanName(value))
   @IsString()
   @MinLength(1, { message: 'name must not be empty (control characters are removed)' })
   @MaxLength(PROJECT_NAME_MAX)
   name!: string;
 
-  @ApiPropertyOptional({ maxLength: PROJECT_DESCRIPTION_MAX, description: 'stored without control characters (line breaks kept)' })
+  @ApiPropertyOptional({
+    maxLength: PROJECT_DESCRIPTION_MAX,
+    description: 'stored without control characters (line breaks kept)',
+  })
   @OptionalField()
   @Transform(({ value }) => cleanDescription(value))
   @IsString()
@@ -81,7 +90,10 @@ export class ProjectListDto {
 }
 
 export class AddMemberDto {
-  @ApiProperty({ example: 'ada@example.org', description: 'with or without an account (pending until somebody registers with it)' })
+  @ApiProperty({
+    example: 'ada@example.org',
+    description: 'with or without an account (pending until somebody registers with it)',
+  })
   @Transform(({ value }) => (typeof value === 'string' ? value.trim().toLowerCase() : value))
   @IsEmailAddress({ message: 'email must be a valid email address' })
   @MaxLength(EMAIL_MAX_LENGTH)
@@ -102,7 +114,8 @@ export class UpdateMemberDto {
 export class MemberDto {
   @ApiProperty({ type: 'integer' }) id!: number;
   @ApiProperty() email!: string;
-  @ApiProperty({ type: 'integer', nullable: true, description: 'null while the invitation is pending' }) userId!: number | null;
+  @ApiProperty({ type: 'integer', nullable: true, description: 'null while the invitation is pending' })
+  userId!: number | null;
   @ApiProperty({ enum: PROJECT_ROLES }) role!: ProjectRole;
   @ApiProperty({ description: 'no account has this address yet' }) pending!: boolean;
   @ApiProperty({ format: 'date-time' }) createdAt!: string;

@@ -72,7 +72,9 @@ export class ProjectSweeper implements OnApplicationBootstrap, OnApplicationShut
   }
 
   private async sweepAll(): Promise<void> {
-    const rows = (await this.db.query(`SELECT id FROM projects WHERE deleting_at IS NOT NULL ORDER BY deleting_at, id`)) as Array<{ id: number }>;
+    const rows = (await this.db.query(
+      `SELECT id FROM projects WHERE deleting_at IS NOT NULL ORDER BY deleting_at, id`,
+    )) as Array<{ id: number }>;
     for (const { id } of rows) {
       if (this.stopping) return;
       await this.sweep(id);
@@ -83,7 +85,10 @@ export class ProjectSweeper implements OnApplicationBootstrap, OnApplicationShut
     const runner = this.db.createQueryRunner('master');
     await runner.connect();
     try {
-      const [{ locked }] = (await runner.query('SELECT pg_try_advisory_lock($1, $2) AS locked', [SWEEP_LOCK, projectId])) as Array<{ locked: boolean }>;
+      const [{ locked }] = (await runner.query('SELECT pg_try_advisory_lock($1, $2) AS locked', [
+        SWEEP_LOCK,
+        projectId,
+      ])) as Array<{ locked: boolean }>;
       if (!locked) return; // another process is sweeping it
       try {
         const started = Date.now();
@@ -96,7 +101,10 @@ export class ProjectSweeper implements OnApplicationBootstrap, OnApplicationShut
             await this.images.beforeRemove(image);
             await this.images.removeFiles(image);
           }
-          await runner.query('DELETE FROM images WHERE project_id = $1 AND id = ANY($2::int[])', [projectId, batch.map((i) => i.id)]);
+          await runner.query('DELETE FROM images WHERE project_id = $1 AND id = ANY($2::int[])', [
+            projectId,
+            batch.map((i) => i.id),
+          ]);
           removed += batch.length;
         }
         await runner.query(

@@ -1,5 +1,22 @@
-import { Body, Controller, Delete, Get, HttpCode, HttpStatus, Param, Patch, Post, Query } from '@nestjs/common';
-import { ApiBearerAuth, ApiCreatedResponse, ApiNoContentResponse, ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import {
+  Body,
+  Controller,
+  Delete,
+  Get,
+  HttpCode,
+  HttpStatus,
+  Param,
+  Patch,
+  Post,
+  Query,
+} from '@nestjs/common';
+import {
+  ApiBearerAuth,
+  ApiCreatedResponse,
+  ApiNoContentResponse,
+  ApiOkResponse,
+  ApiTags,
+} from '@nestjs/swagger';
 import { Access, On, OwnOnly } from '../access';
 import { AuthUser, CurrentUser } from '../auth/auth-user';
 import { ApiDoc, AUTHED } from '../common/api-docs';
@@ -35,7 +52,10 @@ export class ProjectsController {
   }
 
   @Get()
-  @ApiDoc('The projects the caller owns or is a member of, most recently updated first', { ...AUTHED, 400: true })
+  @ApiDoc('The projects the caller owns or is a member of, most recently updated first', {
+    ...AUTHED,
+    400: true,
+  })
   @ApiOkResponse({ type: ProjectListDto })
   @OwnOnly()
   list(@CurrentUser() user: AuthUser, @Query() q: ListProjectsQuery) {
@@ -51,10 +71,19 @@ export class ProjectsController {
   }
 
   @Patch(':id')
-  @ApiDoc('Rename a project or change its description (editor)', { ...AUTHED, 400: true, 403: 'the caller is a viewer', 404: NOT_MEMBER })
+  @ApiDoc('Rename a project or change its description (editor)', {
+    ...AUTHED,
+    400: true,
+    403: 'the caller is a viewer',
+    404: NOT_MEMBER,
+  })
   @ApiOkResponse({ type: ProjectDto })
   @Access(On.project('edit'))
-  update(@CurrentUser() user: AuthUser, @Param('id', ParseIntIdPipe) id: number, @Body() dto: UpdateProjectDto): Promise<ProjectView> {
+  update(
+    @CurrentUser() user: AuthUser,
+    @Param('id', ParseIntIdPipe) id: number,
+    @Body() dto: UpdateProjectDto,
+  ): Promise<ProjectView> {
     return this.projects.update(user, id, dto);
   }
 
@@ -82,7 +111,13 @@ export class ProjectsController {
   @Post(':id/members')
   @ApiDoc(
     'Invite a member by e-mail (owner)',
-    { ...AUTHED, 400: 'malformed id, e-mail or role', 403: 'the caller is not the owner', 404: NOT_MEMBER, 409: 'the address is already a member' },
+    {
+      ...AUTHED,
+      400: 'malformed id, e-mail or role',
+      403: 'the caller is not the owner',
+      404: NOT_MEMBER,
+      409: 'the address is already a member',
+    },
     'Without an account for the address the member is pending and becomes active when somebody registers with it; the answer is the same either way (only `pending` and `userId` differ).',
   )
   @ApiCreatedResponse({ type: MemberDto })
@@ -92,7 +127,12 @@ export class ProjectsController {
   }
 
   @Patch(':id/members/:memberId')
-  @ApiDoc('Change a member’s role (owner)', { ...AUTHED, 400: 'malformed id or role, or the owner’s own entry', 403: 'the caller is not the owner', 404: 'no such project or member, or the caller is not a member' })
+  @ApiDoc('Change a member’s role (owner)', {
+    ...AUTHED,
+    400: 'malformed id or role, or the owner’s own entry',
+    403: 'the caller is not the owner',
+    404: 'no such project or member, or the caller is not a member',
+  })
   @ApiOkResponse({ type: MemberDto })
   @Access(On.project('manage'))
   updateMember(
@@ -104,7 +144,12 @@ export class ProjectsController {
   }
 
   @Delete(':id/members/:memberId')
-  @ApiDoc('Remove a member (owner; or any member removing their own membership)', { ...AUTHED, 400: 'malformed id, or the owner’s own entry', 403: 'the caller is not the owner and the membership is not theirs', 404: 'no such project or member, or the caller is not a member' })
+  @ApiDoc('Remove a member (owner; or any member removing their own membership)', {
+    ...AUTHED,
+    400: 'malformed id, or the owner’s own entry',
+    403: 'the caller is not the owner and the membership is not theirs',
+    404: 'no such project or member, or the caller is not a member',
+  })
   @HttpCode(HttpStatus.NO_CONTENT)
   @ApiNoContentResponse()
   @Access(On.project('view'))

@@ -1,4 +1,10 @@
-import { BadRequestException, ConflictException, Injectable, Logger, NotFoundException } from '@nestjs/common';
+import {
+  BadRequestException,
+  ConflictException,
+  Injectable,
+  Logger,
+  NotFoundException,
+} from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, QueryFailedError } from 'typeorm';
 import type { AuthUser } from '../auth/auth-user';
@@ -109,12 +115,15 @@ export class ProjectsService {
     return this.get(user, rows[0].id);
   }
 
-  async list(user: AuthUser, page: number, limit: number): Promise<{ items: ProjectView[]; total: number; page: number; limit: number }> {
-    const rows = (await this.db.query(`${PROJECT_SELECT} ORDER BY p.updated_at DESC, p.id DESC LIMIT $2 OFFSET $3`, [
-      user.id,
-      limit,
-      (page - 1) * limit,
-    ])) as ProjectRow[];
+  async list(
+    user: AuthUser,
+    page: number,
+    limit: number,
+  ): Promise<{ items: ProjectView[]; total: number; page: number; limit: number }> {
+    const rows = (await this.db.query(
+      `${PROJECT_SELECT} ORDER BY p.updated_at DESC, p.id DESC LIMIT $2 OFFSET $3`,
+      [user.id, limit, (page - 1) * limit],
+    )) as ProjectRow[];
     const [{ total }] = (await this.db.query(
       `SELECT count(*)::int AS total FROM projects p JOIN project_members m ON m.project_id = p.id AND m.user_id = $1 WHERE p.deleting_at IS NULL`,
       [user.id],
@@ -128,7 +137,11 @@ export class ProjectsService {
     return toProjectView(rows[0]);
   }
 
-  async update(user: AuthUser, id: number, patch: { name?: string; description?: string }): Promise<ProjectView> {
+  async update(
+    user: AuthUser,
+    id: number,
+    patch: { name?: string; description?: string },
+  ): Promise<ProjectView> {
     const rows = (await this.db.query(
       `UPDATE projects SET name = COALESCE($2, name), description = COALESCE($3, description), updated_at = now()
         WHERE id = $1 AND deleting_at IS NULL RETURNING id`,
@@ -204,9 +217,17 @@ export class ProjectsService {
   /** The owner removes anybody but themself; any other member may remove their own membership. */
   async removeMember(user: AuthUser, id: number, memberId: number): Promise<void> {
     const member = await this.member(id, memberId);
-    if (member.user_id !== user.id) this.access.enforce(this.access.decide(user, { ownerId: 0, projectId: id }, 'manage'), 'member', 'manage');
+    if (member.user_id !== user.id)
+      this.access.enforce(
+        this.access.decide(user, { ownerId: 0, projectId: id }, 'manage'),
+        'member',
+        'manage',
+      );
     if (member.role === 'owner') throw new BadRequestException('the owner’s own entry cannot be removed');
-    await this.db.query(`DELETE FROM project_members WHERE project_id = $1 AND id = $2 AND role <> 'owner'`, [id, memberId]);
+    await this.db.query(`DELETE FROM project_members WHERE project_id = $1 AND id = $2 AND role <> 'owner'`, [
+      id,
+      memberId,
+    ]);
     await this.touch(id);
     if (member.user_id !== null) {
       await this.gate.bumpUser(member.user_id);
@@ -224,8 +245,10 @@ export class ProjectsService {
   }
 
   private async touch(id: number): Promise<void> {
-    await this.db.query('UPDATE projects SET updated_at = now() WHERE id = $1', [id]).catch((err: Error) =>
-      this.logger.warn({ projectId: id, err: err.message }, 'project updated_at not set'),
-    );
+    await this.db
+      .query('UPDATE projects SET updated_at = now() WHERE id = $1', [id])
+      .catch((err: Error) =>
+        this.logger.warn({ projectId: id, err: err.message }, 'project updated_at not set'),
+      );
   }
 }

@@ -2,7 +2,14 @@ import { Inject, Logger, Optional } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import type { DataSource } from 'typeorm';
 import { JwtService } from '@nestjs/jwt';
-import { ConnectedSocket, MessageBody, OnGatewayConnection, OnGatewayInit, SubscribeMessage, WebSocketGateway } from '@nestjs/websockets';
+import {
+  ConnectedSocket,
+  MessageBody,
+  OnGatewayConnection,
+  OnGatewayInit,
+  SubscribeMessage,
+  WebSocketGateway,
+} from '@nestjs/websockets';
 import type { DefaultEventsMap, ExtendedError, Server, Socket } from 'socket.io';
 import { RedisAdapter } from '@socket.io/redis-adapter';
 import {
@@ -83,7 +90,10 @@ export class EventsGateway implements OnGatewayInit<RealtimeServer>, OnGatewayCo
    * RealtimePublisher.leaveProject (Redis), right after the change.
    */
   @SubscribeMessage('project:subscribe')
-  async subscribeProject(@ConnectedSocket() socket: RealtimeSocket, @MessageBody() body: unknown): Promise<ProjectSubscribeAck> {
+  async subscribeProject(
+    @ConnectedSocket() socket: RealtimeSocket,
+    @MessageBody() body: unknown,
+  ): Promise<ProjectSubscribeAck> {
     const projectId = projectIdOf(body);
     if (projectId === null || !this.db) return NOT_FOUND;
     try {
@@ -102,7 +112,10 @@ export class EventsGateway implements OnGatewayInit<RealtimeServer>, OnGatewayCo
   }
 
   @SubscribeMessage('project:unsubscribe')
-  async unsubscribeProject(@ConnectedSocket() socket: RealtimeSocket, @MessageBody() body: unknown): Promise<ProjectSubscribeAck> {
+  async unsubscribeProject(
+    @ConnectedSocket() socket: RealtimeSocket,
+    @MessageBody() body: unknown,
+  ): Promise<ProjectSubscribeAck> {
     const projectId = projectIdOf(body);
     if (projectId === null) return NOT_FOUND;
     await socket.leave(projectRoom(projectId));

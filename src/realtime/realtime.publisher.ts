@@ -2,7 +2,14 @@ import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/commo
 import type { ConfigType } from '@nestjs/config';
 import { Emitter } from '@socket.io/redis-emitter';
 import { queueConfig } from '../config/configuration';
-import { MlStatusSnapshot, projectRoom, ServerEventPayload, TaskEventTarget, UserEventName, userRoom } from '../common/contracts';
+import {
+  MlStatusSnapshot,
+  projectRoom,
+  ServerEventPayload,
+  TaskEventTarget,
+  UserEventName,
+  userRoom,
+} from '../common/contracts';
 import { redactSecrets } from '../common/redact';
 import { RedisClient, RedisFactory } from '../redis/redis.factory';
 import { socketIoKey } from './realtime.constants';
@@ -59,9 +66,17 @@ export class RealtimePublisher implements OnApplicationShutdown {
   ): void {
     if (this.stopped) return;
     const pid = task.projectId ?? null;
-    const body = { taskId: task.taskId, imageId: task.imageId, ...(pid !== null ? { projectId: pid } : {}), ...payload };
+    const body = {
+      taskId: task.taskId,
+      imageId: task.imageId,
+      ...(pid !== null ? { projectId: pid } : {}),
+      ...payload,
+    };
     try {
-      const target = pid !== null ? this.emitter.to(userRoom(task.userId)).to(projectRoom(pid)) : this.emitter.to(userRoom(task.userId));
+      const target =
+        pid !== null
+          ? this.emitter.to(userRoom(task.userId)).to(projectRoom(pid))
+          : this.emitter.to(userRoom(task.userId));
       target.emit(event, body);
     } catch (err) {
       this.dropped(err);
@@ -75,7 +90,8 @@ export class RealtimePublisher implements OnApplicationShutdown {
   leaveProject(projectId: number, userId?: number): void {
     if (this.stopped) return;
     try {
-      const from = userId === undefined ? this.emitter.in(projectRoom(projectId)) : this.emitter.in(userRoom(userId));
+      const from =
+        userId === undefined ? this.emitter.in(projectRoom(projectId)) : this.emitter.in(userRoom(userId));
       from.socketsLeave(projectRoom(projectId));
     } catch (err) {
       this.dropped(err);

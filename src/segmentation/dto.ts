@@ -6,7 +6,12 @@ import { Type } from 'class-transformer';
 import { TASK_STATUSES, TaskStatus } from '../common/contracts';
 
 export class EnqueueDto {
-  @ApiPropertyOptional({ type: 'integer', minimum: 1, maximum: 10, description: '10 is the most urgent; non-premium users at most 5' })
+  @ApiPropertyOptional({
+    type: 'integer',
+    minimum: 1,
+    maximum: 10,
+    description: '10 is the most urgent; non-premium users at most 5',
+  })
   @OptionalField()
   @IsInt()
   @Min(1)
@@ -25,14 +30,23 @@ export class BatchEnqueueDto extends EnqueueDto {
 }
 
 export class ProjectEnqueueDto extends EnqueueDto {
-  @ApiPropertyOptional({ enum: ['unsegmented', 'all'], default: 'unsegmented', description: '`unsegmented`: only images without a current result' })
+  @ApiPropertyOptional({
+    enum: ['unsegmented', 'all'],
+    default: 'unsegmented',
+    description: '`unsegmented`: only images without a current result',
+  })
   @OptionalField()
   @IsIn(['unsegmented', 'all'])
   scope?: 'unsegmented' | 'all';
 }
 
 export class ListTasksQuery extends PaginationQuery {
-  @ApiPropertyOptional({ type: 'integer', minimum: 0, maximum: MAX_INT4, description: 'the tasks of this project’s images (any member)' })
+  @ApiPropertyOptional({
+    type: 'integer',
+    minimum: 0,
+    maximum: MAX_INT4,
+    description: 'the tasks of this project’s images (any member)',
+  })
   @OptionalField()
   @Type(() => Number)
   @IsInt()
@@ -78,10 +92,19 @@ export class PolygonDto {
   @ApiProperty({ type: 'integer' }) id!: number;
   @ApiProperty({ enum: ['external', 'internal'] }) type!: string;
   @ApiProperty({ type: 'integer', nullable: true }) parentId!: number | null;
-  @ApiProperty({ type: 'array', items: { type: 'array', items: { type: 'number' }, minItems: 2, maxItems: 2 } }) points!: number[][];
+  @ApiProperty({
+    type: 'array',
+    items: { type: 'array', items: { type: 'number' }, minItems: 2, maxItems: 2 },
+  })
+  points!: number[][];
   @ApiProperty() class!: string;
   @ApiProperty() confidence!: number;
-  @ApiProperty({ type: 'object', additionalProperties: { type: 'number' }, description: 'area, perimeter, circularity, solidity, eccentricity, majorAxis, minorAxis, orientation, centroidX, centroidY' })
+  @ApiProperty({
+    type: 'object',
+    additionalProperties: { type: 'number' },
+    description:
+      'area, perimeter, circularity, solidity, eccentricity, majorAxis, minorAxis, orientation, centroidX, centroidY',
+  })
   features!: Record<string, number>;
 }
 

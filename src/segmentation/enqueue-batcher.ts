@@ -53,7 +53,10 @@ export class EnqueueBatcher {
       while (lane.waiting.length > 0) {
         const batch: Pending[] = [];
         let n = 0;
-        while (lane.waiting.length > 0 && (batch.length === 0 || n + lane.waiting[0].imageIds.length <= MAX_ITEMS_PER_CALL)) {
+        while (
+          lane.waiting.length > 0 &&
+          (batch.length === 0 || n + lane.waiting[0].imageIds.length <= MAX_ITEMS_PER_CALL)
+        ) {
           const p = lane.waiting.shift()!;
           batch.push(p);
           n += p.imageIds.length;
@@ -73,7 +76,8 @@ export class EnqueueBatcher {
   private async decide(userId: number, batch: Pending[]): Promise<void> {
     const items: EnqueueItem[] = [];
     batch.forEach((p, req) => {
-      for (const imageId of p.imageIds) items.push({ req, imageId, taskId: randomUUID(), priority: p.priority });
+      for (const imageId of p.imageIds)
+        items.push({ req, imageId, taskId: randomUUID(), priority: p.priority });
     });
     let outcomes: Map<number, EnqueueOutcome>;
     try {
@@ -99,7 +103,11 @@ export class EnqueueBatcher {
    * the images between our check and insert: the partial unique index refuses the insert (23505) and
    * the call is simply made again (it then finds that open task).
    */
-  private async call(userId: number, projects: number[], items: EnqueueItem[]): Promise<Map<number, EnqueueOutcome>> {
+  private async call(
+    userId: number,
+    projects: number[],
+    items: EnqueueItem[],
+  ): Promise<Map<number, EnqueueOutcome>> {
     for (let attempt = 0; ; attempt++) {
       try {
         return await this.store.enqueueMany(userId, projects, items, this.maxPending());

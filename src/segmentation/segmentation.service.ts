@@ -51,8 +51,10 @@ export class SegmentationService implements OnModuleInit {
     private readonly access: AccessPolicy,
     @Optional() private readonly ml?: MlService,
   ) {
-    this.batcher = new EnqueueBatcher(store, () => this.cfg.maxPendingTasksPerUser, (tasks) =>
-      this.cfg.enabled ? this.dispatch(tasks) : Promise.resolve(),
+    this.batcher = new EnqueueBatcher(
+      store,
+      () => this.cfg.maxPendingTasksPerUser,
+      (tasks) => (this.cfg.enabled ? this.dispatch(tasks) : Promise.resolve()),
     );
   }
 
@@ -78,7 +80,11 @@ export class SegmentationService implements OnModuleInit {
   }
 
   /** 202 with a new task, or 200 with the image's open task (idempotent). `image`: allowed by the access rule. */
-  async enqueue(user: AuthUser, image: ImageEntity, requested?: number): Promise<{ created: boolean; task: TaskView }> {
+  async enqueue(
+    user: AuthUser,
+    image: ImageEntity,
+    requested?: number,
+  ): Promise<{ created: boolean; task: TaskView }> {
     const priority = this.resolvePriority(user, requested);
     if (!this.cfg.enabled) return { created: false, task: await this.segmentNow(user, image, priority) };
     const { created, tasks } = await this.createTasks(user, [image.id], priority, 'image not found');
@@ -91,11 +97,18 @@ export class SegmentationService implements OnModuleInit {
    * task contributes it; one call, all or nothing (429 past MAX_PENDING_TASKS_PER_USER), tasks of the
    * caller (their fair turn). At most MAX_IDS_PER_REQUEST images (400 beyond).
    */
-  async enqueueProject(user: AuthUser, projectId: number, scope: 'all' | 'unsegmented', requested?: number): Promise<TaskView[]> {
+  async enqueueProject(
+    user: AuthUser,
+    projectId: number,
+    scope: 'all' | 'unsegmented',
+    requested?: number,
+  ): Promise<TaskView[]> {
     const priority = this.resolvePriority(user, requested);
     const ids = await this.store.projectImagesToQueue(projectId, scope, MAX_IDS_PER_REQUEST + 1);
     if (ids.length > MAX_IDS_PER_REQUEST) {
-      throw new BadRequestException(`the project has more than ${MAX_IDS_PER_REQUEST} images to queue; queue them in batches`);
+      throw new BadRequestException(
+        `the project has more than ${MAX_IDS_PER_REQUEST} images to queue; queue them in batches`,
+      );
     }
     if (ids.length === 0) return [];
     const { tasks } = await this.createTasks(user, ids, priority, 'one or more images were not found');
@@ -115,9 +128,19 @@ export class SegmentationService implements OnModuleInit {
    * image is not the user's, 429 past MAX_PENDING_TASKS_PER_USER. One round trip to PostgreSQL, shared
    * with the user's other concurrent requests (EnqueueBatcher); new tasks are queued before it returns.
    */
-  private async createTasks(user: AuthUser, imageIds: number[], priority: number, notFound: string): Promise<{ created: TaskEntity[]; tasks: TaskEntity[] }> {
+  private async createTasks(
+    user: AuthUser,
+    imageIds: number[],
+    priority: number,
+    notFound: string,
+  ): Promise<{ created: TaskEntity[]; tasks: TaskEntity[] }> {
     if (!imageIds.every(isDbId)) throw new NotFoundException(notFound);
-    const o = await this.batcher.submit(user.id, this.access.projectsAllowing(user, 'edit'), imageIds, priority);
+    const o = await this.batcher.submit(
+      user.id,
+      this.access.projectsAllowing(user, 'edit'),
+      imageIds,
+      priority,
+    );
     if (o.kind === 'ok') return o;
     if (o.kind === 'missing') throw new NotFoundException(notFound);
     throw new HttpException(
@@ -132,23 +155,40 @@ export class SegmentationService implements OnModuleInit {
     try {
       await withTimeout(
         this.queue.addBulk(
-          tasks.map((t) => ({ jobId: t.jobId, priority: t.priority, data: { taskId: t.taskId, imageId: t.imageId, userId: t.userId } })),
+          tasks.map((t) => ({
+            jobId: t.jobId,
+            priority: t.priority,
+            data: { taskId: t.taskId, imageId: t.imageId, userId: t.userId },
+          })),
         ),
         REDIS_ENQUEUE_TIMEOUT_MS,
         'queue did not accept the jobs in time',
       );
       // Bookkeeping only (queue wait statistics); not awaited: the answer does not wait for a commit flush.
-      this.store.markEnqueued(tasks.map((t) => t.taskId)).catch((err: Error) => this.logger.warn({ err: err.message }, 'enqueued_at not recorded'));
+      this.store
+        .markEnqueued(tasks.map((t) => t.taskId))
+        .catch((err: Error) => this.logger.warn({ err: err.message }, 'enqueued_at not recorded'));
     } catch (err) {
-      this.logger.warn({ tasks: tasks.length, err: (err as Error).message }, 'jobs not queued now; the reconciler will queue them');
+      this.logger.warn(
+        { tasks: tasks.length, err: (err as Error).message },
+        'jobs not queued now; the reconciler will queue them',
+      );
     }
     for (const t of tasks) this.realtime.toTask(t, 'segmentation:queued', { priority: t.priority });
   }
 
   /** The tasks of a project (any member), or without `projectId` the tasks the caller queued. */
-  async listTasks(user: AuthUser, projectId: number | undefined, status: TaskStatus | undefined, page: number, limit: number) {
+  async listTasks(
+    user: AuthUser,
+    projectId: number | undefined,
+    status: TaskStatus | undefined,
+    page: number,
+    limit: number,
+  ) {
     const { items, total } =
-      projectId === undefined ? await this.store.listOwned(user.id, status, page, limit) : await this.store.listProject(projectId, status, page, limit);
+      projectId === undefined
+        ? await this.store.listOwned(user.id, status, page, limit)
+        : await this.store.listProject(projectId, status, page, limit);
     return { items: items.map(toTaskView), total, page, limit };
   }
 
@@ -156,7 +196,10 @@ export class SegmentationService implements OnModuleInit {
   async cancel(task: TaskEntity): Promise<TaskView> {
     const taskId = task.taskId;
     const cancelled = await this.cancelTask(task);
-    if (!cancelled) throw new ConflictException(`task is already ${(await this.store.findById(taskId))?.status ?? 'finished'}`);
+    if (!cancelled)
+      throw new ConflictException(
+        `task is already ${(await this.store.findById(taskId))?.status ?? 'finished'}`,
+      );
     return toTaskView(cancelled);
   }
 
@@ -202,7 +245,8 @@ export class SegmentationService implements OnModuleInit {
         imageStatus: 'queued',
       });
     } catch (err) {
-      if ((err as { code?: string }).code === '23505') throw new ConflictException('the image already has an open task');
+      if ((err as { code?: string }).code === '23505')
+        throw new ConflictException('the image already has an open task');
       throw err;
     }
     if (!requeued) throw new ConflictException('task is no longer dead-lettered');
@@ -213,12 +257,21 @@ export class SegmentationService implements OnModuleInit {
 
   /** ENABLE_QUEUE=false: segment in the request through the breaker (CONTRACT §3). */
   private async segmentNow(user: AuthUser, image: ImageEntity, priority: number): Promise<TaskView> {
-    if (!this.ml) throw new HttpException('segmentation is not available in this process', HttpStatus.SERVICE_UNAVAILABLE);
+    if (!this.ml)
+      throw new HttpException(
+        'segmentation is not available in this process',
+        HttpStatus.SERVICE_UNAVAILABLE,
+      );
     if (!this.ml.isCallable()) throw this.circuitOpen();
     const { created, tasks } = await this.createTasks(user, [image.id], priority, 'image not found');
     const task = created[0] ?? tasks[0];
     if (!created.length) return toTaskView(task); // already open (queued by an earlier queue-mode request)
-    await this.store.transition(task.taskId, ['queued'], { status: 'processing', started: true, progress: 10, imageStatus: 'processing' });
+    await this.store.transition(task.taskId, ['queued'], {
+      status: 'processing',
+      started: true,
+      progress: 10,
+      imageStatus: 'processing',
+    });
     try {
       const results = await this.ml.segment({ image_path: image.storagePath, task_id: task.taskId });
       const done = await this.store.complete(task.taskId, results);
@@ -233,7 +286,8 @@ export class SegmentationService implements OnModuleInit {
         imageStatus: 'failed',
       });
       if (err instanceof MlCircuitOpenError) throw this.circuitOpen();
-      if (err instanceof MlBadInputError) throw new HttpException(`the ML service rejected the image: ${err.message}`, 422);
+      if (err instanceof MlBadInputError)
+        throw new HttpException(`the ML service rejected the image: ${err.message}`, 422);
       throw new HttpException('the ML service failed', HttpStatus.BAD_GATEWAY);
     }
   }

@@ -69,7 +69,10 @@ export class TaskRunner {
     // With a look-ahead that found the file, the first ML call starts alongside the claim (the claim's
     // round trip is then hidden behind the call); a claim that finds the task no longer open cancels it.
     const ahead = ctx.prepared ? await ctx.prepared.catch(() => undefined) : undefined;
-    const early = ahead?.fileOk && ahead.storagePath && this.ml.isCallable() ? this.startEarly(data, ahead.storagePath, ctx.signal) : undefined;
+    const early =
+      ahead?.fileOk && ahead.storagePath && this.ml.isCallable()
+        ? this.startEarly(data, ahead.storagePath, ctx.signal)
+        : undefined;
     let task: Awaited<ReturnType<TaskRunner['claim']>>;
     try {
       task = await this.claim(data);
@@ -116,7 +119,9 @@ export class TaskRunner {
         }
       }
       try {
-        const call = pending ?? this.ml.segment({ image_path: storagePath, task_id: task.taskId }, { signal: ctx.signal });
+        const call =
+          pending ??
+          this.ml.segment({ image_path: storagePath, task_id: task.taskId }, { signal: ctx.signal });
         pending = undefined;
         const results = await call;
         ctx.releaseSlot?.();
@@ -167,7 +172,10 @@ export class TaskRunner {
     );
   }
 
-  private async succeed(task: TaskEntity, results: Parameters<TaskStore['complete']>[1]): Promise<RunOutcome> {
+  private async succeed(
+    task: TaskEntity,
+    results: Parameters<TaskStore['complete']>[1],
+  ): Promise<RunOutcome> {
     // No `progress: 90` event: it went out just before `completed`, with only the completion write
     // between them (one more Redis publish and Socket.IO fan-out per job that no user could see).
     const done = await this.store.complete(task.taskId, results);
@@ -177,7 +185,7 @@ export class TaskRunner {
     }
     this.metrics.jobsTotal.inc({ result: 'completed' });
     this.realtime.toTask(task, 'segmentation:completed', {
-            polygonCount: results.polygons.length,
+      polygonCount: results.polygons.length,
       spheroidCount: results.polygons.filter((p) => p.type === 'external').length,
       processingTimeMs: Math.round(results.processing_time_ms),
     });
@@ -206,12 +214,16 @@ export class TaskRunner {
     if (failed) {
       if (deadLetter) {
         await this.queue
-          .toDeadLetter({ taskId: task.taskId, imageId: task.imageId, userId: task.userId }, failed.jobId, message)
+          .toDeadLetter(
+            { taskId: task.taskId, imageId: task.imageId, userId: task.userId },
+            failed.jobId,
+            message,
+          )
           .catch(() => undefined);
       }
       this.metrics.jobsTotal.inc({ result: deadLetter ? 'dead_lettered' : 'failed' });
       this.realtime.toTask(task, 'segmentation:failed', {
-                error: message,
+        error: message,
         attempt: failed.attempts,
         willRetry: false,
       });
@@ -233,7 +245,7 @@ export class TaskRunner {
     if (t.attempts >= this.cfg.maxAttempts) return this.fail(t, message, false, true, ['queued']);
     this.metrics.jobsTotal.inc({ result: 'retried' });
     this.realtime.toTask(task, 'segmentation:failed', {
-            error: message,
+      error: message,
       attempt: t.attempts,
       willRetry: true,
     });
@@ -241,7 +253,11 @@ export class TaskRunner {
   }
 
   private async handBack(task: TaskEntity): Promise<never> {
-    await this.store.transition(task.taskId, ['processing'], { status: 'queued', progress: 0, imageStatus: 'queued' });
+    await this.store.transition(task.taskId, ['processing'], {
+      status: 'queued',
+      progress: 0,
+      imageStatus: 'queued',
+    });
     throw new HandedBackError('handed back: worker shutting down');
   }
 }

@@ -26,8 +26,7 @@ export interface TaskAccessRow {
 }
 
 export type EnqueueOutcome =
-  | { kind: 'ok'; created: TaskEntity[]; tasks: TaskEntity[] }
-  | { kind: 'missing' | 'limit'; pending: number };
+  { kind: 'ok'; created: TaskEntity[]; tasks: TaskEntity[] } | { kind: 'missing' | 'limit'; pending: number };
 
 /**
  * Every read and write of tasks and results. State changes are conditional updates (`WHERE status IN
@@ -53,7 +52,10 @@ export class TaskStore {
     1,
     200,
   );
-  private readonly completions = new StatementBatcher<{ taskId: string; results: MlSegmentResults }, TaskEntity | null>(
+  private readonly completions = new StatementBatcher<
+    { taskId: string; results: MlSegmentResults },
+    TaskEntity | null
+  >(
     (items) => this.completeMany(items),
     (item) => this.completeOne(item.taskId, item.results),
   );
@@ -76,10 +78,25 @@ export class TaskStore {
    * is neither the user's personal image nor in one of `projects`, the projects the user may edit;
    * `limit`: past `max` open tasks). Returns one outcome per request ordinal.
    */
-  async enqueueMany(userId: number, projects: number[], items: EnqueueItem[], max: number): Promise<Map<number, EnqueueOutcome>> {
-    const rows = await this.prepared.rows<Row & { o_req: number; o_outcome: string; o_created: boolean; o_pending: number }>(
+  async enqueueMany(
+    userId: number,
+    projects: number[],
+    items: EnqueueItem[],
+    max: number,
+  ): Promise<Map<number, EnqueueOutcome>> {
+    const rows = await this.prepared.rows<
+      Row & { o_req: number; o_outcome: string; o_created: boolean; o_pending: number }
+    >(
       'SELECT * FROM spheroseg_enqueue($1, $2::int[], $3::int[], $4::int[], $5::uuid[], $6::smallint[], $7)',
-      [userId, projects, items.map((i) => i.req), items.map((i) => i.imageId), items.map((i) => i.taskId), items.map((i) => i.priority), max],
+      [
+        userId,
+        projects,
+        items.map((i) => i.req),
+        items.map((i) => i.imageId),
+        items.map((i) => i.taskId),
+        items.map((i) => i.priority),
+        max,
+      ],
     );
     const out = new Map<number, EnqueueOutcome>();
     for (const r of rows) {
@@ -98,7 +115,9 @@ export class TaskStore {
 
   openTasksForImages(m: EntityManager | undefined, imageIds: number[]): Promise<TaskEntity[]> {
     if (imageIds.length === 0) return Promise.resolve([]);
-    return (m ?? this.ds.manager).getRepository(TaskEntity).find({ where: { imageId: In(imageIds), status: In([...OPEN_TASK_STATUSES]) } });
+    return (m ?? this.ds.manager)
+      .getRepository(TaskEntity)
+      .find({ where: { imageId: In(imageIds), status: In([...OPEN_TASK_STATUSES]) } });
   }
 
   findById(taskId: string): Promise<TaskEntity | null> {
@@ -123,7 +142,13 @@ export class TaskStore {
     const byId = new Map(rows.map((r) => [r.task_id as string, r]));
     return taskIds.map((id) => {
       const r = byId.get(id.toLowerCase());
-      return r ? { task: fromRow(r), imageUserId: r.image_user_id as number, projectId: (r.project_id as number | null) ?? null } : null;
+      return r
+        ? {
+            task: fromRow(r),
+            imageUserId: r.image_user_id as number,
+            projectId: (r.project_id as number | null) ?? null,
+          }
+        : null;
     });
   }
 
@@ -132,8 +157,12 @@ export class TaskStore {
    * `limit`: every image (`all`) or those without a current result (`unsegmented`); an image with an
    * open task is always among them (its task is reused).
    */
-  async projectImagesToQueue(projectId: number, scope: 'all' | 'unsegmented', limit: number): Promise<number[]> {
-    const rows = await this.ds.query(
+  async projectImagesToQueue(
+    projectId: number,
+    scope: 'all' | 'unsegmented',
+    limit: number,
+  ): Promise<number[]> {
+    const rows = (await this.ds.query(
       `SELECT i.id FROM images i
         WHERE i.project_id = $1
           AND ($2 = 'all'
@@ -141,7 +170,7 @@ export class TaskStore {
                OR EXISTS (SELECT 1 FROM queue_jobs q WHERE q.image_id = i.id AND q.status IN ('queued', 'processing')))
         ORDER BY i.id LIMIT $3`,
       [projectId, scope, limit],
-    ) as Array<{ id: number }>;
+    )) as Array<{ id: number }>;
     return rows.map((r) => r.id);
   }
 
@@ -188,7 +217,11 @@ export class TaskStore {
   }
 
   listDeadLettered(limit = 500): Promise<TaskEntity[]> {
-    return this.tasks.find({ where: { deadLettered: true, status: 'failed' }, order: { updatedAt: 'DESC' }, take: limit });
+    return this.tasks.find({
+      where: { deadLettered: true, status: 'failed' },
+      order: { updatedAt: 'DESC' },
+      take: limit,
+    });
   }
 
   /**
@@ -199,7 +232,9 @@ export class TaskStore {
     return this.peeks.run(taskId);
   }
 
-  private async peekMany(taskIds: string[]): Promise<Array<{ status: TaskStatus; storagePath: string } | null>> {
+  private async peekMany(
+    taskIds: string[],
+  ): Promise<Array<{ status: TaskStatus; storagePath: string } | null>> {
     const rows = await this.prepared.rows<{ task_id: string; status: TaskStatus; storage_path: string }>(
       'SELECT q.task_id, q.status, i.storage_path FROM queue_jobs q JOIN images i ON i.id = q.image_id WHERE q.task_id = ANY($1::uuid[])',
       [taskIds],
@@ -210,7 +245,10 @@ export class TaskStore {
 
   /** True while the task is `processing` (claimed by a worker and neither cancelled nor finished). */
   async isProcessing(taskId: string): Promise<boolean> {
-    const rows = await this.prepared.rows<{ status: TaskStatus }>('SELECT status FROM queue_jobs WHERE task_id = $1', [taskId]);
+    const rows = await this.prepared.rows<{ status: TaskStatus }>(
+      'SELECT status FROM queue_jobs WHERE task_id = $1',
+      [taskId],
+    );
     return rows[0]?.status === 'processing';
   }
 
@@ -222,7 +260,9 @@ export class TaskStore {
   async transition(
     taskId: string,
     from: readonly TaskStatus[],
-    patch: Partial<Pick<TaskEntity, 'status' | 'progress' | 'errorMessage' | 'deadLettered' | 'jobId' | 'priority'>> & {
+    patch: Partial<
+      Pick<TaskEntity, 'status' | 'progress' | 'errorMessage' | 'deadLettered' | 'jobId' | 'priority'>
+    > & {
       attemptsDelta?: number;
       resetAttempts?: boolean;
       started?: boolean;
@@ -262,9 +302,10 @@ export class TaskStore {
   }
 
   async markEnqueued(taskIds: string[]): Promise<void> {
-    await this.ds.query('UPDATE queue_jobs SET enqueued_at = COALESCE(enqueued_at, now()) WHERE task_id = ANY($1::uuid[])', [
-      taskIds,
-    ]);
+    await this.ds.query(
+      'UPDATE queue_jobs SET enqueued_at = COALESCE(enqueued_at, now()) WHERE task_id = ANY($1::uuid[])',
+      [taskIds],
+    );
   }
 
   /**
@@ -277,7 +318,12 @@ export class TaskStore {
   }
 
   private claimOne(taskId: string) {
-    return this.transition(taskId, OPEN_TASK_STATUSES, { status: 'processing', started: true, progress: 10, imageStatus: 'processing' });
+    return this.transition(taskId, OPEN_TASK_STATUSES, {
+      status: 'processing',
+      started: true,
+      progress: 10,
+      imageStatus: 'processing',
+    });
   }
 
   private async claimMany(taskIds: string[]) {
@@ -306,11 +352,16 @@ export class TaskStore {
   }
 
   private async completeOne(taskId: string, results: MlSegmentResults): Promise<TaskEntity | null> {
-    const rows = await this.prepared.rows('SELECT * FROM spheroseg_complete_task($1, $2, $3, $4, $5, $6::jsonb)', completeArgs(results, taskId));
+    const rows = await this.prepared.rows(
+      'SELECT * FROM spheroseg_complete_task($1, $2, $3, $4, $5, $6::jsonb)',
+      completeArgs(results, taskId),
+    );
     return rows.length ? fromRow(rows[0]) : null;
   }
 
-  private async completeMany(items: Array<{ taskId: string; results: MlSegmentResults }>): Promise<Array<TaskEntity | null>> {
+  private async completeMany(
+    items: Array<{ taskId: string; results: MlSegmentResults }>,
+  ): Promise<Array<TaskEntity | null>> {
     const cols: unknown[][] = [[], [], [], [], [], []];
     for (const it of items) completeArgs(it.results, it.taskId).forEach((v, k) => cols[k].push(v));
     const rows = await this.prepared.rows(
@@ -324,7 +375,12 @@ export class TaskStore {
   }
 
   /** Aggregates of recent history for the queue metrics (from the primary: admins expect fresh figures). */
-  async recentStats(): Promise<{ deadLettered: number; perMinute: number; avgWaitMs: number; avgProcessingMs: number }> {
+  async recentStats(): Promise<{
+    deadLettered: number;
+    perMinute: number;
+    avgWaitMs: number;
+    avgProcessingMs: number;
+  }> {
     const rows = (await this.ds.query(`
       SELECT
         (SELECT count(*) FROM queue_jobs WHERE dead_lettered AND status = 'failed')::int AS dead,
@@ -352,7 +408,9 @@ export class TaskStore {
     const runner = this.ds.createQueryRunner('master');
     await runner.connect();
     try {
-      const [{ locked }] = (await runner.query('SELECT pg_try_advisory_lock(727274003) AS locked')) as Array<{ locked: boolean }>;
+      const [{ locked }] = (await runner.query('SELECT pg_try_advisory_lock(727274003) AS locked')) as Array<{
+        locked: boolean;
+      }>;
       if (!locked) return undefined;
       try {
         return await fn();
@@ -392,7 +450,12 @@ function completeArgs(results: MlSegmentResults, taskId: string): unknown[] {
 
 /** `query()` of an UPDATE … RETURNING answers `[rows, count]`; a SELECT answers `rows`. */
 function rowsOf(result: unknown): Row[] {
-  if (Array.isArray(result) && result.length === 2 && Array.isArray(result[0]) && typeof result[1] === 'number') {
+  if (
+    Array.isArray(result) &&
+    result.length === 2 &&
+    Array.isArray(result[0]) &&
+    typeof result[1] === 'number'
+  ) {
     return result[0] as Row[];
   }
   return result as Row[];

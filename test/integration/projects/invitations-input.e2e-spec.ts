@@ -26,7 +26,11 @@ describe('projects: invitations and bad input', () => {
     pg = new Client({ connectionString: process.env.DATABASE_URL });
     await pg.connect();
     owner = await t.register();
-    projectId = (await (await t.request('/api/projects', { method: 'POST', token: owner.token, json: { name: 'P' } })).json()).id;
+    projectId = (
+      await (
+        await t.request('/api/projects', { method: 'POST', token: owner.token, json: { name: 'P' } })
+      ).json()
+    ).id;
   });
   afterAll(async () => {
     await pg?.end();
@@ -36,8 +40,16 @@ describe('projects: invitations and bad input', () => {
   it('inviting a registered and an unregistered address: same status and fields; registration activates the pending one', async () => {
     const registered = await t.register();
     const unregistered = `nobody_${randomBytes(4).toString('hex')}@example.org`;
-    const r1 = await t.request(`/api/projects/${projectId}/members`, { method: 'POST', token: owner.token, json: { email: registered.user.email, role: 'editor' } });
-    const r2 = await t.request(`/api/projects/${projectId}/members`, { method: 'POST', token: owner.token, json: { email: unregistered.toUpperCase(), role: 'editor' } });
+    const r1 = await t.request(`/api/projects/${projectId}/members`, {
+      method: 'POST',
+      token: owner.token,
+      json: { email: registered.user.email, role: 'editor' },
+    });
+    const r2 = await t.request(`/api/projects/${projectId}/members`, {
+      method: 'POST',
+      token: owner.token,
+      json: { email: unregistered.toUpperCase(), role: 'editor' },
+    });
     expect(r1.status).toBe(201);
     expect(r2.status).toBe(r1.status);
     const [b1, b2] = [await r1.json(), await r2.json()];
@@ -47,25 +59,56 @@ describe('projects: invitations and bad input', () => {
     expect(b2).toMatchObject({ pending: true, userId: null, role: 'editor', email: unregistered });
     // Refused addresses: the same error whether or not an account has them.
     for (const email of [registered.user.email, unregistered]) {
-      const again = await t.request(`/api/projects/${projectId}/members`, { method: 'POST', token: owner.token, json: { email, role: 'viewer' } });
+      const again = await t.request(`/api/projects/${projectId}/members`, {
+        method: 'POST',
+        token: owner.token,
+        json: { email, role: 'viewer' },
+      });
       expect(again.status).toBe(409);
       expect((await again.json()).message).toBe('this address is already a member of the project');
     }
     // The pending member registers: they are an active editor at once.
     const joined = await t.register(unregistered);
     expect((await t.request(`/api/projects/${projectId}`, { token: joined.token })).status).toBe(200);
-    const members = (await (await t.request(`/api/projects/${projectId}/members`, { token: joined.token })).json()).items;
-    expect(members.find((m: { email: string }) => m.email === unregistered)).toMatchObject({ pending: false, userId: joined.user.id, role: 'editor' });
+    const members = (
+      await (await t.request(`/api/projects/${projectId}/members`, { token: joined.token })).json()
+    ).items;
+    expect(members.find((m: { email: string }) => m.email === unregistered)).toMatchObject({
+      pending: false,
+      userId: joined.user.id,
+      role: 'editor',
+    });
     const list = await (await t.request('/api/projects', { token: joined.token })).json();
-    expect(list.items.map((p: { id: number; role: string }) => [p.id, p.role])).toEqual([[projectId, 'editor']]);
+    expect(list.items.map((p: { id: number; role: string }) => [p.id, p.role])).toEqual([
+      [projectId, 'editor'],
+    ]);
   });
 
   it('project fields: names stored without control characters, descriptions keep line breaks; the view has every field', async () => {
-    const res = await t.request('/api/projects', { method: 'POST', token: owner.token, json: { name: ' Lab\u0007 A\u202e ', description: 'line 1\nline 2\u0000\r\nline 3' } });
+    const res = await t.request('/api/projects', {
+      method: 'POST',
+      token: owner.token,
+      json: { name: ' Lab\u0007 A\u202e ', description: 'line 1\nline 2\u0000\r\nline 3' },
+    });
     expect(res.status).toBe(201);
     const p = await res.json();
-    expect(p).toMatchObject({ name: 'Lab A', description: 'line 1\nline 2\r\nline 3', role: 'owner', owner: { id: owner.user.id, email: owner.user.email }, imageCount: 0 });
-    expect(Object.keys(p).sort()).toEqual(['createdAt', 'description', 'id', 'imageCount', 'name', 'owner', 'role', 'updatedAt']);
+    expect(p).toMatchObject({
+      name: 'Lab A',
+      description: 'line 1\nline 2\r\nline 3',
+      role: 'owner',
+      owner: { id: owner.user.id, email: owner.user.email },
+      imageCount: 0,
+    });
+    expect(Object.keys(p).sort()).toEqual([
+      'createdAt',
+      'description',
+      'id',
+      'imageCount',
+      'name',
+      'owner',
+      'role',
+      'updatedAt',
+    ]);
   });
 
   it('bad input → 400 (or 404 for an id nobody has), nothing changed', async () => {
@@ -96,7 +139,12 @@ describe('projects: invitations and bad input', () => {
       ['GET', `/api/projects/${projectId}/images?status=bogus`, undefined, 400],
       ['GET', `/api/segmentation/export?projectId=${projectId}&imageIds=${img}`, undefined, 400],
       ['GET', `/api/segmentation/export?projectId=1e1`, undefined, 400],
-      ['GET', `/api/segmentation/export?imageIds=${Array.from({ length: 10_001 }, (_, i) => i + 1).join(',')}`, undefined, 400],
+      [
+        'GET',
+        `/api/segmentation/export?imageIds=${Array.from({ length: 10_001 }, (_, i) => i + 1).join(',')}`,
+        undefined,
+        400,
+      ],
       ['POST', '/api/segmentation/batch', { imageIds: Array.from({ length: 10_001 }, (_, i) => i + 1) }, 400],
       ['POST', '/api/segmentation/batch', { imageIds: [img, 2147483648] }, 400],
       ['POST', '/api/segmentation/batch', { imageIds: ['1'] }, 400],
@@ -110,29 +158,56 @@ describe('projects: invitations and bad input', () => {
     ];
     const wrong: string[] = [];
     for (const [method, path, json, status] of cases) {
-      const res = await t.request(path, { method, token: owner.token, ...(json === undefined ? {} : { json }) });
+      const res = await t.request(path, {
+        method,
+        token: owner.token,
+        ...(json === undefined ? {} : { json }),
+      });
       const body = await res.json();
-      if (res.status !== status) wrong.push(`${method} ${path.slice(0, 80)}: ${res.status} ${JSON.stringify(body).slice(0, 200)}`);
+      if (res.status !== status)
+        wrong.push(`${method} ${path.slice(0, 80)}: ${res.status} ${JSON.stringify(body).slice(0, 200)}`);
       else expect(Object.keys(body).sort()).toEqual(['error', 'message', 'statusCode']);
     }
     expect(wrong).toEqual([]);
     expect(await counts()).toEqual(before);
-    expect((await (await t.request(`/api/projects/${projectId}`, { token: owner.token })).json()).name).toBe('P');
-    expect((await (await t.request(`/api/images/${img}`, { token: owner.token })).json()).projectId).toBeNull();
+    expect((await (await t.request(`/api/projects/${projectId}`, { token: owner.token })).json()).name).toBe(
+      'P',
+    );
+    expect(
+      (await (await t.request(`/api/images/${img}`, { token: owner.token })).json()).projectId,
+    ).toBeNull();
   });
 
   it('moving images: into a project and back to the caller’s personal images; project lists and GET /api/images follow', async () => {
     const img = await uploadImage(t, owner.token);
-    const moved = await t.request(`/api/images/${img}`, { method: 'PATCH', token: owner.token, json: { projectId } });
+    const moved = await t.request(`/api/images/${img}`, {
+      method: 'PATCH',
+      token: owner.token,
+      json: { projectId },
+    });
     expect(moved.status).toBe(200);
     expect((await moved.json()).projectId).toBe(projectId);
-    const personal = (await (await t.request('/api/images', { token: owner.token })).json()).items.map((i: { id: number }) => i.id);
+    const personal = (await (await t.request('/api/images', { token: owner.token })).json()).items.map(
+      (i: { id: number }) => i.id,
+    );
     expect(personal).not.toContain(img);
-    const inProject = (await (await t.request(`/api/projects/${projectId}/images?status=none`, { token: owner.token })).json()).items.map((i: { id: number }) => i.id);
+    const inProject = (
+      await (await t.request(`/api/projects/${projectId}/images?status=none`, { token: owner.token })).json()
+    ).items.map((i: { id: number }) => i.id);
     expect(inProject).toContain(img);
-    expect((await (await t.request(`/api/projects/${projectId}`, { token: owner.token })).json()).imageCount).toBeGreaterThanOrEqual(1);
-    const back = await t.request(`/api/images/${img}`, { method: 'PATCH', token: owner.token, json: { projectId: null } });
+    expect(
+      (await (await t.request(`/api/projects/${projectId}`, { token: owner.token })).json()).imageCount,
+    ).toBeGreaterThanOrEqual(1);
+    const back = await t.request(`/api/images/${img}`, {
+      method: 'PATCH',
+      token: owner.token,
+      json: { projectId: null },
+    });
     expect((await back.json()).projectId).toBeNull();
-    expect((await (await t.request('/api/images', { token: owner.token })).json()).items.map((i: { id: number }) => i.id)).toContain(img);
+    expect(
+      (await (await t.request('/api/images', { token: owner.token })).json()).items.map(
+        (i: { id: number }) => i.id,
+      ),
+    ).toContain(img);
   });
 });

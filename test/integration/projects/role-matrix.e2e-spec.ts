@@ -19,11 +19,19 @@ describe('projects: the role matrix', () => {
   const uid = {} as Record<Who, number>;
   let projectId: number;
 
-  const req = (token: string, path: string, init: RequestInit & { json?: unknown } = {}): Promise<TestResponse> => t.request(path, { ...init, token });
+  const req = (
+    token: string,
+    path: string,
+    init: RequestInit & { json?: unknown } = {},
+  ): Promise<TestResponse> => t.request(path, { ...init, token });
   const upload = async (token: string, path: string): Promise<TestResponse> => {
     const form = new FormData();
     form.append('file', new Blob([await makePng()]), 'x.png');
-    return fetch(`${t.url}${path}`, { method: 'POST', body: form, headers: { authorization: `Bearer ${token}` } }) as Promise<TestResponse>;
+    return fetch(`${t.url}${path}`, {
+      method: 'POST',
+      body: form,
+      headers: { authorization: `Bearer ${token}` },
+    }) as Promise<TestResponse>;
   };
   /** An image of the project uploaded by the editor (through the API). */
   const projectImage = async (): Promise<number> => {
@@ -44,7 +52,26 @@ describe('projects: the role matrix', () => {
     await pg.query(
       `INSERT INTO segmentation_results (task_id, image_id, image_width, image_height, processing_time_ms, polygon_count, polygons)
        VALUES ($1, $2, 64, 48, 5, 1, $3::jsonb)`,
-      [taskId, imageId, JSON.stringify([{ id: 1, type: 'external', parentId: null, points: [[10, 10], [40, 10], [40, 30], [10, 30]], class: 'spheroid', confidence: 0.9, features: { area: 600 } }])],
+      [
+        taskId,
+        imageId,
+        JSON.stringify([
+          {
+            id: 1,
+            type: 'external',
+            parentId: null,
+            points: [
+              [10, 10],
+              [40, 10],
+              [40, 30],
+              [10, 30],
+            ],
+            class: 'spheroid',
+            confidence: 0.9,
+            features: { area: 600 },
+          },
+        ]),
+      ],
     );
     await pg.query(`UPDATE images SET segmentation_status = 'completed' WHERE id = $1`, [imageId]);
     return taskId;
@@ -57,7 +84,10 @@ describe('projects: the role matrix', () => {
   };
 
   beforeAll(async () => {
-    t = await startTestApp({ QUEUE_NAME: `${process.env.QUEUE_NAME}_matrix`, MAX_PENDING_TASKS_PER_USER: '100000' }, 'api');
+    t = await startTestApp(
+      { QUEUE_NAME: `${process.env.QUEUE_NAME}_matrix`, MAX_PENDING_TASKS_PER_USER: '100000' },
+      'api',
+    );
     pg = new Client({ connectionString: process.env.DATABASE_URL });
     await pg.connect();
     for (const w of WHO) {
@@ -65,12 +95,23 @@ describe('projects: the role matrix', () => {
       tok[w] = u.token;
       uid[w] = u.user.id;
     }
-    const p = await req(tok.owner, '/api/projects', { method: 'POST', json: { name: 'Lab', description: 'spheroids\nday 3' } });
+    const p = await req(tok.owner, '/api/projects', {
+      method: 'POST',
+      json: { name: 'Lab', description: 'spheroids\nday 3' },
+    });
     expect(p.status).toBe(201);
     projectId = (await p.json()).id;
-    const emails = Object.fromEntries(await Promise.all(WHO.map(async (w) => [w, (await (await req(tok[w], '/api/auth/me')).json()).email])));
-    for (const [w, role] of [['editor', 'editor'], ['viewer', 'viewer']] as const) {
-      const m = await req(tok.owner, `/api/projects/${projectId}/members`, { method: 'POST', json: { email: emails[w], role } });
+    const emails = Object.fromEntries(
+      await Promise.all(WHO.map(async (w) => [w, (await (await req(tok[w], '/api/auth/me')).json()).email])),
+    );
+    for (const [w, role] of [
+      ['editor', 'editor'],
+      ['viewer', 'viewer'],
+    ] as const) {
+      const m = await req(tok.owner, `/api/projects/${projectId}/members`, {
+        method: 'POST',
+        json: { email: emails[w], role },
+      });
       expect(m.status).toBe(201);
     }
   });
@@ -88,7 +129,12 @@ describe('projects: the role matrix', () => {
   }
 
   const READ = { owner: 200, editor: 200, viewer: 200, stranger: 404 };
-  const OWNER_ONLY_PERSONAL = (ok: number | number[]) => ({ owner: ok, editor: 404, viewer: 404, stranger: 404 });
+  const OWNER_ONLY_PERSONAL = (ok: number | number[]) => ({
+    owner: ok,
+    editor: 404,
+    viewer: 404,
+    stranger: 404,
+  });
   const EDIT = (ok: number | number[]) => ({ owner: ok, editor: ok, viewer: 403, stranger: 404 });
   const MANAGE = (ok: number | number[]) => ({ owner: ok, editor: 403, viewer: 403, stranger: 404 });
 
@@ -103,15 +149,51 @@ describe('projects: the role matrix', () => {
         const image = await make();
         return { image, task: await withResult(image, uid.owner) };
       })());
-    const file = async (token: string, image: number, variant: string) => req(token, `/api/images/${image}/${variant}`);
+    const file = async (token: string, image: number, variant: string) =>
+      req(token, `/api/images/${image}/${variant}`);
     return [
-      { name: 'GET image', setup: withShared, call: (tk, c) => req(tk, `/api/images/${c.image}`), expect: read },
-      { name: 'GET file', setup: withShared, call: (tk, c) => file(tk, c.image as number, 'file'), expect: read },
-      { name: 'GET thumbnail', setup: withShared, call: (tk, c) => file(tk, c.image as number, 'thumbnail'), expect: read },
-      { name: 'GET overlay', setup: withShared, call: (tk, c) => file(tk, c.image as number, 'segmentation/overlay'), expect: read },
-      { name: 'GET result', setup: withShared, call: (tk, c) => req(tk, `/api/images/${c.image}/segmentation`), expect: read },
-      { name: 'GET task', setup: withShared, call: (tk, c) => req(tk, `/api/segmentation/tasks/${c.task}`), expect: read },
-      { name: 'GET export by ids', setup: withShared, call: (tk, c) => req(tk, `/api/segmentation/export?format=csv&imageIds=${c.image}`), expect: read },
+      {
+        name: 'GET image',
+        setup: withShared,
+        call: (tk, c) => req(tk, `/api/images/${c.image}`),
+        expect: read,
+      },
+      {
+        name: 'GET file',
+        setup: withShared,
+        call: (tk, c) => file(tk, c.image as number, 'file'),
+        expect: read,
+      },
+      {
+        name: 'GET thumbnail',
+        setup: withShared,
+        call: (tk, c) => file(tk, c.image as number, 'thumbnail'),
+        expect: read,
+      },
+      {
+        name: 'GET overlay',
+        setup: withShared,
+        call: (tk, c) => file(tk, c.image as number, 'segmentation/overlay'),
+        expect: read,
+      },
+      {
+        name: 'GET result',
+        setup: withShared,
+        call: (tk, c) => req(tk, `/api/images/${c.image}/segmentation`),
+        expect: read,
+      },
+      {
+        name: 'GET task',
+        setup: withShared,
+        call: (tk, c) => req(tk, `/api/segmentation/tasks/${c.task}`),
+        expect: read,
+      },
+      {
+        name: 'GET export by ids',
+        setup: withShared,
+        call: (tk, c) => req(tk, `/api/segmentation/export?format=csv&imageIds=${c.image}`),
+        expect: read,
+      },
       {
         name: 'POST segmentation',
         setup: async () => ({ image: await make() }),
@@ -121,7 +203,8 @@ describe('projects: the role matrix', () => {
       {
         name: 'POST batch',
         setup: async () => ({ image: await make() }),
-        call: (tk, c) => req(tk, '/api/segmentation/batch', { method: 'POST', json: { imageIds: [c.image] } }),
+        call: (tk, c) =>
+          req(tk, '/api/segmentation/batch', { method: 'POST', json: { imageIds: [c.image] } }),
         expect: edit(202),
       },
       {
@@ -149,16 +232,50 @@ describe('projects: the role matrix', () => {
     const none = async () => ({});
     return [
       { name: 'GET project', setup: none, call: (tk) => req(tk, `/api/projects/${projectId}`), expect: READ },
-      { name: 'GET members', setup: none, call: (tk) => req(tk, `/api/projects/${projectId}/members`), expect: READ },
-      { name: 'GET project images', setup: none, call: (tk) => req(tk, `/api/projects/${projectId}/images`), expect: READ },
-      { name: 'GET project tasks', setup: none, call: (tk) => req(tk, `/api/segmentation/tasks?projectId=${projectId}`), expect: READ },
-      { name: 'GET project export', setup: none, call: (tk) => req(tk, `/api/segmentation/export?format=coco&projectId=${projectId}`), expect: READ },
-      { name: 'PATCH project', setup: none, call: (tk) => req(tk, `/api/projects/${projectId}`, { method: 'PATCH', json: { name: 'Lab 2' } }), expect: EDIT(200) },
-      { name: 'POST project image', setup: none, call: (tk) => upload(tk, `/api/projects/${projectId}/images`), expect: EDIT(201) },
+      {
+        name: 'GET members',
+        setup: none,
+        call: (tk) => req(tk, `/api/projects/${projectId}/members`),
+        expect: READ,
+      },
+      {
+        name: 'GET project images',
+        setup: none,
+        call: (tk) => req(tk, `/api/projects/${projectId}/images`),
+        expect: READ,
+      },
+      {
+        name: 'GET project tasks',
+        setup: none,
+        call: (tk) => req(tk, `/api/segmentation/tasks?projectId=${projectId}`),
+        expect: READ,
+      },
+      {
+        name: 'GET project export',
+        setup: none,
+        call: (tk) => req(tk, `/api/segmentation/export?format=coco&projectId=${projectId}`),
+        expect: READ,
+      },
+      {
+        name: 'PATCH project',
+        setup: none,
+        call: (tk) => req(tk, `/api/projects/${projectId}`, { method: 'PATCH', json: { name: 'Lab 2' } }),
+        expect: EDIT(200),
+      },
+      {
+        name: 'POST project image',
+        setup: none,
+        call: (tk) => upload(tk, `/api/projects/${projectId}/images`),
+        expect: EDIT(201),
+      },
       {
         name: 'POST project segmentation',
         setup: async () => ({ image: await projectImage() }),
-        call: (tk) => req(tk, `/api/projects/${projectId}/segmentation`, { method: 'POST', json: { scope: 'unsegmented' } }),
+        call: (tk) =>
+          req(tk, `/api/projects/${projectId}/segmentation`, {
+            method: 'POST',
+            json: { scope: 'unsegmented' },
+          }),
         expect: EDIT(202),
       },
       {
@@ -171,22 +288,36 @@ describe('projects: the role matrix', () => {
       {
         name: 'POST member',
         setup: async () => ({ email: `inv_${randomUUID().slice(0, 8)}@example.org` }),
-        call: (tk, c) => req(tk, `/api/projects/${projectId}/members`, { method: 'POST', json: { email: c.email, role: 'viewer' } }),
+        call: (tk, c) =>
+          req(tk, `/api/projects/${projectId}/members`, {
+            method: 'POST',
+            json: { email: c.email, role: 'viewer' },
+          }),
         expect: MANAGE(201),
       },
       {
         name: 'PATCH member',
         setup: async () => {
-          const m = await req(tok.owner, `/api/projects/${projectId}/members`, { method: 'POST', json: { email: `inv_${randomUUID().slice(0, 8)}@example.org`, role: 'viewer' } });
+          const m = await req(tok.owner, `/api/projects/${projectId}/members`, {
+            method: 'POST',
+            json: { email: `inv_${randomUUID().slice(0, 8)}@example.org`, role: 'viewer' },
+          });
           return { member: (await m.json()).id };
         },
-        call: (tk, c) => req(tk, `/api/projects/${projectId}/members/${c.member}`, { method: 'PATCH', json: { role: 'editor' } }),
+        call: (tk, c) =>
+          req(tk, `/api/projects/${projectId}/members/${c.member}`, {
+            method: 'PATCH',
+            json: { role: 'editor' },
+          }),
         expect: MANAGE(200),
       },
       {
         name: 'DELETE another member',
         setup: async () => {
-          const m = await req(tok.owner, `/api/projects/${projectId}/members`, { method: 'POST', json: { email: `inv_${randomUUID().slice(0, 8)}@example.org`, role: 'viewer' } });
+          const m = await req(tok.owner, `/api/projects/${projectId}/members`, {
+            method: 'POST',
+            json: { email: `inv_${randomUUID().slice(0, 8)}@example.org`, role: 'viewer' },
+          });
           return { member: (await m.json()).id };
         },
         call: (tk, c) => req(tk, `/api/projects/${projectId}/members/${c.member}`, { method: 'DELETE' }),
@@ -203,14 +334,16 @@ describe('projects: the role matrix', () => {
         const res = await c.call(tok[w], ctx);
         await res.arrayBuffer();
         const want = c.expect[w];
-        if (!(Array.isArray(want) ? want : [want]).includes(res.status)) wrong.push(`${c.name} as ${w}: ${res.status}, expected ${String(want)}`);
+        if (!(Array.isArray(want) ? want : [want]).includes(res.status))
+          wrong.push(`${c.name} as ${w}: ${res.status}, expected ${String(want)}`);
       }
     }
     expect(wrong).toEqual([]);
   };
 
   it('project images: each operation × owner, editor, viewer, stranger', () => run(imageCases('project')));
-  it('personal images (the owner’s): only the uploader, everybody else 404', () => run(imageCases('personal')));
+  it('personal images (the owner’s): only the uploader, everybody else 404', () =>
+    run(imageCases('personal')));
   it('the project itself: read, rename, upload, segmentation, members', () => run(projectCases()));
 
   it('a stranger’s 404 is the same answer as for an id that does not exist', async () => {
@@ -228,8 +361,14 @@ describe('projects: the role matrix', () => {
     const id = (await p.json()).id as number;
     const me = await (await req(tok.editor, '/api/auth/me')).json();
     const vm = await (await req(tok.viewer, '/api/auth/me')).json();
-    await req(tok.owner, `/api/projects/${id}/members`, { method: 'POST', json: { email: me.email, role: 'editor' } });
-    await req(tok.owner, `/api/projects/${id}/members`, { method: 'POST', json: { email: vm.email, role: 'viewer' } });
+    await req(tok.owner, `/api/projects/${id}/members`, {
+      method: 'POST',
+      json: { email: me.email, role: 'editor' },
+    });
+    await req(tok.owner, `/api/projects/${id}/members`, {
+      method: 'POST',
+      json: { email: vm.email, role: 'viewer' },
+    });
     const img = await upload(tok.editor, `/api/projects/${id}/images`);
     const imageId = (await img.json()).id;
     expect((await req(tok.editor, `/api/projects/${id}`, { method: 'DELETE' })).status).toBe(403);
@@ -246,13 +385,32 @@ describe('projects: the role matrix', () => {
     const p = await req(tok.owner, '/api/projects', { method: 'POST', json: { name: 'Leave' } });
     const id = (await p.json()).id as number;
     const vm = await (await req(tok.viewer, '/api/auth/me')).json();
-    const m = await (await req(tok.owner, `/api/projects/${id}/members`, { method: 'POST', json: { email: vm.email, role: 'viewer' } })).json();
-    const list = (await (await req(tok.viewer, `/api/projects/${id}/members`)).json()).items as Array<{ id: number; role: string }>;
+    const m = await (
+      await req(tok.owner, `/api/projects/${id}/members`, {
+        method: 'POST',
+        json: { email: vm.email, role: 'viewer' },
+      })
+    ).json();
+    const list = (await (await req(tok.viewer, `/api/projects/${id}/members`)).json()).items as Array<{
+      id: number;
+      role: string;
+    }>;
     expect(list[0].role).toBe('owner');
     const ownerEntry = list[0].id;
-    expect((await req(tok.owner, `/api/projects/${id}/members/${ownerEntry}`, { method: 'PATCH', json: { role: 'viewer' } })).status).toBe(400);
-    expect((await req(tok.owner, `/api/projects/${id}/members/${ownerEntry}`, { method: 'DELETE' })).status).toBe(400);
-    expect((await req(tok.viewer, `/api/projects/${id}/members/${m.id}`, { method: 'DELETE' })).status).toBe(204);
+    expect(
+      (
+        await req(tok.owner, `/api/projects/${id}/members/${ownerEntry}`, {
+          method: 'PATCH',
+          json: { role: 'viewer' },
+        })
+      ).status,
+    ).toBe(400);
+    expect(
+      (await req(tok.owner, `/api/projects/${id}/members/${ownerEntry}`, { method: 'DELETE' })).status,
+    ).toBe(400);
+    expect((await req(tok.viewer, `/api/projects/${id}/members/${m.id}`, { method: 'DELETE' })).status).toBe(
+      204,
+    );
     expect((await req(tok.viewer, `/api/projects/${id}`)).status).toBe(404);
   });
 });

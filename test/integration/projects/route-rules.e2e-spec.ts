@@ -62,7 +62,8 @@ describe('every registered route declares its access rule', () => {
         for (const name of Object.getOwnPropertyNames(proto)) {
           const fn = proto[name];
           if (typeof fn !== 'function') continue;
-          for (const r of (Reflect.getMetadata(ACCESS_RULES_KEY, fn) as AccessRule[] | undefined) ?? []) kinds.add(r.on);
+          for (const r of (Reflect.getMetadata(ACCESS_RULES_KEY, fn) as AccessRule[] | undefined) ?? [])
+            kinds.add(r.on);
         }
       }
     }
@@ -83,9 +84,11 @@ describe('every registered route declares its access rule', () => {
     @Module({ controllers: [ForgetfulController] })
     class ForgetfulModule {}
     const mod = await Test.createTestingModule({ imports: [ForgetfulModule] }).compile();
-    expect(routeRules(mod.get(ModulesContainer)).filter((r) => r.covered === 'none').map((r) => r.route)).toEqual([
-      'GET images/:id/something-new',
-    ]);
+    expect(
+      routeRules(mod.get(ModulesContainer))
+        .filter((r) => r.covered === 'none')
+        .map((r) => r.route),
+    ).toEqual(['GET images/:id/something-new']);
     await mod.close();
   });
 });
