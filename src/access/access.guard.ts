@@ -90,7 +90,8 @@ export class AccessGuard implements CanActivate {
       );
       return;
     }
-    const ids = rule.from === 'query' ? parseIdList(raw, rule.key) : bodyIdList(raw, rule.key);
+    const ids =
+      rule.from === 'query' ? parseIdList(raw, rule.key, rule.max) : bodyIdList(raw, rule.key, rule.max);
     if (ids.length === 0) return; // validation refuses an empty list where one is required
     const subjects = await this.policy.imagesLoader()(ids);
     let forbidden = false;
@@ -135,10 +136,9 @@ function bodyId(raw: unknown, name: string): number {
   return raw;
 }
 
-function bodyIdList(raw: unknown, name: string): number[] {
+function bodyIdList(raw: unknown, name: string, max = MAX_IDS_PER_REQUEST): number[] {
   if (!Array.isArray(raw)) throw new BadRequestException([`${name} must be an array of image ids`]);
-  if (raw.length > MAX_IDS_PER_REQUEST)
-    throw new BadRequestException([`${name} must contain at most ${MAX_IDS_PER_REQUEST} ids`]);
+  if (raw.length > max) throw new BadRequestException([`${name} must contain no more than ${max} elements`]);
   for (const v of raw) {
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > MAX_INT4) {
       throw new BadRequestException([`each value in ${name} must be an integer between 1 and ${MAX_INT4}`]);
@@ -148,10 +148,9 @@ function bodyIdList(raw: unknown, name: string): number[] {
 }
 
 /** `?imageIds=1,2,3` (also repeated): distinct ids, 400 when malformed or more than MAX_IDS_PER_REQUEST. */
-export function parseIdList(raw: unknown, name: string): number[] {
+export function parseIdList(raw: unknown, name: string, max = MAX_IDS_PER_REQUEST): number[] {
   const parts = (Array.isArray(raw) ? raw : [raw]).flatMap((v) => String(v).split(','));
-  if (parts.length > MAX_IDS_PER_REQUEST)
-    throw new BadRequestException(`${name}: at most ${MAX_IDS_PER_REQUEST} ids`);
+  if (parts.length > max) throw new BadRequestException(`${name}: at most ${max} ids`);
   const ids = new Set<number>();
   for (const part of parts) {
     const s = part.trim();

@@ -6,7 +6,7 @@ import {
   UseGuards,
 } from '@nestjs/common';
 import type { Permission } from '../common/project-roles';
-import { AccessGuard } from './access.guard';
+import { AccessGuard, MAX_IDS_PER_REQUEST } from './access.guard';
 import { ACCESS_RULES_KEY, AccessRule, OWN_ONLY_KEY } from './access.types';
 
 export { ACCESS_RULES_KEY, AccessRule, OWN_ONLY_KEY } from './access.types';
@@ -31,13 +31,14 @@ export const On = {
     key = 'id',
     optional = false,
   ): AccessRule => ({ on: 'project', from, key, need, optional }),
-  images: (need: Permission, from: 'query' | 'body', key = 'imageIds', optional = false): AccessRule => ({
-    on: 'images',
-    from,
-    key,
-    need,
-    optional,
-  }),
+  /** `max`: the route's own bound on the list (checked before any id is looked up: 400, not 404). */
+  images: (
+    need: Permission,
+    from: 'query' | 'body',
+    key = 'imageIds',
+    optional = false,
+    max = MAX_IDS_PER_REQUEST,
+  ): AccessRule => ({ on: 'images', from, key, need, optional, max }),
 };
 
 /** The route only touches the caller's own things (no id of somebody else's resource reaches it). */

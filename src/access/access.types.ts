@@ -18,7 +18,7 @@ import type { Permission } from '../common/project-roles';
 export type AccessRule =
   | { on: 'image' | 'task'; param: string; need: Permission; link?: boolean }
   | { on: 'project'; from: 'param' | 'query' | 'body'; key: string; need: Permission; optional?: boolean }
-  | { on: 'images'; from: 'query' | 'body'; key: string; need: Permission; optional?: boolean };
+  | { on: 'images'; from: 'query' | 'body'; key: string; need: Permission; optional?: boolean; max?: number };
 
 export type AccessKind = AccessRule['on'];
 export const ACCESS_RULES_KEY = 'accessRules';

@@ -81,7 +81,7 @@ export class SegmentationController {
   })
   @ApiAcceptedResponse({ type: BatchTasksDto })
   @HttpCode(202)
-  @Access(On.images('edit', 'body'))
+  @Access(On.images('edit', 'body', 'imageIds', false, 500))
   async batch(@CurrentUser() user: AuthUser, @Body() dto: BatchEnqueueDto) {
     return { tasks: await this.segmentation.enqueueBatch(user, dto.imageIds, dto.priority) };
   }

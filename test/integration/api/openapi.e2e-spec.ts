@@ -66,4 +66,39 @@ describe('OpenAPI document (/api/docs/json)', () => {
     expect(op.responses['201']).toBeUndefined();
     expect(op.requestBody?.required).toBe(false);
   });
+
+  it('documents every project route with its body, answer and 403/404 (CONTRACT §3 "Projects and sharing")', () => {
+    const want: Array<[string, string, number[]]> = [
+      ['post', '/api/projects', [201, 400]],
+      ['get', '/api/projects', [200, 400]],
+      ['get', '/api/projects/{id}', [200, 400, 404]],
+      ['patch', '/api/projects/{id}', [200, 400, 403, 404]],
+      ['delete', '/api/projects/{id}', [204, 400, 403, 404]],
+      ['post', '/api/projects/{id}/images', [201, 400, 403, 404, 413, 415]],
+      ['get', '/api/projects/{id}/images', [200, 400, 404]],
+      ['post', '/api/projects/{id}/segmentation', [202, 400, 403, 404, 429]],
+      ['get', '/api/projects/{id}/members', [200, 400, 404]],
+      ['post', '/api/projects/{id}/members', [201, 400, 403, 404, 409]],
+      ['patch', '/api/projects/{id}/members/{memberId}', [200, 400, 403, 404]],
+      ['delete', '/api/projects/{id}/members/{memberId}', [204, 400, 403, 404]],
+      ['patch', '/api/images/{id}', [200, 400, 403, 404]],
+      ['delete', '/api/images/{id}', [204, 400, 403, 404]],
+      ['delete', '/api/segmentation/tasks/{taskId}', [200, 400, 403, 404, 409]],
+      ['post', '/api/images/{id}/segmentation', [202, 400, 404]],
+    ];
+    const missing: string[] = [];
+    for (const [method, p, statuses] of want) {
+      const op = doc.paths[p]?.[method];
+      if (!op) {
+        missing.push(`${method} ${p}: not documented`);
+        continue;
+      }
+      for (const st of statuses) if (!(String(st) in op.responses)) missing.push(`${method} ${p}: no ${st}`);
+      if (['post', 'patch'].includes(method) && !p.endsWith('/images') && !op.requestBody) missing.push(`${method} ${p}: no request body`);
+    }
+    expect(missing).toEqual([]);
+    for (const name of ['ProjectDto', 'ProjectListDto', 'MemberDto', 'MemberListDto', 'CreateProjectDto', 'AddMemberDto', 'MoveImageDto']) {
+      expect([name, name in doc.components.schemas]).toEqual([name, true]);
+    }
+  });
 });
