@@ -55,8 +55,7 @@ const cleanups: Array<() => Promise<void>> = [];
 let cleaning: Promise<void> | undefined;
 export function runCleanups(): Promise<void> {
   cleaning ??= (async () => {
-    for (const c of cleanups.reverse())
-      await c().catch((e: unknown) => console.error('cleanup:', (e as Error).message));
+    for (const c of cleanups.reverse()) await c().catch((e: unknown) => console.error('cleanup:', (e as Error).message));
   })();
   return cleaning;
 }
@@ -130,10 +129,7 @@ export interface Backend {
   child: ChildProcess;
   logs(): string;
   stop(graceMs?: number): Promise<void>;
-  request(
-    p: string,
-    init?: { method?: string; token?: string; json?: unknown; timeoutMs?: number },
-  ): Promise<Response>;
+  request(p: string, init?: { method?: string; token?: string; json?: unknown; timeoutMs?: number }): Promise<Response>;
   /** `process_resident_memory_bytes` from the process's own /api/metrics. */
   rss(): Promise<number>;
 }
@@ -162,19 +158,14 @@ export async function startBackend(
     UPLOAD_DIR: env.uploadDir,
     JWT_SECRET: env.jwtSecret,
     // Only serving processes seed the admin account (workers never need it).
-    ...(role === 'worker'
-      ? {}
-      : { ADMIN_EMAIL: env.adminEmail, ADMIN_PASSWORD: env.adminPassword, NODE_OPTIONS: API_NODE_OPTIONS }),
+    ...(role === 'worker' ? {} : { ADMIN_EMAIL: env.adminEmail, ADMIN_PASSWORD: env.adminPassword, NODE_OPTIONS: API_NODE_OPTIONS }),
     LOG_LEVEL: 'warn',
     RATE_LIMIT_PER_MINUTE: '1000000000',
     MAX_PENDING_TASKS_PER_USER: '1000000',
     ...(process.env.BENCH_QUEUE_FAIRNESS ? { QUEUE_FAIRNESS: process.env.BENCH_QUEUE_FAIRNESS } : {}), // user (default) | none
     ...extra,
   };
-  const child = spawn(process.execPath, ['--import', WATCHDOG, ...nodeArgs, main], {
-    env: childEnv,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(process.execPath, ['--import', WATCHDOG, ...nodeArgs, main], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   let logs = '';
   const add = (c: Buffer) => {
     if (logs.length < 1 << 20) logs += c.toString('utf8');
@@ -207,12 +198,7 @@ export async function startBackend(
         headers['content-type'] = 'application/json';
         body = JSON.stringify(init.json);
       }
-      return fetch(url + p, {
-        method: init.method ?? (body ? 'POST' : 'GET'),
-        headers,
-        body,
-        signal: AbortSignal.timeout(init.timeoutMs ?? 30_000),
-      });
+      return fetch(url + p, { method: init.method ?? (body ? 'POST' : 'GET'), headers, body, signal: AbortSignal.timeout(init.timeoutMs ?? 30_000) });
     },
     rss: async () => {
       const text = await (await fetch(`${url}/api/metrics`)).text();
@@ -243,10 +229,7 @@ export async function stopAllBackends(): Promise<void> {
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- callers name the body type they expect; untyped callers read loose JSON
-export async function json<T = any>(
-  res: Response | Promise<Response>,
-  expect?: number | number[],
-): Promise<T> {
+export async function json<T = any>(res: Response | Promise<Response>, expect?: number | number[]): Promise<T> {
   const r = await res;
   const text = await r.text();
   const ok = expect === undefined ? r.ok : ([] as number[]).concat(expect).includes(r.status);
@@ -256,41 +239,22 @@ export async function json<T = any>(
 
 export async function register(api: Backend): Promise<{ token: string; id: number }> {
   const b = await json<{ accessToken: string; user: { id: number } }>(
-    api.request('/api/auth/register', {
-      json: { email: `u_${randomBytes(6).toString('hex')}@example.org`, password: 'password-123' },
-    }),
+    api.request('/api/auth/register', { json: { email: `u_${randomBytes(6).toString('hex')}@example.org`, password: 'password-123' } }),
     201,
   );
   return { token: b.accessToken, id: b.user.id };
 }
 
 export async function adminToken(api: Backend, env: BenchEnv): Promise<string> {
-  const b = await json<{ accessToken: string }>(
-    api.request('/api/auth/login', { json: { email: env.adminEmail, password: env.adminPassword } }),
-    200,
-  );
+  const b = await json<{ accessToken: string }>(api.request('/api/auth/login', { json: { email: env.adminEmail, password: env.adminPassword } }), 200);
   return b.accessToken;
 }
 
 /** Uploads one real PNG through the API, then clones its row `n` times (each with its own file). */
-export async function seedImages(
-  api: Backend,
-  env: BenchEnv,
-  pg: Client,
-  token: string,
-  userId: number,
-  n: number,
-): Promise<number[]> {
+export async function seedImages(api: Backend, env: BenchEnv, pg: Client, token: string, userId: number, n: number): Promise<number[]> {
   const png = await import('../../test/support/fixtures').then((f) => f.makePng(64, 48));
   await import('../../test/support/fixtures').then((f) => f.uploadImage({ url: api.url }, token, png));
-  const { rows } = await pg.query<{
-    id: number;
-    storage_path: string;
-    width: number;
-    height: number;
-    mime_type: string;
-    size_bytes: string;
-  }>(
+  const { rows } = await pg.query<{ id: number; storage_path: string; width: number; height: number; mime_type: string; size_bytes: string }>(
     'SELECT id, storage_path, width, height, mime_type, size_bytes FROM images WHERE user_id = $1 ORDER BY id LIMIT 1',
     [userId],
   );
@@ -332,9 +296,7 @@ export async function startTimedStub(latencyMs: number): Promise<TimedStub> {
     req.on('end', () => {
       const p = (req.url ?? '/').split('?')[0];
       if (req.method === 'GET' && p === '/health') {
-        res
-          .writeHead(200, { 'content-type': 'application/json' })
-          .end('{"status":"healthy","model_loaded":true}');
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"healthy","model_loaded":true}');
         return;
       }
       if (req.method !== 'POST' || p !== '/segment') {
@@ -403,10 +365,7 @@ export function machine(): string {
   cpu = cpu.trim();
   let redis = '';
   try {
-    redis =
-      execSync('redis-server --version')
-        .toString()
-        .match(/v=(\S+)/)?.[1] ?? '';
+    redis = execSync('redis-server --version').toString().match(/v=(\S+)/)?.[1] ?? '';
   } catch {
     /* keep */
   }
@@ -418,9 +377,7 @@ const RESULTS = path.resolve(process.env.BENCH_RESULTS ?? path.join(process.cwd(
 /** The command line that ran this bench, with the BENCH_* / NODE_PATH variables that were set. */
 export function invocation(build = 'npx nest build'): string {
   const vars = Object.entries(process.env)
-    .filter(
-      ([k]) => (k.startsWith('BENCH_') && k !== 'BENCH_BUILD') || k === 'NODE_PATH' || k === 'BACKEND_MAIN',
-    )
+    .filter(([k]) => (k.startsWith('BENCH_') && k !== 'BENCH_BUILD') || k === 'NODE_PATH' || k === 'BACKEND_MAIN')
     .map(([k, v]) => (/[\s'"$]/.test(v ?? '') ? `${k}='${v}'` : `${k}=${v}`))
     .join(' ');
   const script = path.relative(process.cwd(), process.argv[1]) || process.argv[1];
@@ -452,10 +409,7 @@ export function writeResults(name: string, title: string, command: string, body:
   if (i >= 0 && j > i) text = text.slice(0, i) + section + text.slice(j + end.length);
   else {
     const seg = text.indexOf('## Segmenter');
-    text =
-      seg >= 0
-        ? `${text.slice(0, seg)}${section}\n\n${text.slice(seg)}`
-        : `${text.trimEnd()}\n\n${section}\n`;
+    text = seg >= 0 ? `${text.slice(0, seg)}${section}\n\n${text.slice(seg)}` : `${text.trimEnd()}\n\n${section}\n`;
   }
   writeFileSync(RESULTS, text);
   console.log(`\nwrote section "${name}" of ${RESULTS}`);

@@ -102,11 +102,11 @@ describe('project rooms: every event of a project task, with projectId', () => {
     form2.append('file', new Blob([await makePng()]), 'q.png');
     const img2 = (
       await (
-        await fetch(`${t.url}/api/projects/${p}/images`, {
+        (await fetch(`${t.url}/api/projects/${p}/images`, {
           method: 'POST',
           body: form2,
           headers: { authorization: `Bearer ${owner.token}` },
-        })
+        })) as TestResponse
       ).json()
     ).id;
     const t2 = await (
