@@ -58,6 +58,18 @@ export interface ServerToClientEvents {
     },
   ) => void;
   'segmentation:cancelled': (p: TaskEventBase) => void;
+  /** An image got a new current result by an edit or a restore (CONTRACT §3 "Editing a result"). */
+  'segmentation:updated': (p: {
+    imageId: number;
+    /** The image's project; null for a personal image. */
+    projectId: number | null;
+    version: number;
+    source: 'ml' | 'edit';
+    /** Every polygon of the new version, holes included. */
+    polygonCount: number;
+    /** Its external polygons. */
+    spheroidCount: number;
+  }) => void;
   'ml:status': (p: { state: CircuitState; available: boolean }) => void;
 }
 export type ServerEventName = keyof ServerToClientEvents;

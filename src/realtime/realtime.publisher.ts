@@ -84,6 +84,28 @@ export class RealtimePublisher implements OnApplicationShutdown {
   }
 
   /**
+   * Sends an event about an image to its uploader and, when the image is in a project, to the
+   * project's room (a socket in both gets it once).
+   */
+  toImage<E extends UserEventName>(
+    image: { userId: number; projectId?: number | null },
+    event: E,
+    payload: ServerEventPayload<E>,
+  ): void {
+    if (this.stopped) return;
+    const pid = image.projectId ?? null;
+    try {
+      const target =
+        pid !== null
+          ? this.emitter.to(userRoom(image.userId)).to(projectRoom(pid))
+          : this.emitter.to(userRoom(image.userId));
+      target.emit(event, payload);
+    } catch (err) {
+      this.dropped(err);
+    }
+  }
+
+  /**
    * Takes a user's sockets (every api process) out of a project's room: a removed member stops
    * receiving its events at once. With `userId` undefined, every socket leaves (project deleted).
    */

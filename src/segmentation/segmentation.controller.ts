@@ -15,7 +15,6 @@ import {
   ListTasksQuery,
   ProjectEnqueueDto,
   QueueMetricsDto,
-  ResultDto,
   TaskDto,
   TaskItemsDto,
   TaskListDto,
@@ -58,18 +57,6 @@ export class SegmentationController {
     const { created, task } = await this.segmentation.enqueue(user, image, dto.priority);
     void reply.status(created ? 202 : 200);
     return task;
-  }
-
-  @Get('images/:id/segmentation')
-  @ApiDoc('The current segmentation result of an image', {
-    ...AUTHED,
-    400: true,
-    404: 'no such image, not the caller’s, or no result yet',
-  })
-  @ApiOkResponse({ type: ResultDto })
-  @Access(On.image('view'))
-  result(@Param('id', ParseIntIdPipe) _imageId: number, @Granted('image') image: ImageEntity) {
-    return this.segmentation.result(image);
   }
 
   @Post('segmentation/batch')

@@ -24,7 +24,7 @@ import { MlBadInputError, MlCircuitOpenError } from '../ml/ml.errors';
 import { TaskStore } from './task.store';
 import { EnqueueBatcher } from './enqueue-batcher';
 import { TaskEntity } from './task.entity';
-import { toResultView, toTaskView, ResultView, TaskView } from './views';
+import { toTaskView, TaskView } from './views';
 import { AccessPolicy, MAX_IDS_PER_REQUEST } from '../access';
 
 const REDIS_ENQUEUE_TIMEOUT_MS = 2000;
@@ -214,13 +214,6 @@ export class SegmentationService implements OnModuleInit {
     await this.queue.removeIfNotActive(cancelled.jobId, cancelled.priority).catch(() => false);
     this.realtime.toTask(cancelled, 'segmentation:cancelled', {});
     return cancelled;
-  }
-
-  /** The current result of an image the access rule allowed. */
-  async result(image: ImageEntity): Promise<ResultView> {
-    const r = await this.store.currentResult(image.id);
-    if (!r) throw new NotFoundException('no segmentation result for this image');
-    return toResultView(r);
   }
 
   deadLetter(): Promise<TaskView[]> {

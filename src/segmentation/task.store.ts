@@ -3,7 +3,6 @@ import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
 import { DataSource, EntityManager, In, Repository } from 'typeorm';
 import { OPEN_TASK_STATUSES, TaskStatus, ImageSegmentationStatus } from '../common/contracts';
 import type { MlSegmentResults } from '../common/contracts';
-import { ResultEntity } from './result.entity';
 import { TaskEntity } from './task.entity';
 import { fromWirePolygon } from './views';
 import { PreparedQueries } from '../database/prepared-queries';
@@ -63,7 +62,6 @@ export class TaskStore {
   constructor(
     @InjectDataSource() private readonly ds: DataSource,
     @InjectRepository(TaskEntity) private readonly tasks: Repository<TaskEntity>,
-    @InjectRepository(ResultEntity) private readonly results: Repository<ResultEntity>,
     private readonly prepared: PreparedQueries,
   ) {}
 
@@ -212,10 +210,6 @@ export class TaskStore {
     }
   }
 
-  currentResult(imageId: number): Promise<ResultEntity | null> {
-    return this.results.findOneBy({ imageId, isCurrent: true });
-  }
-
   listDeadLettered(limit = 500): Promise<TaskEntity[]> {
     return this.tasks.find({
       where: { deadLettered: true, status: 'failed' },
@@ -353,7 +347,7 @@ export class TaskStore {
 
   private async completeOne(taskId: string, results: MlSegmentResults): Promise<TaskEntity | null> {
     const rows = await this.prepared.rows(
-      'SELECT * FROM spheroseg_complete_task($1, $2, $3, $4, $5, $6::jsonb)',
+      'SELECT * FROM spheroseg_complete_task($1, $2, $3, $4, $5, $6::json)',
       completeArgs(results, taskId),
     );
     return rows.length ? fromRow(rows[0]) : null;
@@ -366,7 +360,7 @@ export class TaskStore {
     for (const it of items) completeArgs(it.results, it.taskId).forEach((v, k) => cols[k].push(v));
     const rows = await this.prepared.rows(
       `SELECT x.ord AS batch_ord, c.* FROM unnest($1::uuid[], $2::int[], $3::int[], $4::int[], $5::int[], $6::text[]) WITH ORDINALITY AS x(id, w, h, ms, n, p, ord)
-       CROSS JOIN LATERAL spheroseg_complete_task(x.id, x.w, x.h, x.ms, x.n, x.p::jsonb) c ORDER BY x.ord`,
+       CROSS JOIN LATERAL spheroseg_complete_task(x.id, x.w, x.h, x.ms, x.n, x.p::json) c ORDER BY x.ord`,
       cols,
     );
     // By position, not by id: of two completions of one task in a batch only the first completes it.
