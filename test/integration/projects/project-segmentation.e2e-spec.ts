@@ -135,7 +135,7 @@ describe('project-wide segmentation', () => {
       [taskId, done, other.user.id],
     );
     await pg.query(
-      `INSERT INTO segmentation_results (task_id, image_id, image_width, image_height, processing_time_ms, polygon_count, polygons) VALUES ($1, $2, 64, 48, 1, 0, '[]')`,
+      `INSERT INTO segmentation_results (task_id, image_id, image_width, image_height, processing_time_ms, polygon_count, polygons, version, spheroid_count) VALUES ($1, $2, 64, 48, 1, 0, '[]', 1, 0)`,
       [taskId, done],
     );
     const u = await t.request(`/api/projects/${p}/segmentation`, {

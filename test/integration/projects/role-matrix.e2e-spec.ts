@@ -50,8 +50,8 @@ describe('projects: the role matrix', () => {
       [taskId, imageId, userId],
     );
     await pg.query(
-      `INSERT INTO segmentation_results (task_id, image_id, image_width, image_height, processing_time_ms, polygon_count, polygons)
-       VALUES ($1, $2, 64, 48, 5, 1, $3::jsonb)`,
+      `INSERT INTO segmentation_results (task_id, image_id, image_width, image_height, processing_time_ms, polygon_count, polygons, version, spheroid_count)
+       VALUES ($1, $2, 64, 48, 5, 1, $3::jsonb, 1, 1)`,
       [
         taskId,
         imageId,
