@@ -195,6 +195,26 @@ describe('projects: the role matrix', () => {
         expect: read,
       },
       {
+        name: 'GET result versions',
+        setup: withShared,
+        call: (tk, c) => req(tk, `/api/images/${c.image}/segmentation/versions`),
+        expect: read,
+      },
+      {
+        name: 'PUT result (an edit)',
+        setup: async () => {
+          const image = await make();
+          await withResult(image, uid.owner);
+          return { image };
+        },
+        call: (tk, c) =>
+          req(tk, `/api/images/${c.image}/segmentation`, {
+            method: 'PUT',
+            json: { baseVersion: 1, polygons: [] },
+          }),
+        expect: edit(200),
+      },
+      {
         name: 'POST segmentation',
         setup: async () => ({ image: await make() }),
         call: (tk, c) => req(tk, `/api/images/${c.image}/segmentation`, { method: 'POST', json: {} }),
