@@ -247,7 +247,7 @@ async function main(): Promise<void> {
 }
 
 /**
- * Profile of \`segmentGrey\` (not re-measured by this script: \`node --cpu-prof\` and phase timers on 45
+ * Profile of `segmentGrey` (not re-measured by this script: `node --cpu-prof` and phase timers on 45
  * tuning scenes, 5 per family, 2026-12-06, machine loaded by other work).
  */
 const WHERE_THE_TIME_GOES = `### Where the time goes (segmentation alone, profiled 2026-12-06 on a loaded machine)
