@@ -45,7 +45,7 @@ export interface SegmentParams {
 }
 
 export const DEFAULT_PARAMS: Readonly<SegmentParams> = Object.freeze({
-  workLongSide: 400,
+  workLongSide: 450,
   backgroundCell: 16,
   backgroundRadius: 240,
   flatLevel: 200,
