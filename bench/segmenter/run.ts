@@ -256,21 +256,24 @@ Before issue 23 (\`--cpu-prof\`, share of \`segmentGrey\`): the two watershed sp
 boundary refinement run up to 10 times on every split component in both splits, the shape trials),
 morphology 20 % (iterated 3×3 OpenCV erosions and dilations: about 1 ms per call on a 500×500 working image),
 tracing 12 % (its opening of each region and the contour at full resolution), then illumination
-flattening, thresholds, labelling. Changes, each compared A/B in one process, image by image:
+flattening, thresholds, labelling. Changes, each compared A/B in one process, image by image, on cached
+tuning scenes (process CPU time of \`segmentGrey\`, medians):
 - same output, less work: typed arrays instead of per-pixel map lookups and array destructuring in the
   boundary refinement and the shape trials, one record per decided basin pair instead of one per boundary
   pixel, the 3×3 squares of each octagonal disc applied as one separable rectangle (same pixels);
 - the first (rough) split, which only feeds each object's threshold, no longer refines its boundaries
   (same tuning figures: mean 0.9512 both);
-- working size 400 px on the longer side instead of 500 (tuning split mean 0.9512 → 0.9476, worst
-  unchanged, no extra polygon; the real sample's two spheroids within 0.1 % of their areas).
-Together: per-image CPU median 125.8 → 70.9 ms (B/A 0.58), 135 tuning scenes, interleaved.
+- working size 450 px on the longer side instead of 500. Same code at three sizes, 260 tuning scenes:
+  500 px 99.5 ms, 450 px 86.4 ms, 400 px 70.7 ms; extended tuning split mean IoU 0.9550 / 0.9541 / 0.9521,
+  worst 0.723 / 0.722 / 0.675 (400 px lost the cluster family's junctions), no extra polygon at any size.
+  The original code measured 125.8 ms against 70.9 ms for the 400 px build in one interleaved run.
 
-After, per image (wall ms of each phase, 45 tuning scenes): illumination flattening 11.9, first
-threshold and cleaning 7.9, labelling 3.0 + 2.9, distance transforms 1.6, rough split 10.7, object
-thresholds and second threshold 10.6, final split 18.2 (flooding 5.8, boundary refinement 5.9, shape
-trials 3.9, junctions 1.9), tracing 8.3; 75 ms in all. Process CPU time per image was 108 ms in the same
-run: V8's garbage-collection and compiler threads add about a third to the main thread's time.`;
+Per image at 400 px (wall ms of each phase, 45 tuning scenes; 450 px scales the pixel work by 1.27):
+illumination flattening 11.9, first threshold and cleaning 7.9, labelling 3.0 + 2.9, distance
+transforms 1.6, rough split 10.7, object thresholds and second threshold 10.6, final split 18.2
+(flooding 5.8, boundary refinement 5.9, shape trials 3.9, junctions 1.9), tracing 8.3; 75 ms in all.
+Process CPU time was 108 ms per image in that run: V8's garbage-collection and compiler threads add
+about a third to the main thread's time, and the CPU figures in this file include them.`;
 
 const f1 = (v: number) => v.toFixed(1);
 const f3 = (v: number) => v.toFixed(3);
