@@ -45,7 +45,7 @@ export interface SegmentParams {
 }
 
 export const DEFAULT_PARAMS: Readonly<SegmentParams> = Object.freeze({
-  workLongSide: 450,
+  workLongSide: 500,
   backgroundCell: 16,
   backgroundRadius: 240,
   flatLevel: 200,
