@@ -1,6 +1,14 @@
 import { InitialSchema1764370000000 } from './1764370000000-InitialSchema';
 import { CompleteTaskFunction1764380000000 } from './1764380000000-CompleteTaskFunction';
 import { EnqueueFunction1764390500000 } from './1764390500000-EnqueueFunction';
+import { SessionsAndApiKeys1765000000000 } from './1765000000000-SessionsAndApiKeys';
+import { ResultVersions1765200000000 } from './1765200000000-ResultVersions';
 
 /** Every migration, in order. Listed explicitly so ts (tests) and js (build) load the same set. */
-export const ALL_MIGRATIONS = [InitialSchema1764370000000, CompleteTaskFunction1764380000000, EnqueueFunction1764390500000];
+export const ALL_MIGRATIONS = [
+  InitialSchema1764370000000,
+  CompleteTaskFunction1764380000000,
+  EnqueueFunction1764390500000,
+  SessionsAndApiKeys1765000000000,
+  ResultVersions1765200000000,
+];

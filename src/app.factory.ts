@@ -12,6 +12,8 @@ import { randomUUID } from 'node:crypto';
 import { registerMultipartPassthrough } from './images/multipart-upload';
 import { useRealtimeAdapter } from './realtime/redis-io.adapter';
 import { mountQueueBoard } from './queue/board/queue-board';
+import { useRouteBodyLimits } from './common/route-body-limits';
+import { RESULT_EDIT_BODY_LIMIT } from './segmentation/result-versions.controller';
 
 const JSON_BODY_LIMIT = 1024 * 1024;
 
@@ -41,6 +43,7 @@ export async function createApp(opts: CreateAppOptions): Promise<NestFastifyAppl
   app.flushLogs();
   app.setGlobalPrefix('api');
   useJsonBodyParser(app, JSON_BODY_LIMIT);
+  useRouteBodyLimits(app, [RESULT_EDIT_BODY_LIMIT]);
 
   // Once shutdown has begun, ask clients to reconnect elsewhere instead of reusing this connection.
   const shutdown = app.get(ShutdownState);
@@ -77,7 +80,9 @@ function redirectRootToDocs(app: NestFastifyApplication): void {
 function setupSwagger(app: INestApplication): void {
   const doc = new DocumentBuilder()
     .setTitle('Spheroseg backend')
-    .setDescription('Spheroid segmentation: images, asynchronous segmentation tasks, queue administration, health')
+    .setDescription(
+      'Spheroid segmentation: images, asynchronous segmentation tasks, queue administration, health',
+    )
     .setVersion('0.1.0')
     .addBearerAuth()
     .build();

@@ -142,8 +142,9 @@ export async function startBackend(
   extra: Record<string, string>,
   name: string = role,
   nodeArgs: string[] = [],
+  main: string = BACKEND_MAIN,
 ): Promise<Backend> {
-  if (!existsSync(BACKEND_MAIN)) throw new Error(`${BACKEND_MAIN} does not exist: build first`);
+  if (!existsSync(main)) throw new Error(`${main} does not exist: build first`);
   const port = await freeLoopbackPort();
   const childEnv: Record<string, string> = {
     PATH: process.env.PATH ?? '',
@@ -164,7 +165,7 @@ export async function startBackend(
     ...(process.env.BENCH_QUEUE_FAIRNESS ? { QUEUE_FAIRNESS: process.env.BENCH_QUEUE_FAIRNESS } : {}), // user (default) | none
     ...extra,
   };
-  const child = spawn(process.execPath, ['--import', WATCHDOG, ...nodeArgs, BACKEND_MAIN], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', WATCHDOG, ...nodeArgs, main], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   let logs = '';
   const add = (c: Buffer) => {
     if (logs.length < 1 << 20) logs += c.toString('utf8');

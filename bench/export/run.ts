@@ -9,10 +9,22 @@
  */
 import { performance } from 'node:perf_hooks';
 import { randomUUID } from 'node:crypto';
-import { benchEnv, f1, f2, invocation, json, pct, register, runMain, seedImages, startBackend, table, writeResults } from '../common/harness';
+import {
+  benchEnv,
+  f1,
+  f2,
+  invocation,
+  json,
+  pct,
+  register,
+  runMain,
+  seedImages,
+  startBackend,
+  table,
+  writeResults,
+} from '../common/harness';
 import { metric, scrape, waitForQuiet } from '../common/probe';
 import { makePng, uploadImage } from '../../test/support/fixtures';
-
 
 function ring(cx: number, cy: number, r: number, n: number): [number, number][] {
   return Array.from({ length: n }, (_, i) => [
@@ -28,9 +40,37 @@ function polygons() {
     const cx = 8 + (k % 3) * 22;
     const cy = 12 + Math.floor(k / 3) * 24;
     const ext = id++;
-    const features = { area: 300, perimeter: 62, circularity: 0.9, solidity: 0.95, eccentricity: 0.2, majorAxis: 20, minorAxis: 18, orientation: 10, centroidX: cx, centroidY: cy };
-    out.push({ id: ext, type: 'external', parentId: null, points: ring(cx, cy, 9, 32), class: 'spheroid', confidence: 0.9, features });
-    if (k < 4) out.push({ id: id++, type: 'internal', parentId: ext, points: ring(cx, cy, 3, 12), class: 'spheroid', confidence: 0.9, features: { ...features, area: 28 } });
+    const features = {
+      area: 300,
+      perimeter: 62,
+      circularity: 0.9,
+      solidity: 0.95,
+      eccentricity: 0.2,
+      majorAxis: 20,
+      minorAxis: 18,
+      orientation: 10,
+      centroidX: cx,
+      centroidY: cy,
+    };
+    out.push({
+      id: ext,
+      type: 'external',
+      parentId: null,
+      points: ring(cx, cy, 9, 32),
+      class: 'spheroid',
+      confidence: 0.9,
+      features,
+    });
+    if (k < 4)
+      out.push({
+        id: id++,
+        type: 'internal',
+        parentId: ext,
+        points: ring(cx, cy, 3, 12),
+        class: 'spheroid',
+        confidence: 0.9,
+        features: { ...features, area: 28 },
+      });
   }
   return out;
 }
@@ -38,7 +78,11 @@ function polygons() {
 /** Image counts of the export points, one user each (every export is of all the user's images, no imageIds). */
 const COUNTS = (process.env.BENCH_EXPORT_COUNTS ?? '200,2000,20000').split(',').map(Number);
 /** The capped run: a V8 heap far smaller than the largest export, so buffering the file would crash it. */
-const CAPPED_ARGS = (process.env.BENCH_EXPORT_CAPPED_ARGS ?? '--max-old-space-size=64 --max-semi-space-size=1').split(' ').filter(Boolean);
+const CAPPED_ARGS = (
+  process.env.BENCH_EXPORT_CAPPED_ARGS ?? '--max-old-space-size=64 --max-semi-space-size=1'
+)
+  .split(' ')
+  .filter(Boolean);
 const MB = 2 ** 20;
 
 runMain(async () => {
@@ -61,8 +105,8 @@ runMain(async () => {
         [tasks, chunk, userId],
       );
       await pg.query(
-        `INSERT INTO segmentation_results (task_id, image_id, image_width, image_height, processing_time_ms, polygon_count, polygons)
-         SELECT t, i, 64, 48, 10, 10, $3::jsonb FROM unnest($1::uuid[], $2::int[]) AS x(t, i)`,
+        `INSERT INTO segmentation_results (task_id, image_id, version, image_width, image_height, processing_time_ms, polygon_count, spheroid_count, polygons)
+         SELECT t, i, 1, 64, 48, 10, 10, 6, $3::json FROM unnest($1::uuid[], $2::int[]) AS x(t, i)`,
         [tasks, chunk, polys],
       );
     }
@@ -96,7 +140,15 @@ runMain(async () => {
     return { ms, bytes, before, peak, heapPeak };
   };
 
-  type Point = { format: string; count: number; ms: number; bytes: number; before: number; peak: number; heapPeak: number };
+  type Point = {
+    format: string;
+    count: number;
+    ms: number;
+    bytes: number;
+    before: number;
+    peak: number;
+    heapPeak: number;
+  };
   const runAll = async (): Promise<Point[]> => {
     // warm-up (JIT, pool), not recorded
     await exportOnce('csv', users[0].token);
@@ -116,7 +168,10 @@ runMain(async () => {
   const big = await makePng(2000, 1500);
   for (let k = 0; k < 5; k++) {
     const id = await uploadImage({ url: api.url }, users[0].token, big, `big-${k}.png`);
-    const image = await json<{ urls: { thumbnail: string } }>(api.request(`/api/images/${id}`, { token: users[0].token }), 200);
+    const image = await json<{ urls: { thumbnail: string } }>(
+      api.request(`/api/images/${id}`, { token: users[0].token }),
+      200,
+    );
     const time = async () => {
       const t0 = performance.now();
       const res = await fetch(api.url + image.urls.thumbnail);
@@ -129,13 +184,37 @@ runMain(async () => {
   }
 
   await api.stop();
-  api = await startBackend(env, 'api', { LOG_LEVEL: 'info', ENABLE_QUEUE: 'true' }, 'api-capped', CAPPED_ARGS);
+  api = await startBackend(
+    env,
+    'api',
+    { LOG_LEVEL: 'info', ENABLE_QUEUE: 'true' },
+    'api-capped',
+    CAPPED_ARGS,
+  );
   const capped = await runAll();
   const cappedRss = Math.max(...capped.map((p) => p.peak));
 
   const rows = (points: Point[]) =>
-    points.map((p) => [p.format, p.count, f1(p.ms), f1(p.bytes / MB), f1(p.before / MB), f1(p.peak / MB), f1((p.peak - p.before) / MB), f1(p.heapPeak / MB)]);
-  const headers = ['format', 'images', 'time ms', 'MiB sent', 'api RSS before MiB', 'api RSS peak MiB', 'growth MiB', 'V8 heap used peak MiB'];
+    points.map((p) => [
+      p.format,
+      p.count,
+      f1(p.ms),
+      f1(p.bytes / MB),
+      f1(p.before / MB),
+      f1(p.peak / MB),
+      f1((p.peak - p.before) / MB),
+      f1(p.heapPeak / MB),
+    ]);
+  const headers = [
+    'format',
+    'images',
+    'time ms',
+    'MiB sent',
+    'api RSS before MiB',
+    'api RSS peak MiB',
+    'growth MiB',
+    'V8 heap used peak MiB',
+  ];
   const side = (points: Point[], format: string) =>
     points
       .filter((p) => p.format === format)
@@ -161,7 +240,12 @@ runMain(async () => {
     table(
       ['thumbnail 256 of a 2000×1500 PNG', 'requests', 'p50 ms', 'p90 ms'],
       [
-        ['first request (decode, resize, WebP, write)', firsts.length, f1(pct(firsts, 50)), f1(pct(firsts, 90))],
+        [
+          'first request (decode, resize, WebP, write)',
+          firsts.length,
+          f1(pct(firsts, 50)),
+          f1(pct(firsts, 90)),
+        ],
         ['cached (served from storage)', cached.length, f1(pct(cached, 50)), f1(pct(cached, 90))],
       ],
     ),

@@ -89,7 +89,14 @@ export class AuthGate {
     if (userId !== undefined && tracker !== `user:${userId}`) throw new Error('a user gate counts the user');
     try {
       const [hits, resetMs, version] = await withTimeout(
-        this.redis.spherosegGate(keys.length, ...keys, limit < 0 ? -1 : limit, RATE_WINDOW_MS, newVersion(), VERSION_TTL_S),
+        this.redis.spherosegGate(
+          keys.length,
+          ...keys,
+          limit < 0 ? -1 : limit,
+          RATE_WINDOW_MS,
+          newVersion(),
+          VERSION_TTL_S,
+        ),
         timeoutMs,
         'rate-limit store timed out',
       );
@@ -97,7 +104,10 @@ export class AuthGate {
     } catch (err) {
       if (Date.now() - this.lastWarn > 10_000) {
         this.lastWarn = Date.now();
-        this.logger.warn({ err: (err as Error).message }, 'rate limit not enforced and user cache bypassed: Redis unavailable');
+        this.logger.warn(
+          { err: (err as Error).message },
+          'rate limit not enforced and user cache bypassed: Redis unavailable',
+        );
       }
       return null;
     }
@@ -111,10 +121,18 @@ export class AuthGate {
   async bumpUser(userId: number): Promise<boolean> {
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
-        await withTimeout(this.redis.set(`{user:${userId}}:ver`, newVersion(), 'EX', VERSION_TTL_S), 1000, 'version bump timed out');
+        await withTimeout(
+          this.redis.set(`{user:${userId}}:ver`, newVersion(), 'EX', VERSION_TTL_S),
+          1000,
+          'version bump timed out',
+        );
         return true;
       } catch (err) {
-        if (attempt === 2) this.logger.error({ userId, err: (err as Error).message }, 'user version not bumped: other processes may serve a stale user');
+        if (attempt === 2)
+          this.logger.error(
+            { userId, err: (err as Error).message },
+            'user version not bumped: other processes may serve a stale user',
+          );
       }
     }
     return false;

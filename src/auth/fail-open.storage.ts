@@ -17,9 +17,19 @@ export class FailOpenThrottlerStorage implements ThrottlerStorage {
     private readonly timeoutMs = 250,
   ) {}
 
-  async increment(key: string, ttl: number, limit: number, blockDuration: number, name: string): Promise<ThrottlerStorageRecord> {
+  async increment(
+    key: string,
+    ttl: number,
+    limit: number,
+    blockDuration: number,
+    name: string,
+  ): Promise<ThrottlerStorageRecord> {
     try {
-      return await withTimeout(this.inner.increment(key, ttl, limit, blockDuration, name), this.timeoutMs, 'rate-limit store timed out');
+      return await withTimeout(
+        this.inner.increment(key, ttl, limit, blockDuration, name),
+        this.timeoutMs,
+        'rate-limit store timed out',
+      );
     } catch (err) {
       if (Date.now() - this.lastWarn > 10_000) {
         this.lastWarn = Date.now();

@@ -5,6 +5,7 @@ import * as bcrypt from 'bcryptjs';
 import type { UserRole } from '../common/contracts';
 import { PreparedQueries } from '../database/prepared-queries';
 import { AuthGate } from './auth-gate';
+import { CredentialEvents } from './credential-events';
 import { UserEntity } from './user.entity';
 
 const BCRYPT_ROUNDS = 10;
@@ -29,6 +30,7 @@ export class UsersService {
     @InjectRepository(UserEntity) private readonly users: Repository<UserEntity>,
     private readonly prepared: PreparedQueries,
     private readonly gate: AuthGate,
+    private readonly events: CredentialEvents,
   ) {}
 
   /** The user without its password hash (a prepared statement: the auth guard's cache miss path). */
@@ -74,6 +76,30 @@ export class UsersService {
     return bcrypt.compare(password, user.passwordHash);
   }
 
+  /**
+   * Sets a new password and ends every other session of the user (all of them when `keepSessionId` is
+   * null), in one statement; then every process re-checks the user's sessions (version bump).
+   */
+  async changePassword(id: number, newPassword: string, keepSessionId: number | null): Promise<void> {
+    const passwordHash = await bcrypt.hash(newPassword, BCRYPT_ROUNDS);
+    const ended = await this.prepared.rows<{ id: number }>(
+      `WITH u AS (UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1 RETURNING id)
+       DELETE FROM sessions WHERE user_id IN (SELECT id FROM u) AND id IS DISTINCT FROM $3::int RETURNING id`,
+      [id, passwordHash, keepSessionId],
+    );
+    await this.gate.bumpUser(id);
+    this.events.ended({ sessions: ended.map((r) => r.id) });
+  }
+
+  /** With the password hash, for checking the current password. */
+  findByIdWithHash(id: number): Promise<UserEntity | null> {
+    return this.users
+      .createQueryBuilder('u')
+      .addSelect('u.passwordHash')
+      .where('u.id = :id', { id })
+      .getOne();
+  }
+
   async update(id: number, patch: { isPremium?: boolean; role?: UserRole }): Promise<UserEntity> {
     const user = await this.findById(id);
     if (!user) throw new NotFoundException('user not found');
@@ -86,8 +112,15 @@ export class UsersService {
 
   /** Deletes a user (its images, tasks and results go with it by cascade). False when there was none. */
   async remove(id: number): Promise<boolean> {
+    // Its sessions and keys go by cascade: returned first, so that their sockets can be disconnected.
+    const [row] = await this.prepared.rows<{ sessions: number[] | null; keys: number[] | null }>(
+      `SELECT (SELECT array_agg(id) FROM sessions WHERE user_id = $1) AS sessions,
+              (SELECT array_agg(id) FROM api_keys WHERE user_id = $1) AS keys`,
+      [id],
+    );
     const res = await this.users.delete({ id });
     await this.gate.bumpUser(id);
+    this.events.ended({ sessions: row?.sessions ?? [], apiKeys: row?.keys ?? [] });
     return (res.affected ?? 0) > 0;
   }
 
@@ -105,9 +138,10 @@ export class UsersService {
     const passwordOk = await this.verifyPassword(existing, password);
     if (existing.role !== 'admin' || !passwordOk) {
       existing.role = 'admin';
-      if (!passwordOk) existing.passwordHash = await bcrypt.hash(password, BCRYPT_ROUNDS);
       await this.users.save(existing);
-      await this.gate.bumpUser(existing.id);
+      // A new password ends the admin's sessions, as a password change through the API would.
+      if (!passwordOk) await this.changePassword(existing.id, password, null);
+      else await this.gate.bumpUser(existing.id);
     }
   }
 }

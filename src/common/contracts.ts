@@ -48,6 +48,18 @@ export interface ServerToClientEvents {
     willRetry: boolean;
   }) => void;
   'segmentation:cancelled': (p: { taskId: string; imageId: number }) => void;
+  /** An image got a new current result by an edit or a restore (CONTRACT §3 "Editing a result"). */
+  'segmentation:updated': (p: {
+    imageId: number;
+    /** The image's project; null for a personal image. */
+    projectId: number | null;
+    version: number;
+    source: 'ml' | 'edit';
+    /** Every polygon of the new version, holes included. */
+    polygonCount: number;
+    /** Its external polygons. */
+    spheroidCount: number;
+  }) => void;
   'ml:status': (p: { state: CircuitState; available: boolean }) => void;
 }
 export type ServerEventName = keyof ServerToClientEvents;
@@ -103,7 +115,8 @@ export interface MlSegmentResults {
   processing_time_ms: number;
   polygons: MlPolygon[];
 }
-export type MlSegmentResponse = { success: true; results: MlSegmentResults } | { success: false; error: string };
+export type MlSegmentResponse =
+  { success: true; results: MlSegmentResults } | { success: false; error: string };
 export interface MlHealthResponse {
   status: string;
   model_loaded: boolean;

@@ -104,11 +104,22 @@ export const authConfig = registerAs('auth', () => {
   ephemeralSecret ??= randomBytes(32).toString('hex');
   return {
     jwtSecret: e.JWT_SECRET ?? ephemeralSecret,
-    jwtExpiresIn: e.JWT_EXPIRES_IN,
+    /** Access token lifetime in seconds (JWT_EXPIRES_IN: `900`, `15m`, `1h`, `1d`). */
+    accessTokenTtlSeconds: durationSeconds(e.JWT_EXPIRES_IN),
+    /** A session ends this long after its login, refreshed or not. */
+    refreshTokenTtlDays: e.REFRESH_TOKEN_TTL_DAYS,
     adminEmail: e.ADMIN_EMAIL || undefined,
     adminPassword: e.ADMIN_PASSWORD || undefined,
   };
 });
+
+const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400 };
+/** `900` → 900, `15m` → 900, `1h` → 3600, `1d` → 86400 (the syntax env.schema.ts accepts). */
+export function durationSeconds(v: string): number {
+  const m = /^(\d+)([smhd]?)$/.exec(v);
+  if (!m) throw new Error('invalid duration');
+  return Number(m[1]) * (UNIT_SECONDS[m[2]] ?? 1);
+}
 
 export const allConfigs = [
   appConfig,

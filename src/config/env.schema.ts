@@ -66,9 +66,12 @@ export const envSchema = Joi.object({
     then: Joi.required(),
     otherwise: Joi.optional(),
   }),
+  // Seconds, or a number with a unit (s, m, h, d): `900`, `15m`, `1h`, `1d`. At least one second.
   JWT_EXPIRES_IN: Joi.string()
-    .pattern(/^\d+[smhd]?$/)
-    .default('1d'),
+    .pattern(/^0*[1-9]\d{0,8}[smhd]?$/)
+    .message('must be seconds or a number with s, m, h or d (900, 15m, 1h, 1d), at least one second')
+    .default('15m'),
+  REFRESH_TOKEN_TTL_DAYS: Joi.number().integer().min(1).max(3650).default(30),
   // The rule registration uses (syntax only, no TLD list): any address a user can register with works here.
   ADMIN_EMAIL: Joi.string()
     .allow('')
@@ -121,6 +124,7 @@ export type Env = {
   FILE_URL_TTL_SECONDS: number;
   JWT_SECRET?: string;
   JWT_EXPIRES_IN: string;
+  REFRESH_TOKEN_TTL_DAYS: number;
   ADMIN_EMAIL?: string;
   ADMIN_PASSWORD?: string;
   CORS_ORIGINS: string;

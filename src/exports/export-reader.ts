@@ -9,7 +9,10 @@ export interface ExportImage {
   originalName: string;
   width: number;
   height: number;
-  taskId: string;
+  /** Null for an edit. */
+  taskId: string | null;
+  /** The version exported (the current one). */
+  version: number;
   /** Present when read `withPolygons`. */
   polygons?: ResultPolygon[];
 }
@@ -61,7 +64,7 @@ export class ExportReader {
       const params: unknown[] = [userId, after, EXPORT_PAGE_SIZE];
       if (imageIds) params.push(imageIds);
       const rows = (await (runner ?? this.db).query(
-        `SELECT i.id, i.original_name, i.width, i.height, r.task_id${withPolygons ? ', r.polygons' : ''}
+        `SELECT i.id, i.original_name, i.width, i.height, r.task_id, r.version${withPolygons ? ', r.polygons' : ''}
            FROM images i
            JOIN segmentation_results r ON r.image_id = i.id AND r.is_current
           WHERE i.user_id = $1 AND i.id > $2${imageIds ? ' AND i.id = ANY($4::int[])' : ''}
@@ -73,7 +76,8 @@ export class ExportReader {
         original_name: string;
         width: number;
         height: number;
-        task_id: string;
+        task_id: string | null;
+        version: number;
         polygons?: ResultPolygon[];
       }>;
       for (const r of rows) {
@@ -83,6 +87,7 @@ export class ExportReader {
           width: r.width,
           height: r.height,
           taskId: r.task_id,
+          version: r.version,
           ...(withPolygons ? { polygons: r.polygons ?? [] } : {}),
         };
       }

@@ -1,8 +1,7 @@
 import { CanActivate, ExecutionContext, Injectable, SetMetadata, UnauthorizedException } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { AuthUser } from '../auth/auth-user';
-import { AuthService } from '../auth/auth.service';
-import { UsersService } from '../auth/users.service';
+import { Authenticator } from '../auth/authenticator';
 import { LinkSigner, MediaVariant } from './links/link-signer';
 
 export const MEDIA_VARIANT_KEY = 'mediaVariant';
@@ -13,6 +12,7 @@ export const ServesVariant = (variant: MediaVariant) => SetMetadata(MEDIA_VARIAN
 export type MediaAccess = { by: 'bearer'; user: AuthUser } | { by: 'link' };
 
 export interface MediaRequest {
+  ip?: string;
   headers: Record<string, string | string[] | undefined>;
   params: Record<string, string | undefined>;
   query: Record<string, unknown>;
@@ -25,7 +25,7 @@ export const LINK_REFUSED = 'a valid bearer token or an unexpired signed link fo
 
 /**
  * Access to the three image variants (routes marked @Public() so the global Bearer guard lets them
- * through). A valid Bearer decides: the image must then be the caller's (404 otherwise). Without one,
+ * through). A valid Bearer (or `X-Api-Key`) decides: the image must then be the caller's (404 otherwise). Without one,
  * the `exp`/`sig` query parameters must be a valid, unexpired signature for this route's variant and
  * this `:id`; anything else is 401 with one fixed message, checked before the database is asked, so
  * the answer is the same whether the image exists, is the caller's or another user's.
@@ -35,8 +35,7 @@ export class MediaAccessGuard implements CanActivate {
   constructor(
     private readonly reflector: Reflector,
     private readonly signer: LinkSigner,
-    private readonly auth: AuthService,
-    private readonly users: UsersService,
+    private readonly authenticator: Authenticator,
   ) {}
 
   async canActivate(ctx: ExecutionContext): Promise<boolean> {
@@ -44,7 +43,9 @@ export class MediaAccessGuard implements CanActivate {
     const variant = this.reflector.get<MediaVariant | undefined>(MEDIA_VARIANT_KEY, ctx.getHandler());
     if (!variant) throw new Error('MediaAccessGuard needs @ServesVariant() on the route');
 
-    const user = await this.bearerUser(req.headers['authorization']);
+    // A Bearer or an API key, checked as the global guard checks them (live session or key; this route
+    // is @Public, so the global guard has already counted the request against the caller's IP).
+    const user = (await this.authenticator.fromHeaders(req.headers, -1, req.ip ?? 'unknown'))?.user;
     if (user) {
       req.user = user;
       req.mediaAccess = { by: 'bearer', user };
@@ -55,12 +56,5 @@ export class MediaAccessGuard implements CanActivate {
       return true;
     }
     throw new UnauthorizedException(LINK_REFUSED);
-  }
-
-  private async bearerUser(header: string | string[] | undefined): Promise<AuthUser | null> {
-    const match = typeof header === 'string' ? /^Bearer\s+(\S+)$/i.exec(header) : null;
-    const claims = match ? await this.auth.verify(match[1]) : null;
-    const user = claims ? await this.users.findById(claims.sub) : null;
-    return user ? { id: user.id, email: user.email, role: user.role, isPremium: user.isPremium } : null;
   }
 }

@@ -1,5 +1,4 @@
 import { Inject, Logger } from '@nestjs/common';
-import { JwtService } from '@nestjs/jwt';
 import { OnGatewayConnection, OnGatewayInit, WebSocketGateway } from '@nestjs/websockets';
 import type { DefaultEventsMap, ExtendedError, Server, Socket } from 'socket.io';
 import { RedisAdapter } from '@socket.io/redis-adapter';
@@ -13,7 +12,7 @@ import {
 import { withTimeout } from '../common/with-timeout';
 import { SOCKET_FLOOD_MAX_PACKETS_PER_SECOND, SOCKET_MAX_HTTP_BUFFER_BYTES } from './realtime.constants';
 import { RateLimitedWarner } from './rate-limited-logger';
-import { handshakeToken, RealtimeSocketData, verifySocketToken } from './socket-auth';
+import { handshakeCredentials, RealtimeSocketData, SOCKET_AUTHENTICATOR, SocketAuthenticator } from './socket-auth';
 
 export type RealtimeServer = Server<
   DefaultEventsMap,
@@ -37,11 +36,14 @@ const UNKNOWN_STATUS: MlStatusSnapshot = { state: 'open', available: false };
 /**
  * Socket.IO endpoint of CONTRACT §6, on the API port at `/socket.io` (roles `api` and `all`).
  *
- * - Handshake authentication in a Socket.IO middleware: a missing or invalid token refuses the
- *   connection with `connect_error` "unauthorized"; the connection handler never runs for it.
+ * - Handshake authentication in a Socket.IO middleware (`auth: { token }` or `auth: { apiKey }`,
+ *   checked by the auth module's SocketAuthenticator as the REST API checks them): a missing, invalid
+ *   or ended credential refuses the connection with `connect_error` "unauthorized"; the connection
+ *   handler never runs for it.
  * - Each socket joins its user's room; events reach it from any process through the Redis adapter
  *   (see RedisIoAdapter / RealtimePublisher) and it receives `ml:status` once right after connecting.
- * - A socket is disconnected when its token expires, and when it sends more than
+ * - A socket is disconnected when its token (or API key) expires, when its session ends or its key is
+ *   revoked (on any api process), and when it sends more than
  *   SOCKET_FLOOD_MAX_PACKETS_PER_SECOND packets in a second (the contract has no client → server events).
  *
  * CORS is not set here: decorator options are static, so the adapter adds the configured policy
@@ -58,12 +60,14 @@ export class EventsGateway implements OnGatewayInit<RealtimeServer>, OnGatewayCo
   private readonly floodWarner = new RateLimitedWarner(this.logger);
 
   constructor(
-    private readonly jwt: JwtService,
+    @Inject(SOCKET_AUTHENTICATOR) private readonly sockets: SocketAuthenticator,
     @Inject(ML_STATUS_READER) private readonly status: MlStatusReader,
   ) {}
 
   afterInit(server: RealtimeServer): void {
     server.use((socket, next) => void this.authenticate(socket, next));
+    // An ended session or revoked key: its sockets on every api process (through the adapter) go too.
+    this.sockets.onEnded((rooms) => server.in(rooms).disconnectSockets(true));
     if (!(server.of('/').adapter instanceof RedisAdapter)) {
       this.logger.warn(
         'Socket.IO runs without the Redis adapter: events published by other processes will not arrive (call useRealtimeAdapter(app) before listen)',
@@ -76,16 +80,18 @@ export class EventsGateway implements OnGatewayInit<RealtimeServer>, OnGatewayCo
     this.guardAgainstFlooding(socket);
     this.disconnectAtExpiry(socket);
     void socket.join(userRoom(socket.data.user.sub));
+    if (socket.data.credentialRoom) void socket.join(socket.data.credentialRoom);
     void this.sendStatus(socket);
   }
 
   private async authenticate(socket: RealtimeSocket, next: (err?: ExtendedError) => void): Promise<void> {
     try {
-      const token = handshakeToken(socket.handshake);
-      const verified = token ? await verifySocketToken(this.jwt, token) : null;
+      const credentials = handshakeCredentials(socket.handshake);
+      const verified = credentials ? await this.sockets.authenticate(credentials, socket.handshake.address) : null;
       if (!verified) return next(new Error('unauthorized'));
       socket.data.user = verified.user;
       socket.data.exp = verified.exp;
+      socket.data.credentialRoom = verified.credentialRoom;
       next();
     } catch {
       next(new Error('unauthorized'));

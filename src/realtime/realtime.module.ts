@@ -1,8 +1,6 @@
 import { DynamicModule, Module, ModuleMetadata } from '@nestjs/common';
-import type { ConfigType } from '@nestjs/config';
-import { JwtModule } from '@nestjs/jwt';
 import type { AppRole } from '../config/app-role';
-import { authConfig } from '../config/configuration';
+import { AuthModule } from '../auth/auth.module';
 import { MlModule } from '../ml/ml.module';
 import { EventsGateway } from './events.gateway';
 import { RealtimePublisher } from './realtime.publisher';
@@ -13,6 +11,11 @@ export interface RealtimeModuleOptions {
    * `[MlModule]`; tests pass a module exporting a fake. Ignored for `worker` (no gateway).
    */
   statusImports?: ModuleMetadata['imports'];
+  /**
+   * Modules that export the `SOCKET_AUTHENTICATOR` provider the gateway checks handshakes with.
+   * Defaults to `[AuthModule]`; tests pass a module exporting a fake. Ignored for `worker`.
+   */
+  authImports?: ModuleMetadata['imports'];
 }
 
 /**
@@ -20,7 +23,8 @@ export interface RealtimeModuleOptions {
  *
  * Every role gets `RealtimePublisher` (exported): workers and api processes alike publish through
  * Redis. Roles that serve clients (`api`, `all`) also get `EventsGateway`, which needs the global
- * configuration and RedisModule, plus `ML_STATUS_READER` (from MlModule by default). The
+ * configuration and RedisModule, plus `ML_STATUS_READER` (from MlModule by default) and
+ * `SOCKET_AUTHENTICATOR` (from AuthModule by default). The
  * application must install the Redis Socket.IO adapter with `useRealtimeAdapter(app)` before listening.
  *
  * `forRole(role)` returns the same module object for the same role, so importing it from several
@@ -47,16 +51,7 @@ export class RealtimeModule {
     }
     return {
       module: RealtimeModule,
-      imports: [
-        JwtModule.registerAsync({
-          inject: [authConfig.KEY],
-          useFactory: (cfg: ConfigType<typeof authConfig>) => ({
-            secret: cfg.jwtSecret,
-            verifyOptions: { algorithms: ['HS256'] },
-          }),
-        }),
-        ...(options.statusImports ?? [MlModule]),
-      ],
+      imports: [...(options.authImports ?? [AuthModule]), ...(options.statusImports ?? [MlModule])],
       providers: [RealtimePublisher, EventsGateway],
       exports: [RealtimePublisher],
     };

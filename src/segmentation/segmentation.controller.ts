@@ -4,7 +4,16 @@ import { ApiDoc, AUTHED } from '../common/api-docs';
 import { ParseIntIdPipe, ParseUuidParamPipe } from '../common/input-rules';
 import type { FastifyReply } from 'fastify';
 import { AuthUser, CurrentUser, Roles } from '../auth/auth-user';
-import { BatchEnqueueDto, BatchTasksDto, EnqueueDto, ListTasksQuery, QueueMetricsDto, ResultDto, TaskDto, TaskItemsDto, TaskListDto } from './dto';
+import {
+  BatchEnqueueDto,
+  BatchTasksDto,
+  EnqueueDto,
+  ListTasksQuery,
+  QueueMetricsDto,
+  TaskDto,
+  TaskItemsDto,
+  TaskListDto,
+} from './dto';
 import { QueueMetricsService } from './queue-metrics.service';
 import { SegmentationQueue } from '../queue/segmentation-queue';
 import { SegmentationService } from './segmentation.service';
@@ -17,10 +26,21 @@ export class SegmentationController {
 
   /** 202 with a new task; 200 with the open task (idempotent) or, without the queue, the completed one. */
   @Post('images/:id/segmentation')
-  @ApiDoc('Queue the segmentation of an image', { ...AUTHED, 400: true, 404: 'no such image, or not the caller’s', 422: 'ENABLE_QUEUE=false: the ML service rejected the image', 429: 'rate limit, or MAX_PENDING_TASKS_PER_USER reached', 502: 'ENABLE_QUEUE=false: the ML call failed', 503: 'the database is unavailable, or (ENABLE_QUEUE=false) the ML circuit is open' })
+  @ApiDoc('Queue the segmentation of an image', {
+    ...AUTHED,
+    400: true,
+    404: 'no such image, or not the caller’s',
+    422: 'ENABLE_QUEUE=false: the ML service rejected the image',
+    429: 'rate limit, or MAX_PENDING_TASKS_PER_USER reached',
+    502: 'ENABLE_QUEUE=false: the ML call failed',
+    503: 'the database is unavailable, or (ENABLE_QUEUE=false) the ML circuit is open',
+  })
   @ApiBody({ type: EnqueueDto, required: false })
   @ApiAcceptedResponse({ type: TaskDto, description: 'a new task, queued' })
-  @ApiOkResponse({ type: TaskDto, description: 'the image’s open task (no second job), or with ENABLE_QUEUE=false the completed task' })
+  @ApiOkResponse({
+    type: TaskDto,
+    description: 'the image’s open task (no second job), or with ENABLE_QUEUE=false the completed task',
+  })
   async enqueue(
     @CurrentUser() user: AuthUser,
     @Param('id', ParseIntIdPipe) imageId: number,
@@ -32,15 +52,13 @@ export class SegmentationController {
     return task;
   }
 
-  @Get('images/:id/segmentation')
-  @ApiDoc('The current segmentation result of an image', { ...AUTHED, 400: true, 404: 'no such image, not the caller’s, or no result yet' })
-  @ApiOkResponse({ type: ResultDto })
-  result(@CurrentUser() user: AuthUser, @Param('id', ParseIntIdPipe) imageId: number) {
-    return this.segmentation.result(user, imageId);
-  }
-
   @Post('segmentation/batch')
-  @ApiDoc('Queue the segmentation of up to 500 images', { ...AUTHED, 400: true, 404: 'an image is missing or not the caller’s (nothing is queued)', 429: 'rate limit, or the batch would exceed MAX_PENDING_TASKS_PER_USER (nothing is queued)' })
+  @ApiDoc('Queue the segmentation of up to 500 images', {
+    ...AUTHED,
+    400: true,
+    404: 'an image is missing or not the caller’s (nothing is queued)',
+    429: 'rate limit, or the batch would exceed MAX_PENDING_TASKS_PER_USER (nothing is queued)',
+  })
   @ApiAcceptedResponse({ type: BatchTasksDto })
   @HttpCode(202)
   async batch(@CurrentUser() user: AuthUser, @Body() dto: BatchEnqueueDto) {
@@ -55,14 +73,23 @@ export class SegmentationController {
   }
 
   @Get('segmentation/tasks/:taskId')
-  @ApiDoc('Get a segmentation task', { ...AUTHED, 400: 'taskId is not a UUID', 404: 'no such task, or not the caller’s' })
+  @ApiDoc('Get a segmentation task', {
+    ...AUTHED,
+    400: 'taskId is not a UUID',
+    404: 'no such task, or not the caller’s',
+  })
   @ApiOkResponse({ type: TaskDto })
   get(@CurrentUser() user: AuthUser, @Param('taskId', ParseUuidParamPipe) taskId: string) {
     return this.segmentation.getTask(user, taskId);
   }
 
   @Delete('segmentation/tasks/:taskId')
-  @ApiDoc('Cancel a queued or processing task', { ...AUTHED, 400: 'taskId is not a UUID', 404: 'no such task, or not the caller’s', 409: 'the task has already finished' })
+  @ApiDoc('Cancel a queued or processing task', {
+    ...AUTHED,
+    400: 'taskId is not a UUID',
+    404: 'no such task, or not the caller’s',
+    409: 'the task has already finished',
+  })
   @ApiOkResponse({ type: TaskDto, description: 'the task, cancelled' })
   cancel(@CurrentUser() user: AuthUser, @Param('taskId', ParseUuidParamPipe) taskId: string) {
     return this.segmentation.cancel(user, taskId);
@@ -114,7 +141,13 @@ export class QueueAdminController {
   }
 
   @Post('dead-letter/:taskId/retry')
-  @ApiDoc('Queue a dead-lettered task again (attempts reset)', { ...AUTHED, 400: 'taskId is not a UUID', 403: true, 404: 'no such dead-lettered task', 409: 'the image has another open task' })
+  @ApiDoc('Queue a dead-lettered task again (attempts reset)', {
+    ...AUTHED,
+    400: 'taskId is not a UUID',
+    403: true,
+    404: 'no such dead-lettered task',
+    409: 'the image has another open task',
+  })
   @ApiAcceptedResponse({ type: TaskDto })
   @HttpCode(202)
   retry(@Param('taskId', ParseUuidParamPipe) taskId: string) {

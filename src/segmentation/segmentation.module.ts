@@ -13,6 +13,9 @@ import { TaskEntity } from './task.entity';
 import { TaskRunner } from './task-runner';
 import { TaskStore } from './task.store';
 import { Reconciler } from './reconciler';
+import { ResultVersionsController } from './result-versions.controller';
+import { ResultVersionsService } from './result-versions.service';
+import { ResultVersionStore } from './result-versions.store';
 
 /**
  * Task lifecycle. Serving roles get the REST routes and the enqueue side; every role gets the store,
@@ -40,8 +43,14 @@ export class SegmentationModule {
         RealtimeModule.forRole(role),
         ...(serves ? [ImagesModule] : []),
       ],
-      controllers: serves ? [SegmentationController, QueueAdminController] : [],
-      providers: [TaskStore, TaskRunner, QueueMetricsService, Reconciler, ...(serves ? [SegmentationService] : [])],
+      controllers: serves ? [SegmentationController, ResultVersionsController, QueueAdminController] : [],
+      providers: [
+        TaskStore,
+        TaskRunner,
+        QueueMetricsService,
+        Reconciler,
+        ...(serves ? [SegmentationService, ResultVersionStore, ResultVersionsService] : []),
+      ],
       exports: [TaskStore, TaskRunner, QueueMetricsService, Reconciler],
     };
   }

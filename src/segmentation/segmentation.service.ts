@@ -24,7 +24,7 @@ import { MlBadInputError, MlCircuitOpenError } from '../ml/ml.errors';
 import { TaskStore } from './task.store';
 import { EnqueueBatcher } from './enqueue-batcher';
 import { TaskEntity } from './task.entity';
-import { toResultView, toTaskView, ResultView, TaskView } from './views';
+import { toTaskView, TaskView } from './views';
 
 const REDIS_ENQUEUE_TIMEOUT_MS = 2000;
 const MAX_INT4 = 2_147_483_647;
@@ -49,8 +49,10 @@ export class SegmentationService implements OnModuleInit {
     @Inject(mlConfig.KEY) private readonly mlCfg: ConfigType<typeof mlConfig>,
     @Optional() private readonly ml?: MlService,
   ) {
-    this.batcher = new EnqueueBatcher(store, () => this.cfg.maxPendingTasksPerUser, (tasks) =>
-      this.cfg.enabled ? this.dispatch(tasks) : Promise.resolve(),
+    this.batcher = new EnqueueBatcher(
+      store,
+      () => this.cfg.maxPendingTasksPerUser,
+      (tasks) => (this.cfg.enabled ? this.dispatch(tasks) : Promise.resolve()),
     );
   }
 
@@ -71,7 +73,11 @@ export class SegmentationService implements OnModuleInit {
   }
 
   /** 202 with a new task, or 200 with the image's open task (idempotent). */
-  async enqueue(user: AuthUser, imageId: number, requested?: number): Promise<{ created: boolean; task: TaskView }> {
+  async enqueue(
+    user: AuthUser,
+    imageId: number,
+    requested?: number,
+  ): Promise<{ created: boolean; task: TaskView }> {
     const priority = this.resolvePriority(user, requested);
     if (!this.cfg.enabled) {
       const image = await this.images.findOwned(user.id, imageId);
@@ -94,7 +100,12 @@ export class SegmentationService implements OnModuleInit {
    * image is not the user's, 429 past MAX_PENDING_TASKS_PER_USER. One round trip to PostgreSQL, shared
    * with the user's other concurrent requests (EnqueueBatcher); new tasks are queued before it returns.
    */
-  private async createTasks(user: AuthUser, imageIds: number[], priority: number, notFound: string): Promise<{ created: TaskEntity[]; tasks: TaskEntity[] }> {
+  private async createTasks(
+    user: AuthUser,
+    imageIds: number[],
+    priority: number,
+    notFound: string,
+  ): Promise<{ created: TaskEntity[]; tasks: TaskEntity[] }> {
     if (!imageIds.every(isDbId)) throw new NotFoundException(notFound);
     const o = await this.batcher.submit(user.id, imageIds, priority);
     if (o.kind === 'ok') return o;
@@ -111,18 +122,31 @@ export class SegmentationService implements OnModuleInit {
     try {
       await withTimeout(
         this.queue.addBulk(
-          tasks.map((t) => ({ jobId: t.jobId, priority: t.priority, data: { taskId: t.taskId, imageId: t.imageId, userId: t.userId } })),
+          tasks.map((t) => ({
+            jobId: t.jobId,
+            priority: t.priority,
+            data: { taskId: t.taskId, imageId: t.imageId, userId: t.userId },
+          })),
         ),
         REDIS_ENQUEUE_TIMEOUT_MS,
         'queue did not accept the jobs in time',
       );
       // Bookkeeping only (queue wait statistics); not awaited: the answer does not wait for a commit flush.
-      this.store.markEnqueued(tasks.map((t) => t.taskId)).catch((err: Error) => this.logger.warn({ err: err.message }, 'enqueued_at not recorded'));
+      this.store
+        .markEnqueued(tasks.map((t) => t.taskId))
+        .catch((err: Error) => this.logger.warn({ err: err.message }, 'enqueued_at not recorded'));
     } catch (err) {
-      this.logger.warn({ tasks: tasks.length, err: (err as Error).message }, 'jobs not queued now; the reconciler will queue them');
+      this.logger.warn(
+        { tasks: tasks.length, err: (err as Error).message },
+        'jobs not queued now; the reconciler will queue them',
+      );
     }
     for (const t of tasks) {
-      this.realtime.toUser(t.userId, 'segmentation:queued', { taskId: t.taskId, imageId: t.imageId, priority: t.priority });
+      this.realtime.toUser(t.userId, 'segmentation:queued', {
+        taskId: t.taskId,
+        imageId: t.imageId,
+        priority: t.priority,
+      });
     }
   }
 
@@ -138,7 +162,10 @@ export class SegmentationService implements OnModuleInit {
   async cancel(user: AuthUser, taskId: string): Promise<TaskView> {
     const task = await this.ownedTask(user, taskId);
     const cancelled = await this.cancelTask(task);
-    if (!cancelled) throw new ConflictException(`task is already ${(await this.store.findById(taskId))?.status ?? 'finished'}`);
+    if (!cancelled)
+      throw new ConflictException(
+        `task is already ${(await this.store.findById(taskId))?.status ?? 'finished'}`,
+      );
     return toTaskView(cancelled);
   }
 
@@ -151,15 +178,11 @@ export class SegmentationService implements OnModuleInit {
     });
     if (!cancelled) return null;
     await this.queue.removeIfNotActive(cancelled.jobId, cancelled.priority).catch(() => false);
-    this.realtime.toUser(cancelled.userId, 'segmentation:cancelled', { taskId: cancelled.taskId, imageId: cancelled.imageId });
+    this.realtime.toUser(cancelled.userId, 'segmentation:cancelled', {
+      taskId: cancelled.taskId,
+      imageId: cancelled.imageId,
+    });
     return cancelled;
-  }
-
-  async result(user: AuthUser, imageId: number): Promise<ResultView> {
-    await this.images.findOwned(user.id, imageId);
-    const r = await this.store.currentResult(imageId);
-    if (!r) throw new NotFoundException('no segmentation result for this image');
-    return toResultView(r);
   }
 
   deadLetter(): Promise<TaskView[]> {
@@ -184,7 +207,8 @@ export class SegmentationService implements OnModuleInit {
         imageStatus: 'queued',
       });
     } catch (err) {
-      if ((err as { code?: string }).code === '23505') throw new ConflictException('the image already has an open task');
+      if ((err as { code?: string }).code === '23505')
+        throw new ConflictException('the image already has an open task');
       throw err;
     }
     if (!requeued) throw new ConflictException('task is no longer dead-lettered');
@@ -195,12 +219,21 @@ export class SegmentationService implements OnModuleInit {
 
   /** ENABLE_QUEUE=false: segment in the request through the breaker (CONTRACT §3). */
   private async segmentNow(user: AuthUser, image: ImageEntity, priority: number): Promise<TaskView> {
-    if (!this.ml) throw new HttpException('segmentation is not available in this process', HttpStatus.SERVICE_UNAVAILABLE);
+    if (!this.ml)
+      throw new HttpException(
+        'segmentation is not available in this process',
+        HttpStatus.SERVICE_UNAVAILABLE,
+      );
     if (!this.ml.isCallable()) throw this.circuitOpen();
     const { created, tasks } = await this.createTasks(user, [image.id], priority, 'image not found');
     const task = created[0] ?? tasks[0];
     if (!created.length) return toTaskView(task); // already open (queued by an earlier queue-mode request)
-    await this.store.transition(task.taskId, ['queued'], { status: 'processing', started: true, progress: 10, imageStatus: 'processing' });
+    await this.store.transition(task.taskId, ['queued'], {
+      status: 'processing',
+      started: true,
+      progress: 10,
+      imageStatus: 'processing',
+    });
     try {
       const results = await this.ml.segment({ image_path: image.storagePath, task_id: task.taskId });
       const done = await this.store.complete(task.taskId, results);
@@ -215,7 +248,8 @@ export class SegmentationService implements OnModuleInit {
         imageStatus: 'failed',
       });
       if (err instanceof MlCircuitOpenError) throw this.circuitOpen();
-      if (err instanceof MlBadInputError) throw new HttpException(`the ML service rejected the image: ${err.message}`, 422);
+      if (err instanceof MlBadInputError)
+        throw new HttpException(`the ML service rejected the image: ${err.message}`, 422);
       throw new HttpException('the ML service failed', HttpStatus.BAD_GATEWAY);
     }
   }

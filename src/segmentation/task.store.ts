@@ -3,7 +3,6 @@ import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
 import { DataSource, EntityManager, In, Repository } from 'typeorm';
 import { OPEN_TASK_STATUSES, TaskStatus, ImageSegmentationStatus } from '../common/contracts';
 import type { MlSegmentResults } from '../common/contracts';
-import { ResultEntity } from './result.entity';
 import { TaskEntity } from './task.entity';
 import { fromWirePolygon } from './views';
 import { PreparedQueries } from '../database/prepared-queries';
@@ -19,8 +18,7 @@ export interface EnqueueItem {
 }
 
 export type EnqueueOutcome =
-  | { kind: 'ok'; created: TaskEntity[]; tasks: TaskEntity[] }
-  | { kind: 'missing' | 'limit'; pending: number };
+  { kind: 'ok'; created: TaskEntity[]; tasks: TaskEntity[] } | { kind: 'missing' | 'limit'; pending: number };
 
 /**
  * Every read and write of tasks and results. State changes are conditional updates (`WHERE status IN
@@ -46,7 +44,10 @@ export class TaskStore {
     1,
     200,
   );
-  private readonly completions = new StatementBatcher<{ taskId: string; results: MlSegmentResults }, TaskEntity | null>(
+  private readonly completions = new StatementBatcher<
+    { taskId: string; results: MlSegmentResults },
+    TaskEntity | null
+  >(
     (items) => this.completeMany(items),
     (item) => this.completeOne(item.taskId, item.results),
   );
@@ -54,7 +55,6 @@ export class TaskStore {
   constructor(
     @InjectDataSource() private readonly ds: DataSource,
     @InjectRepository(TaskEntity) private readonly tasks: Repository<TaskEntity>,
-    @InjectRepository(ResultEntity) private readonly results: Repository<ResultEntity>,
     private readonly prepared: PreparedQueries,
   ) {}
 
@@ -69,10 +69,16 @@ export class TaskStore {
    * not the user's; `limit`: past `max` open tasks). Returns one outcome per request ordinal.
    */
   async enqueueMany(userId: number, items: EnqueueItem[], max: number): Promise<Map<number, EnqueueOutcome>> {
-    const rows = await this.prepared.rows<Row & { o_req: number; o_outcome: string; o_created: boolean; o_pending: number }>(
-      'SELECT * FROM spheroseg_enqueue($1, $2::int[], $3::int[], $4::uuid[], $5::smallint[], $6)',
-      [userId, items.map((i) => i.req), items.map((i) => i.imageId), items.map((i) => i.taskId), items.map((i) => i.priority), max],
-    );
+    const rows = await this.prepared.rows<
+      Row & { o_req: number; o_outcome: string; o_created: boolean; o_pending: number }
+    >('SELECT * FROM spheroseg_enqueue($1, $2::int[], $3::int[], $4::uuid[], $5::smallint[], $6)', [
+      userId,
+      items.map((i) => i.req),
+      items.map((i) => i.imageId),
+      items.map((i) => i.taskId),
+      items.map((i) => i.priority),
+      max,
+    ]);
     const out = new Map<number, EnqueueOutcome>();
     for (const r of rows) {
       if (r.o_outcome !== 'ok') {
@@ -90,7 +96,9 @@ export class TaskStore {
 
   openTasksForImages(m: EntityManager | undefined, imageIds: number[]): Promise<TaskEntity[]> {
     if (imageIds.length === 0) return Promise.resolve([]);
-    return (m ?? this.ds.manager).getRepository(TaskEntity).find({ where: { imageId: In(imageIds), status: In([...OPEN_TASK_STATUSES]) } });
+    return (m ?? this.ds.manager)
+      .getRepository(TaskEntity)
+      .find({ where: { imageId: In(imageIds), status: In([...OPEN_TASK_STATUSES]) } });
   }
 
   findById(taskId: string): Promise<TaskEntity | null> {
@@ -108,12 +116,19 @@ export class TaskStore {
   }
 
   private async findOwnedOne(userId: number, taskId: string): Promise<TaskEntity | null> {
-    const rows = await this.prepared.rows('SELECT * FROM queue_jobs WHERE task_id = $1 AND user_id = $2', [taskId, userId]);
+    const rows = await this.prepared.rows('SELECT * FROM queue_jobs WHERE task_id = $1 AND user_id = $2', [
+      taskId,
+      userId,
+    ]);
     return rows.length ? fromRow(rows[0]) : null;
   }
 
-  private async findOwnedMany(items: Array<{ userId: number; taskId: string }>): Promise<Array<TaskEntity | null>> {
-    const rows = await this.prepared.rows('SELECT * FROM queue_jobs WHERE task_id = ANY($1::uuid[])', [[...new Set(items.map((i) => i.taskId))]]);
+  private async findOwnedMany(
+    items: Array<{ userId: number; taskId: string }>,
+  ): Promise<Array<TaskEntity | null>> {
+    const rows = await this.prepared.rows('SELECT * FROM queue_jobs WHERE task_id = ANY($1::uuid[])', [
+      [...new Set(items.map((i) => i.taskId))],
+    ]);
     const byId = new Map(rows.map((r) => [r.task_id as string, r]));
     return items.map((i) => {
       const r = byId.get(i.taskId.toLowerCase());
@@ -138,12 +153,12 @@ export class TaskStore {
     }
   }
 
-  currentResult(imageId: number): Promise<ResultEntity | null> {
-    return this.results.findOneBy({ imageId, isCurrent: true });
-  }
-
   listDeadLettered(limit = 500): Promise<TaskEntity[]> {
-    return this.tasks.find({ where: { deadLettered: true, status: 'failed' }, order: { updatedAt: 'DESC' }, take: limit });
+    return this.tasks.find({
+      where: { deadLettered: true, status: 'failed' },
+      order: { updatedAt: 'DESC' },
+      take: limit,
+    });
   }
 
   /**
@@ -154,7 +169,9 @@ export class TaskStore {
     return this.peeks.run(taskId);
   }
 
-  private async peekMany(taskIds: string[]): Promise<Array<{ status: TaskStatus; storagePath: string } | null>> {
+  private async peekMany(
+    taskIds: string[],
+  ): Promise<Array<{ status: TaskStatus; storagePath: string } | null>> {
     const rows = await this.prepared.rows<{ task_id: string; status: TaskStatus; storage_path: string }>(
       'SELECT q.task_id, q.status, i.storage_path FROM queue_jobs q JOIN images i ON i.id = q.image_id WHERE q.task_id = ANY($1::uuid[])',
       [taskIds],
@@ -165,7 +182,10 @@ export class TaskStore {
 
   /** True while the task is `processing` (claimed by a worker and neither cancelled nor finished). */
   async isProcessing(taskId: string): Promise<boolean> {
-    const rows = await this.prepared.rows<{ status: TaskStatus }>('SELECT status FROM queue_jobs WHERE task_id = $1', [taskId]);
+    const rows = await this.prepared.rows<{ status: TaskStatus }>(
+      'SELECT status FROM queue_jobs WHERE task_id = $1',
+      [taskId],
+    );
     return rows[0]?.status === 'processing';
   }
 
@@ -177,7 +197,9 @@ export class TaskStore {
   async transition(
     taskId: string,
     from: readonly TaskStatus[],
-    patch: Partial<Pick<TaskEntity, 'status' | 'progress' | 'errorMessage' | 'deadLettered' | 'jobId' | 'priority'>> & {
+    patch: Partial<
+      Pick<TaskEntity, 'status' | 'progress' | 'errorMessage' | 'deadLettered' | 'jobId' | 'priority'>
+    > & {
       attemptsDelta?: number;
       resetAttempts?: boolean;
       started?: boolean;
@@ -217,9 +239,10 @@ export class TaskStore {
   }
 
   async markEnqueued(taskIds: string[]): Promise<void> {
-    await this.ds.query('UPDATE queue_jobs SET enqueued_at = COALESCE(enqueued_at, now()) WHERE task_id = ANY($1::uuid[])', [
-      taskIds,
-    ]);
+    await this.ds.query(
+      'UPDATE queue_jobs SET enqueued_at = COALESCE(enqueued_at, now()) WHERE task_id = ANY($1::uuid[])',
+      [taskIds],
+    );
   }
 
   /**
@@ -232,7 +255,12 @@ export class TaskStore {
   }
 
   private claimOne(taskId: string) {
-    return this.transition(taskId, OPEN_TASK_STATUSES, { status: 'processing', started: true, progress: 10, imageStatus: 'processing' });
+    return this.transition(taskId, OPEN_TASK_STATUSES, {
+      status: 'processing',
+      started: true,
+      progress: 10,
+      imageStatus: 'processing',
+    });
   }
 
   private async claimMany(taskIds: string[]) {
@@ -261,16 +289,21 @@ export class TaskStore {
   }
 
   private async completeOne(taskId: string, results: MlSegmentResults): Promise<TaskEntity | null> {
-    const rows = await this.prepared.rows('SELECT * FROM spheroseg_complete_task($1, $2, $3, $4, $5, $6::jsonb)', completeArgs(results, taskId));
+    const rows = await this.prepared.rows(
+      'SELECT * FROM spheroseg_complete_task($1, $2, $3, $4, $5, $6::json)',
+      completeArgs(results, taskId),
+    );
     return rows.length ? fromRow(rows[0]) : null;
   }
 
-  private async completeMany(items: Array<{ taskId: string; results: MlSegmentResults }>): Promise<Array<TaskEntity | null>> {
+  private async completeMany(
+    items: Array<{ taskId: string; results: MlSegmentResults }>,
+  ): Promise<Array<TaskEntity | null>> {
     const cols: unknown[][] = [[], [], [], [], [], []];
     for (const it of items) completeArgs(it.results, it.taskId).forEach((v, k) => cols[k].push(v));
     const rows = await this.prepared.rows(
       `SELECT x.ord AS batch_ord, c.* FROM unnest($1::uuid[], $2::int[], $3::int[], $4::int[], $5::int[], $6::text[]) WITH ORDINALITY AS x(id, w, h, ms, n, p, ord)
-       CROSS JOIN LATERAL spheroseg_complete_task(x.id, x.w, x.h, x.ms, x.n, x.p::jsonb) c ORDER BY x.ord`,
+       CROSS JOIN LATERAL spheroseg_complete_task(x.id, x.w, x.h, x.ms, x.n, x.p::json) c ORDER BY x.ord`,
       cols,
     );
     // By position, not by id: of two completions of one task in a batch only the first completes it.
@@ -279,7 +312,12 @@ export class TaskStore {
   }
 
   /** Aggregates of recent history for the queue metrics (from the primary: admins expect fresh figures). */
-  async recentStats(): Promise<{ deadLettered: number; perMinute: number; avgWaitMs: number; avgProcessingMs: number }> {
+  async recentStats(): Promise<{
+    deadLettered: number;
+    perMinute: number;
+    avgWaitMs: number;
+    avgProcessingMs: number;
+  }> {
     const rows = (await this.ds.query(`
       SELECT
         (SELECT count(*) FROM queue_jobs WHERE dead_lettered AND status = 'failed')::int AS dead,
@@ -307,7 +345,9 @@ export class TaskStore {
     const runner = this.ds.createQueryRunner('master');
     await runner.connect();
     try {
-      const [{ locked }] = (await runner.query('SELECT pg_try_advisory_lock(727274003) AS locked')) as Array<{ locked: boolean }>;
+      const [{ locked }] = (await runner.query('SELECT pg_try_advisory_lock(727274003) AS locked')) as Array<{
+        locked: boolean;
+      }>;
       if (!locked) return undefined;
       try {
         return await fn();
@@ -347,7 +387,12 @@ function completeArgs(results: MlSegmentResults, taskId: string): unknown[] {
 
 /** `query()` of an UPDATE … RETURNING answers `[rows, count]`; a SELECT answers `rows`. */
 function rowsOf(result: unknown): Row[] {
-  if (Array.isArray(result) && result.length === 2 && Array.isArray(result[0]) && typeof result[1] === 'number') {
+  if (
+    Array.isArray(result) &&
+    result.length === 2 &&
+    Array.isArray(result[0]) &&
+    typeof result[1] === 'number'
+  ) {
     return result[0] as Row[];
   }
   return result as Row[];

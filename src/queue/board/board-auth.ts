@@ -1,6 +1,6 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import type { ThrottlerStorage } from '@nestjs/throttler';
-import type { AuthService } from '../../auth/auth.service';
+import type { Authenticator } from '../../auth/authenticator';
 import type { UserEntity } from '../../auth/user.entity';
 import type { UsersService } from '../../auth/users.service';
 
@@ -34,7 +34,7 @@ const MAX_REMEMBERED = 1000;
 
 /**
  * Decides who may open the queue dashboard: an admin by access token (as the global AuthGuard checks
- * it: signature, then the user re-read from PostgreSQL so a demoted or deleted admin is out at once),
+ * it: signature and live session, then the user re-read from PostgreSQL so a demoted or deleted admin is out at once),
  * or an admin by email and password, which is what a browser sends after its basic-auth prompt.
  *
  * A browser repeats the basic credentials on every request (the board polls), so a password that
@@ -50,7 +50,7 @@ export class BoardAuthenticator {
   private readonly rememberMs: number;
 
   constructor(
-    private readonly auth: Pick<AuthService, 'verify'>,
+    private readonly auth: Pick<Authenticator, 'verify'>,
     private readonly users: Pick<UsersService, 'findById' | 'findByEmailWithHash' | 'verifyPassword'>,
     private readonly limiter: ThrottlerStorage,
     opts: BoardAuthOptions = {},

@@ -9,7 +9,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Job, JobStatus, Queue } from 'bull';
 import { STATUS_CODES } from 'node:http';
 import path from 'node:path';
-import { AuthService } from '../../auth/auth.service';
+import { Authenticator } from '../../auth/authenticator';
 import { UsersService } from '../../auth/users.service';
 import { toErrorBody } from '../../common/http-exception.filter';
 import { redactSecrets } from '../../common/redact';
@@ -97,7 +97,7 @@ export async function mountQueueBoard(app: NestFastifyApplication): Promise<void
   });
 
   const authenticator = new BoardAuthenticator(
-    app.get(AuthService, { strict: false }),
+    app.get(Authenticator, { strict: false }),
     app.get(UsersService, { strict: false }),
     app.get<symbol, ThrottlerStorage>(getStorageToken(), { strict: false }),
   );

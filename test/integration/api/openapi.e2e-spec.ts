@@ -42,7 +42,7 @@ describe('OpenAPI document (/api/docs/json)', () => {
         else if (!p.startsWith('/api/health') && schema.$ref !== '#/components/schemas/ErrorBody') problems.push(`${name}: ${s} is not ErrorBody`);
       }
       const has = (s: number) => String(s) in op.responses;
-      const isPublic = p.startsWith('/api/health') || p === '/api/auth/register' || p === '/api/auth/login';
+      const isPublic = p.startsWith('/api/health') || ['/api/auth/register', '/api/auth/login', '/api/auth/logout'].includes(p);
       if (!isPublic && !has(401)) problems.push(`${name}: no 401`);
       if (!p.startsWith('/api/health') && !has(429)) problems.push(`${name}: no 429`);
       if ((p.includes('{id}') || p.includes('{taskId}')) && !has(400)) problems.push(`${name}: no 400 for its path id`);

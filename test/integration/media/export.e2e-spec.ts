@@ -8,8 +8,24 @@ import { makeImage } from '../../unit/images/image-fixtures';
 import { MediaEnv, ngon, polygon, results, segmentWith, startMediaApp, uploadBody } from './media-helpers';
 
 const COLUMNS = [
-  'image_id', 'original_name', 'task_id', 'polygon_id', 'area', 'perimeter', 'circularity', 'solidity',
-  'eccentricity', 'major_axis', 'minor_axis', 'orientation', 'centroid_x', 'centroid_y', 'confidence', 'holes', 'hole_area',
+  'image_id',
+  'original_name',
+  'task_id',
+  'polygon_id',
+  'area',
+  'perimeter',
+  'circularity',
+  'solidity',
+  'eccentricity',
+  'major_axis',
+  'minor_axis',
+  'orientation',
+  'centroid_x',
+  'centroid_y',
+  'confidence',
+  'holes',
+  'hole_area',
+  'version',
 ];
 
 /** Uncompressed COCO RLE (column-major, zeros first) → mask[y][x] (written here, independent of the app). */
@@ -41,7 +57,14 @@ describe('GET /api/segmentation/export (CONTRACT §3 Segmentation)', () => {
   let other: string;
   const W = 160;
   const H = 120;
-  const awkward = ['comma, in name.png', 'quote"name.png', '=HYPERLINK("x").png', '+plus.png', '-minus.png', '@at.png'];
+  const awkward = [
+    'comma, in name.png',
+    'quote"name.png',
+    '=HYPERLINK("x").png',
+    '+plus.png',
+    '-minus.png',
+    '@at.png',
+  ];
   const images: Array<{ id: number; name: string; taskId: string; polygons: MlPolygon[] }> = [];
   let noResult: number;
   let foreign: number;
@@ -55,7 +78,17 @@ describe('GET /api/segmentation/export (CONTRACT §3 Segmentation)', () => {
       const polygons = [
         polygon(1, 'external', ngon(50, 50, 30, 32, i / 10)),
         polygon(2, 'internal', ngon(50, 50, 10, 16), 1),
-        polygon(3, 'internal', [[40, 70], [60, 70], [60, 76], [40, 76]], 1),
+        polygon(
+          3,
+          'internal',
+          [
+            [40, 70],
+            [60, 70],
+            [60, 76],
+            [40, 76],
+          ],
+          1,
+        ),
         polygon(4, 'external', ngon(120, 80, 15 + i, 20)),
       ];
       const taskId = await segmentWith(env, token, img.id, results(W, H, polygons));
@@ -64,7 +97,10 @@ describe('GET /api/segmentation/export (CONTRACT §3 Segmentation)', () => {
     // A line break and quotes in a name (upload strips control characters and multipart writes `"` as
     // %22, so this one is set in the database).
     const db = env.t.app.get(DataSource);
-    await db.query(`UPDATE images SET original_name = $1 WHERE id = $2`, ['=line\r\nbreak "quoted", too.png', images[1].id]);
+    await db.query(`UPDATE images SET original_name = $1 WHERE id = $2`, [
+      '=line\r\nbreak "quoted", too.png',
+      images[1].id,
+    ]);
     images[1].name = '=line\r\nbreak "quoted", too.png';
     noResult = (await uploadBody(env.t, token, await makeImage('png', 20, 20), 'none.png')).id;
     const f = await uploadBody(env.t, other, await makeImage('png', 20, 20), 'theirs.png');
@@ -115,21 +151,29 @@ describe('GET /api/segmentation/export (CONTRACT §3 Segmentation)', () => {
           confidence: String(p.confidence),
           holes: String(holes.length),
           hole_area: String(holes.reduce((s, h) => s + h.features.area, 0)),
+          version: '1',
         });
       }
     }
     expect(rows.some((r) => r.original_name.startsWith("'=HYPERLINK("))).toBe(true);
-    expect(rows.some((r) => r.original_name === "'=line\r\nbreak \"quoted\", too.png")).toBe(true);
+    expect(rows.some((r) => r.original_name === '\'=line\r\nbreak "quoted", too.png')).toBe(true);
     expect(text).toContain('"\'=line\r\nbreak ""quoted"", too.png"'); // quoted, quotes doubled
     expect(rows.some((r) => r.original_name === 'comma, in name.png')).toBe(true);
   });
 
   it('imageIds selects, in id order; another user’s id → 404; bad format or ids → 400', async () => {
     const pick = [images[3].id, images[0].id, noResult];
-    const res = await env.t.request(`/api/segmentation/export?format=csv&imageIds=${pick.join(',')}`, { token });
+    const res = await env.t.request(`/api/segmentation/export?format=csv&imageIds=${pick.join(',')}`, {
+      token,
+    });
     expect(res.status).toBe(200);
     const rows = parseCsv(await res.text(), { columns: true }) as Array<Record<string, string>>;
-    expect(rows.map((r) => Number(r.image_id))).toEqual([images[0].id, images[0].id, images[3].id, images[3].id]);
+    expect(rows.map((r) => Number(r.image_id))).toEqual([
+      images[0].id,
+      images[0].id,
+      images[3].id,
+      images[3].id,
+    ]);
 
     const bad = async (q: string, status: number) => {
       const r = await env.t.request(`/api/segmentation/export?${q}`, { token });
@@ -165,10 +209,17 @@ describe('GET /api/segmentation/export (CONTRACT §3 Segmentation)', () => {
       // plain spheroid: its polygon, area close to the polygon's
       const pts = img.polygons[3].points;
       expect(plain.segmentation).toEqual([pts.flat()]);
-      expect(Math.abs(plain.area - img.polygons[3].features.area) / img.polygons[3].features.area).toBeLessThan(0.1);
+      expect(
+        Math.abs(plain.area - img.polygons[3].features.area) / img.polygons[3].features.area,
+      ).toBeLessThan(0.1);
       const xs = pts.map((p) => p[0]);
       const ys = pts.map((p) => p[1]);
-      expect(plain.bbox).toEqual([Math.min(...xs), Math.min(...ys), Math.max(...xs) - Math.min(...xs), Math.max(...ys) - Math.min(...ys)]);
+      expect(plain.bbox).toEqual([
+        Math.min(...xs),
+        Math.min(...ys),
+        Math.max(...xs) - Math.min(...xs),
+        Math.max(...ys) - Math.min(...ys),
+      ]);
 
       // with holes: uncompressed RLE over the whole image, decoded and compared with the polygons
       expect(withHoles.segmentation.size).toEqual([H, W]);

@@ -41,7 +41,7 @@ describe('BoardAuthenticator', () => {
     },
   };
   const auth = {
-    verify: async (token: string) => (token === 'good' ? { sub: 1, email: admin.email, role: 'admin' as const } : null),
+    verify: async (token: string) => (token === 'good' ? { sub: 1, email: admin.email, role: 'admin' as const, sid: 1 } : null),
   };
 
   beforeEach(async () => {

@@ -13,6 +13,12 @@ import { RealtimeModule } from '../../../src/realtime/realtime.module';
 import { RealtimePublisher } from '../../../src/realtime/realtime.publisher';
 import { RedisIoAdapter, useRealtimeAdapter } from '../../../src/realtime/redis-io.adapter';
 import { socketIoKey } from '../../../src/realtime/realtime.constants';
+import {
+  RealtimeSocketData,
+  SOCKET_AUTHENTICATOR,
+  SocketAuthenticator,
+  SocketCredentials,
+} from '../../../src/realtime/socket-auth';
 
 /** A unique deployment (QUEUE_NAME) per test file, so runs sharing one Redis never cross-talk. */
 export const uniqueQueueName = (tag: string): string =>
@@ -42,6 +48,47 @@ export class FakeStatusReader implements MlStatusReader {
     return Promise.resolve({ ...this.snapshot });
   }
 }
+
+/**
+ * SOCKET_AUTHENTICATOR for these tests (no database): the access token's signature and expiry only,
+ * with JWT_SECRET. Sessions and API keys are the auth module's, tested with the real app
+ * (test/integration/sessions.e2e-spec.ts).
+ */
+class SignatureOnlySocketAuthenticator implements SocketAuthenticator {
+  private readonly jwt = new JwtService({
+    secret: process.env.JWT_SECRET,
+    verifyOptions: { algorithms: ['HS256'] },
+  });
+  async authenticate(credentials: SocketCredentials): Promise<RealtimeSocketData | null> {
+    if (!('token' in credentials)) return null;
+    try {
+      const c = await this.jwt.verifyAsync<{
+        sub?: unknown;
+        email: string;
+        role: 'user' | 'admin';
+        exp?: number;
+      }>(credentials.token);
+      if (typeof c.sub !== 'number' || !Number.isSafeInteger(c.sub) || c.sub <= 0) return null;
+      return {
+        user: { sub: c.sub, email: c.email, role: c.role },
+        exp: typeof c.exp === 'number' ? c.exp : undefined,
+      };
+    } catch {
+      return null;
+    }
+  }
+  onEnded(): void {
+    // Nothing ends here: sessions and keys are the auth module's.
+  }
+}
+
+@Module({})
+class FakeSocketAuthModule {}
+const fakeSocketAuthModule = (): DynamicModule => ({
+  module: FakeSocketAuthModule,
+  providers: [{ provide: SOCKET_AUTHENTICATOR, useClass: SignatureOnlySocketAuthenticator }],
+  exports: [SOCKET_AUTHENTICATOR],
+});
 
 @Module({})
 class FakeMlStatusModule {}
@@ -73,6 +120,7 @@ export async function startRealtimeApp(
   const realtime = serves
     ? RealtimeModule.forRole(role, {
         statusImports: [fakeStatusModule(opts.reader ?? new FakeStatusReader())],
+        authImports: [fakeSocketAuthModule()],
       })
     : RealtimeModule.forRole(role);
   const ref = await Test.createTestingModule({
