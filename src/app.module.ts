@@ -14,6 +14,8 @@ import { RealtimeModule } from './realtime/realtime.module';
 import { MlModule } from './ml/ml.module';
 import { MediaModule } from './media/media.module';
 import { ExportsModule } from './exports/exports.module';
+import { AccessModule } from './access/access.module';
+import { ProjectsModule } from './projects/projects.module';
 import type { AppRole } from './config/app-role';
 
 /**
@@ -33,7 +35,9 @@ export class AppModule {
       DatabaseModule,
       HealthModule,
     ];
-    const api: Array<Type | DynamicModule> = serves ? [AuthModule, ImagesModule, MediaModule, ExportsModule] : [];
+    const api: Array<Type | DynamicModule> = serves
+      ? [AccessModule, AuthModule, ImagesModule, MediaModule, ExportsModule, ProjectsModule.forRole(role)]
+      : [];
     const consumes = role === 'worker' || role === 'all';
     return {
       module: AppModule,

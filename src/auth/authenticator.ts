@@ -174,7 +174,7 @@ export class Authenticator {
       this.users.delete(userId);
       return null;
     }
-    const user: AuthUser = { id: row.id, email: row.email, role: row.role, isPremium: row.isPremium };
+    const user: AuthUser = { id: row.id, email: row.email, role: row.role, isPremium: row.isPremium, projects: row.projects ?? {} };
     if (version !== null) {
       if (!hit) {
         if (this.users.size >= MAX_CACHED_USERS) this.users.clear();

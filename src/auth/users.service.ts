@@ -3,6 +3,7 @@ import { InjectRepository } from '@nestjs/typeorm';
 import { QueryFailedError, Repository } from 'typeorm';
 import * as bcrypt from 'bcryptjs';
 import type { UserRole } from '../common/contracts';
+import type { ProjectRoles } from '../common/project-roles';
 import { PreparedQueries } from '../database/prepared-queries';
 import { AuthGate } from './auth-gate';
 import { CredentialEvents } from './credential-events';
@@ -15,6 +16,7 @@ interface UserRow {
   email: string;
   role: UserRole;
   is_premium: boolean;
+  projects: ProjectRoles;
   created_at: Date;
   updated_at: Date;
 }
@@ -33,10 +35,16 @@ export class UsersService {
     private readonly events: CredentialEvents,
   ) {}
 
-  /** The user without its password hash (a prepared statement: the auth guard's cache miss path). */
-  async findById(id: number): Promise<UserEntity | null> {
+  /**
+   * The user without its password hash, with its project roles (a prepared statement: the auth guard's
+   * cache miss path; the roles are cached with the row, see AccessPolicy).
+   */
+  async findById(id: number): Promise<(UserEntity & { projects?: ProjectRoles }) | null> {
     const rows = await this.prepared.rows<UserRow>(
-      'SELECT id, email, role, is_premium, created_at, updated_at FROM users WHERE id = $1',
+      `SELECT id, email, role, is_premium, created_at, updated_at,
+              (SELECT COALESCE(json_object_agg(m.project_id, m.role), '{}'::json) FROM project_members m
+                 JOIN projects p ON p.id = m.project_id AND p.deleting_at IS NULL WHERE m.user_id = users.id) AS projects
+         FROM users WHERE id = $1`,
       [id],
     );
     const r = rows[0];
@@ -48,6 +56,7 @@ export class UsersService {
       isPremium: r.is_premium,
       createdAt: r.created_at,
       updatedAt: r.updated_at,
+      projects: r.projects,
     });
   }
 

@@ -109,6 +109,7 @@ describe('images (CONTRACT §3 Images)', () => {
     const body = await json<ImageBody>(res);
     expect(body).toEqual({
       id: expect.any(Number),
+      projectId: null,
       originalName: name,
       mimeType: mime,
       sizeBytes: data.length,
