@@ -2,6 +2,7 @@ import { InitialSchema1764370000000 } from './1764370000000-InitialSchema';
 import { CompleteTaskFunction1764380000000 } from './1764380000000-CompleteTaskFunction';
 import { EnqueueFunction1764390500000 } from './1764390500000-EnqueueFunction';
 import { SessionsAndApiKeys1765000000000 } from './1765000000000-SessionsAndApiKeys';
+import { Projects1765100000000 } from './1765100000000-Projects';
 import { ResultVersions1765200000000 } from './1765200000000-ResultVersions';
 import { StorageSweep1765300000000 } from './1765300000000-StorageSweep';
 
@@ -11,6 +12,7 @@ export const ALL_MIGRATIONS = [
   CompleteTaskFunction1764380000000,
   EnqueueFunction1764390500000,
   SessionsAndApiKeys1765000000000,
+  Projects1765100000000,
   ResultVersions1765200000000,
   StorageSweep1765300000000,
 ];

@@ -14,6 +14,8 @@ import { RealtimeModule } from './realtime/realtime.module';
 import { MlModule } from './ml/ml.module';
 import { MediaModule } from './media/media.module';
 import { ExportsModule } from './exports/exports.module';
+import { AccessModule } from './access/access.module';
+import { ProjectsModule } from './projects/projects.module';
 import type { AppRole } from './config/app-role';
 import { storageConfig } from './config/configuration';
 import { StorageModule } from './storage/storage.module';
@@ -36,7 +38,9 @@ export class AppModule {
       StorageModule.forDriver(storageConfig().driver),
       HealthModule,
     ];
-    const api: Array<Type | DynamicModule> = serves ? [AuthModule, ImagesModule, MediaModule, ExportsModule] : [];
+    const api: Array<Type | DynamicModule> = serves
+      ? [AccessModule, AuthModule, ImagesModule, MediaModule, ExportsModule, ProjectsModule.forRole(role)]
+      : [];
     const consumes = role === 'worker' || role === 'all';
     return {
       module: AppModule,

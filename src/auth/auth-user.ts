@@ -1,5 +1,6 @@
 import { createParamDecorator, ExecutionContext, SetMetadata } from '@nestjs/common';
 import type { UserRole } from '../common/contracts';
+import type { ProjectRoles } from '../common/project-roles';
 
 /** What the global auth guard attaches to `request.user` (loaded from the database per request). */
 export interface AuthUser {
@@ -7,6 +8,8 @@ export interface AuthUser {
   email: string;
   role: UserRole;
   isPremium: boolean;
+  /** The caller's projects and roles (loaded with the user row; see AccessPolicy). */
+  projects: ProjectRoles;
 }
 
 /** Claims of the HS256 access token. */

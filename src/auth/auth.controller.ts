@@ -10,6 +10,7 @@ import { ImagesService } from '../images/images.service';
 import { ApiDoc, AUTHED } from '../common/api-docs';
 import { ParseIntIdPipe } from '../common/input-rules';
 import { Public } from '../common/public.decorator';
+import { OwnOnly } from '../access/access.rules';
 import { AuthService } from './auth.service';
 import { AuthUser, CurrentPrincipal, CurrentUser, Principal, Roles, SessionOnly } from './auth-user';
 import {
@@ -27,6 +28,7 @@ import { UsersService } from './users.service';
 import { NotFoundException } from '@nestjs/common';
 
 @ApiTags('auth')
+@OwnOnly()
 @Controller('auth')
 export class AuthController {
   constructor(

@@ -76,6 +76,6 @@ import { ImagesModule } from '../images/images.module';
     { provide: SOCKET_AUTHENTICATOR, useClass: AuthSocketAuthenticator },
     { provide: APP_GUARD, useClass: AuthGuard },
   ],
-  exports: [AuthService, UsersService, Authenticator, SOCKET_AUTHENTICATOR],
+  exports: [AuthService, UsersService, Authenticator, SOCKET_AUTHENTICATOR, AuthGate],
 })
 export class AuthModule {}

@@ -154,8 +154,8 @@ export class Authenticator {
 
   /**
    * The user when it exists and `principal` is live: from the cache when the version is current and
-   * the principal was checked under it, else from PostgreSQL (the user row and the principal, two
-   * reads at once), then cached under `version`.
+   * the principal was checked under it, else from PostgreSQL (the user row and the principal, one
+   * statement), then cached under `version`.
    */
   private async current(
     userId: number,
@@ -169,12 +169,19 @@ export class Authenticator {
     const known = hit?.checked.get(tag);
     if (hit && known !== undefined) return known ? hit.user : null;
 
-    const [row, live] = await Promise.all([this.accounts.findById(userId), this.isLive(userId, principal)]);
-    if (!row) {
+    const found = await this.accounts.findLive(userId, principal);
+    if (!found) {
       this.users.delete(userId);
       return null;
     }
-    const user: AuthUser = { id: row.id, email: row.email, role: row.role, isPremium: row.isPremium };
+    const { user: row, live } = found;
+    const user: AuthUser = {
+      id: row.id,
+      email: row.email,
+      role: row.role,
+      isPremium: row.isPremium,
+      projects: row.projects ?? {},
+    };
     if (version !== null) {
       if (!hit) {
         if (this.users.size >= MAX_CACHED_USERS) this.users.clear();
@@ -185,20 +192,6 @@ export class Authenticator {
       hit.checked.set(tag, live);
     }
     return live ? user : null;
-  }
-
-  private async isLive(userId: number, principal: Principal): Promise<boolean> {
-    const rows =
-      principal.kind === 'session'
-        ? await this.db.rows('SELECT 1 FROM sessions WHERE id = $1 AND user_id = $2 AND expires_at > now()', [
-            principal.id,
-            userId,
-          ])
-        : await this.db.rows(
-            'SELECT 1 FROM api_keys WHERE id = $1 AND user_id = $2 AND (expires_at IS NULL OR expires_at > now())',
-            [principal.id, userId],
-          );
-    return rows.length > 0;
   }
 
   /** `lastUsedAt` of a key: written in the background, at most once a minute per key and process. */

@@ -1,3 +1,4 @@
+import { OwnOnly } from '../access/access.rules';
 import { Body, Controller, Delete, Get, HttpCode, NotFoundException, Param, Post } from '@nestjs/common';
 import {
   ApiBearerAuth,
@@ -21,6 +22,7 @@ const KEY_REFUSED = {
 @ApiTags('auth')
 @ApiBearerAuth()
 @SessionOnly()
+@OwnOnly()
 @Controller('auth/sessions')
 export class SessionsController {
   constructor(private readonly sessions: SessionsService) {}
@@ -49,6 +51,7 @@ export class SessionsController {
 @ApiTags('auth')
 @ApiBearerAuth()
 @SessionOnly()
+@OwnOnly()
 @Controller('auth/api-keys')
 export class ApiKeysController {
   constructor(private readonly keys: ApiKeysService) {}

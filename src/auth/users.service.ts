@@ -3,10 +3,12 @@ import { InjectRepository } from '@nestjs/typeorm';
 import { QueryFailedError, Repository } from 'typeorm';
 import * as bcrypt from 'bcryptjs';
 import type { UserRole } from '../common/contracts';
+import type { ProjectRoles } from '../common/project-roles';
 import { PreparedQueries } from '../database/prepared-queries';
 import { AuthGate } from './auth-gate';
 import { CredentialEvents } from './credential-events';
 import { UserEntity } from './user.entity';
+import type { Principal } from './auth-user';
 
 const BCRYPT_ROUNDS = 10;
 
@@ -15,6 +17,7 @@ interface UserRow {
   email: string;
   role: UserRole;
   is_premium: boolean;
+  projects: ProjectRoles;
   created_at: Date;
   updated_at: Date;
 }
@@ -24,6 +27,24 @@ interface UserRow {
  * followed by a version bump in Redis (`AuthGate.bumpUser`), which makes every api process reload
  * that user on its next request.
  */
+/** A user row without its password hash, with its project roles. */
+export type AccountRow = UserEntity & { projects?: ProjectRoles };
+
+const SELECT_ACCOUNT = `SELECT id, email, role, is_premium, created_at, updated_at,
+       (SELECT COALESCE(json_object_agg(m.project_id, m.role), '{}'::json) FROM project_members m
+          JOIN projects p ON p.id = m.project_id AND p.deleting_at IS NULL WHERE m.user_id = users.id) AS projects`;
+
+const toAccount = (r: UserRow): AccountRow =>
+  Object.assign(new UserEntity(), {
+    id: r.id,
+    email: r.email,
+    role: r.role,
+    isPremium: r.is_premium,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    projects: r.projects,
+  });
+
 @Injectable()
 export class UsersService {
   constructor(
@@ -33,22 +54,32 @@ export class UsersService {
     private readonly events: CredentialEvents,
   ) {}
 
-  /** The user without its password hash (a prepared statement: the auth guard's cache miss path). */
-  async findById(id: number): Promise<UserEntity | null> {
-    const rows = await this.prepared.rows<UserRow>(
-      'SELECT id, email, role, is_premium, created_at, updated_at FROM users WHERE id = $1',
-      [id],
+  /**
+   * The user without its password hash, with its project roles (a prepared statement; the roles are
+   * cached with the row, see AccessPolicy).
+   */
+  async findById(id: number): Promise<AccountRow | null> {
+    const rows = await this.prepared.rows<UserRow>(`${SELECT_ACCOUNT} FROM users WHERE id = $1`, [id]);
+    return rows[0] ? toAccount(rows[0]) : null;
+  }
+
+  /**
+   * The auth guard's cache miss: the user (as {@link findById}) and whether `principal` (its session or
+   * API key) is live, in ONE statement — one pool connection per request, so a request never holds one
+   * connection while it waits for a second (with every connection taken, two reads at once per request
+   * could leave requests that already hold a connection stuck behind those waiting for one).
+   */
+  async findLive(id: number, principal: Principal): Promise<{ user: AccountRow; live: boolean } | null> {
+    const rows = await this.prepared.rows<UserRow & { live: boolean }>(
+      principal.kind === 'session'
+        ? `${SELECT_ACCOUNT}, EXISTS (SELECT 1 FROM sessions s WHERE s.id = $2 AND s.user_id = users.id AND s.expires_at > now()) AS live
+             FROM users WHERE id = $1`
+        : `${SELECT_ACCOUNT}, EXISTS (SELECT 1 FROM api_keys k WHERE k.id = $2 AND k.user_id = users.id
+                                       AND (k.expires_at IS NULL OR k.expires_at > now())) AS live
+             FROM users WHERE id = $1`,
+      [id, principal.id],
     );
-    const r = rows[0];
-    if (!r) return null;
-    return Object.assign(new UserEntity(), {
-      id: r.id,
-      email: r.email,
-      role: r.role,
-      isPremium: r.is_premium,
-      createdAt: r.created_at,
-      updatedAt: r.updated_at,
-    });
+    return rows[0] ? { user: toAccount(rows[0]), live: rows[0].live } : null;
   }
 
   /** With the password hash, for login only. */

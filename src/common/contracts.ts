@@ -27,27 +27,37 @@ export interface JobDataMap {
 /** ML circuit state as the contract spells it. */
 export type CircuitState = 'closed' | 'open' | 'halfOpen';
 
+/**
+ * Every event of a task: its ids, and `projectId` when its image is in a project (CONTRACT §6: such
+ * events also go to the project's room).
+ */
+export interface TaskEventBase {
+  taskId: string;
+  imageId: number;
+  projectId?: number;
+}
+
 /** Socket.IO server → client events (CONTRACT §6). */
 export interface ServerToClientEvents {
-  'segmentation:queued': (p: { taskId: string; imageId: number; priority: number }) => void;
-  'segmentation:progress': (p: { taskId: string; imageId: number; progress: number }) => void;
-  'segmentation:completed': (p: {
-    taskId: string;
-    imageId: number;
-    /** Every polygon of the result, holes included (= `result.polygons.length`). */
-    polygonCount: number;
-    /** External polygons (spheroids). */
-    spheroidCount: number;
-    processingTimeMs: number;
-  }) => void;
-  'segmentation:failed': (p: {
-    taskId: string;
-    imageId: number;
-    error: string;
-    attempt: number;
-    willRetry: boolean;
-  }) => void;
-  'segmentation:cancelled': (p: { taskId: string; imageId: number }) => void;
+  'segmentation:queued': (p: TaskEventBase & { priority: number }) => void;
+  'segmentation:progress': (p: TaskEventBase & { progress: number }) => void;
+  'segmentation:completed': (
+    p: TaskEventBase & {
+      /** Every polygon of the result, holes included (= `result.polygons.length`). */
+      polygonCount: number;
+      /** External polygons (spheroids). */
+      spheroidCount: number;
+      processingTimeMs: number;
+    },
+  ) => void;
+  'segmentation:failed': (
+    p: TaskEventBase & {
+      error: string;
+      attempt: number;
+      willRetry: boolean;
+    },
+  ) => void;
+  'segmentation:cancelled': (p: TaskEventBase) => void;
   /** An image got a new current result by an edit or a restore (CONTRACT §3 "Editing a result"). */
   'segmentation:updated': (p: {
     imageId: number;
@@ -68,6 +78,23 @@ export type UserEventName = Exclude<ServerEventName, 'ml:status'>;
 
 /** Room a user's sockets join. */
 export const userRoom = (userId: number | string): string => `user:${userId}`;
+/** Room of a project's subscribed sockets (`project:subscribe`). */
+export const projectRoom = (projectId: number | string): string => `project:${projectId}`;
+
+/** Socket.IO client → server events (CONTRACT §6 project rooms); the ack answers `ProjectSubscribeAck`. */
+export type ProjectSubscribeAck = { ok: true } | { ok: false; error: string };
+export interface ClientToServerEvents {
+  'project:subscribe': (p: { projectId: number }, ack?: (a: ProjectSubscribeAck) => void) => void;
+  'project:unsubscribe': (p: { projectId: number }, ack?: (a: ProjectSubscribeAck) => void) => void;
+}
+
+/** A task as the events need it: who queued it and its image's project (null: a personal image). */
+export interface TaskEventTarget {
+  taskId: string;
+  imageId: number;
+  userId: number;
+  projectId?: number | null;
+}
 
 /** ML wire format (snake_case, CONTRACT §8). */
 export interface MlFeatures {

@@ -17,11 +17,17 @@ export interface ExportImage {
   polygons?: ResultPolygon[];
 }
 
+/**
+ * Which images an export covers (each allowed by the access rule before): the caller's personal
+ * images, a project's images, or the listed ids.
+ */
+export type ExportScope = { personalOf: number } | { project: number } | { ids: readonly number[] };
+
 /** Images per query: bounds the memory of a page (polygons are the large part). */
 export const EXPORT_PAGE_SIZE = 50;
 
 /**
- * Reads the images of one user that have a current result, in image id order, one keyset page
+ * Reads the images of a scope that have a current result, in image id order, one keyset page
  * (`id > last`) at a time, so memory stays that of one page whatever the number of images. Pass a
  * query runner to read every page inside one transaction (one snapshot for several passes).
  */
@@ -54,20 +60,24 @@ export class ExportReader {
   }
 
   async *images(
-    userId: number,
-    imageIds: readonly number[] | null,
+    scope: ExportScope,
     withPolygons: boolean,
     runner?: QueryRunner,
   ): AsyncGenerator<ExportImage> {
+    const [where, value] =
+      'ids' in scope
+        ? ['i.id = ANY($1::int[])', scope.ids]
+        : 'project' in scope
+          ? ['i.project_id = $1', scope.project]
+          : ['i.user_id = $1 AND i.project_id IS NULL', scope.personalOf];
     let after = 0;
     for (;;) {
-      const params: unknown[] = [userId, after, EXPORT_PAGE_SIZE];
-      if (imageIds) params.push(imageIds);
+      const params: unknown[] = [value, after, EXPORT_PAGE_SIZE];
       const rows = (await (runner ?? this.db).query(
         `SELECT i.id, i.original_name, i.width, i.height, r.task_id, r.version${withPolygons ? ', r.polygons' : ''}
            FROM images i
            JOIN segmentation_results r ON r.image_id = i.id AND r.is_current
-          WHERE i.user_id = $1 AND i.id > $2${imageIds ? ' AND i.id = ANY($4::int[])' : ''}
+          WHERE ${where} AND i.id > $2
           ORDER BY i.id
           LIMIT $3`,
         params,

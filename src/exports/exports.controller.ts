@@ -1,4 +1,4 @@
-import { Controller, Get, Query, Res } from '@nestjs/common';
+import { BadRequestException, Controller, Get, Query, Res } from '@nestjs/common';
 import {
   ApiBearerAuth,
   ApiOperation,
@@ -14,6 +14,8 @@ import { AuthUser, CurrentUser } from '../auth/auth-user';
 import { ApiErrors, AUTHED } from '../common/api-docs';
 import { CSV_COLUMNS } from './csv-export';
 import { EXPORT_FORMATS, ExportFormat, ExportsService, MAX_EXPORT_IDS } from './exports.service';
+import { ExportScope } from './export-reader';
+import { Access, On, parseId, parseIdList } from '../access';
 
 export class ExportQuery {
   @ApiPropertyOptional({ enum: EXPORT_FORMATS, default: 'csv' })
@@ -22,12 +24,20 @@ export class ExportQuery {
   format: ExportFormat = 'csv';
 
   @ApiPropertyOptional({
-    description: `comma-separated image ids (at most ${MAX_EXPORT_IDS}), all the caller's; default: every own image with a result`,
+    description: `comma-separated image ids (at most ${MAX_EXPORT_IDS}), each visible to the caller; default: every own personal image with a result`,
     example: '1,2,3',
   })
   @IsOptional()
   @Allow()
   imageIds?: string | string[];
+
+  @ApiPropertyOptional({
+    type: 'integer',
+    description: 'export every image of this project that has a result (any member); not with imageIds',
+  })
+  @IsOptional()
+  @Allow()
+  projectId?: string;
 }
 
 @ApiTags('segmentation')
@@ -64,16 +74,24 @@ export class ExportsController {
   })
   @ApiErrors({
     ...AUTHED,
-    400: 'unknown format, malformed ids or more than 10 000 ids',
-    404: 'an id that is not the caller’s image (nothing is sent)',
+    400: 'unknown format, malformed ids, more than 10 000 ids, or projectId with imageIds',
+    404: 'an id or project not visible to the caller (nothing is sent)',
   })
+  @Access(On.project('view', 'query', 'projectId', true), On.images('view', 'query', 'imageIds', true))
   async export(
     @CurrentUser() user: AuthUser,
     @Query() q: ExportQuery,
     @Res() reply: FastifyReply,
   ): Promise<FastifyReply> {
-    const ids = this.exports.parseIds(q.imageIds);
-    const out = await this.exports.open(user.id, q.format, ids);
+    if (q.projectId !== undefined && q.imageIds !== undefined)
+      throw new BadRequestException('projectId and imageIds cannot be used together');
+    const scope: ExportScope =
+      q.projectId !== undefined
+        ? { project: parseId(q.projectId, 'projectId') }
+        : q.imageIds !== undefined
+          ? { ids: parseIdList(q.imageIds, 'imageIds') }
+          : { personalOf: user.id };
+    const out = this.exports.open(scope, q.format);
     return reply
       .code(200)
       .header('content-type', out.contentType)

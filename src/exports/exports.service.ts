@@ -1,18 +1,15 @@
-import { BadRequestException, Injectable, NotFoundException } from '@nestjs/common';
+import { Injectable } from '@nestjs/common';
 import { stringify } from 'csv-stringify';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { ImagesService } from '../images/images.service';
 import { cocoAnnotations, cocoImage, COCO_CATEGORIES } from './coco-export';
 import { CSV_COLUMNS, csvRecords } from './csv-export';
-import { ExportReader } from './export-reader';
+import { ExportReader, ExportScope } from './export-reader';
+import { MAX_IDS_PER_REQUEST } from '../access';
 
 export const EXPORT_FORMATS = ['csv', 'coco'] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
-export const MAX_EXPORT_IDS = 10_000;
-
-const MAX_INT4 = 2_147_483_647;
-const ID_RE = /^\d{1,10}$/;
+export const MAX_EXPORT_IDS = MAX_IDS_PER_REQUEST;
 
 /** A ready export: headers to send and the body stream (nothing read until it is consumed). */
 export interface ExportStream {
@@ -23,53 +20,37 @@ export interface ExportStream {
 
 /**
  * `GET /api/segmentation/export`: CSV (one row per spheroid) or COCO, streamed from keyset pages of
- * the database (ExportReader), so memory does not grow with the number of images. Ownership of every
- * id is checked before anything is sent.
+ * the database (ExportReader), so memory does not grow with the number of images. The access rule of
+ * the route (AccessGuard) has allowed every id or the project before anything is sent.
  */
 @Injectable()
 export class ExportsService {
-  constructor(
-    private readonly reader: ExportReader,
-    private readonly images: ImagesService,
-  ) {}
+  constructor(private readonly reader: ExportReader) {}
 
-  /** `imageIds` query value(s) → distinct ids (400 when malformed or more than 10 000). */
-  parseIds(raw: unknown): number[] | null {
-    if (raw === undefined) return null;
-    const parts = (Array.isArray(raw) ? raw : [raw]).flatMap((v) => String(v).split(','));
-    const ids: number[] = [];
-    for (const part of parts) {
-      const s = part.trim();
-      if (!ID_RE.test(s) || Number(s) > MAX_INT4) {
-        throw new BadRequestException('imageIds must be a comma-separated list of image ids (decimal integers)');
-      }
-      ids.push(Number(s));
-    }
-    if (ids.length > MAX_EXPORT_IDS) throw new BadRequestException(`imageIds: at most ${MAX_EXPORT_IDS} ids`);
-    const distinct = [...new Set(ids)].sort((a, b) => a - b);
-    if (distinct.length > MAX_EXPORT_IDS) throw new BadRequestException(`imageIds: at most ${MAX_EXPORT_IDS} ids`);
-    return distinct;
-  }
-
-  async open(userId: number, format: ExportFormat, imageIds: number[] | null, now = new Date()): Promise<ExportStream> {
-    if (imageIds && (await this.images.countOwned(userId, imageIds)) !== imageIds.length) {
-      throw new NotFoundException('image not found');
-    }
-    const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  /** An export of `scope` (allowed by the access rule), ready to stream. */
+  open(scope: ExportScope, format: ExportFormat, now = new Date()): ExportStream {
+    const stamp = now
+      .toISOString()
+      .replace(/[-:]/g, '')
+      .replace(/\.\d+Z$/, 'Z');
     if (format === 'csv') {
-      return { contentType: 'text/csv; charset=utf-8', fileName: `spheroseg-export-${stamp}.csv`, body: this.csv(userId, imageIds) };
+      return {
+        contentType: 'text/csv; charset=utf-8',
+        fileName: `spheroseg-export-${stamp}.csv`,
+        body: this.csv(scope),
+      };
     }
     return {
       contentType: 'application/json',
       fileName: `spheroseg-export-${stamp}.coco.json`,
-      body: Readable.from(this.coco(userId, imageIds, now), { objectMode: false }),
+      body: Readable.from(this.coco(scope, now), { objectMode: false }),
     };
   }
 
-  private csv(userId: number, imageIds: number[] | null): Readable {
+  private csv(scope: ExportScope): Readable {
     const reader = this.reader;
     async function* records() {
-      for await (const image of reader.images(userId, imageIds, true)) yield* csvRecords(image);
+      for await (const image of reader.images(scope, true)) yield* csvRecords(image);
     }
     const out = stringify({
       header: true,
@@ -84,13 +65,17 @@ export class ExportsService {
   }
 
   /** COCO JSON in pieces: images (first pass) then annotations (second pass), in one snapshot. */
-  private async *coco(userId: number, imageIds: number[] | null, now: Date): AsyncGenerator<string> {
+  private async *coco(scope: ExportScope, now: Date): AsyncGenerator<string> {
     const { runner, done } = await this.reader.snapshot();
     try {
-      const info = { description: 'Spheroseg segmentation export', version: '1.0', date_created: now.toISOString() };
+      const info = {
+        description: 'Spheroseg segmentation export',
+        version: '1.0',
+        date_created: now.toISOString(),
+      };
       yield `{"info":${JSON.stringify(info)},"licenses":[],"categories":${JSON.stringify(COCO_CATEGORIES)},"images":[`;
       let first = true;
-      for await (const image of this.reader.images(userId, imageIds, false, runner)) {
+      for await (const image of this.reader.images(scope, false, runner)) {
         yield (first ? '' : ',') + JSON.stringify(cocoImage(image));
         first = false;
       }
@@ -98,7 +83,7 @@ export class ExportsService {
       first = true;
       let id = 0;
       const nextId = () => ++id;
-      for await (const image of this.reader.images(userId, imageIds, true, runner)) {
+      for await (const image of this.reader.images(scope, true, runner)) {
         const parts: string[] = [];
         for (const a of cocoAnnotations(image, nextId)) parts.push(JSON.stringify(a));
         if (parts.length === 0) continue;

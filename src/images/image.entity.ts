@@ -27,6 +27,10 @@ export class ImageEntity {
   @Column({ name: 'user_id', type: 'integer' })
   userId!: number;
 
+  /** The image's project; null for a personal image of its uploader (`userId`). */
+  @Column({ name: 'project_id', type: 'integer', nullable: true })
+  projectId!: number | null;
+
   @Column({ name: 'original_name', type: 'varchar', length: 255 })
   originalName!: string;
 
@@ -58,6 +62,7 @@ export class ImageEntity {
 /** The public `image` of CONTRACT §3. */
 export interface ImageView {
   id: number;
+  projectId: number | null;
   originalName: string;
   mimeType: string;
   sizeBytes: number;
@@ -70,6 +75,7 @@ export interface ImageView {
 
 export const toImageView = (i: ImageEntity, urls: ImageUrls): ImageView => ({
   id: i.id,
+  projectId: i.projectId ?? null,
   originalName: i.originalName,
   mimeType: i.mimeType,
   sizeBytes: i.sizeBytes,

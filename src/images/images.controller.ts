@@ -1,16 +1,16 @@
 import {
+  Body,
   Controller,
   Delete,
   Get,
   HttpCode,
   HttpStatus,
-  Inject,
   Param,
+  Patch,
   Post,
   Query,
   Req,
 } from '@nestjs/common';
-import type { ConfigType } from '@nestjs/config';
 import {
   ApiBadRequestResponse,
   ApiBearerAuth,
@@ -28,13 +28,19 @@ import { ApiDoc, AUTHED } from '../common/api-docs';
 import { ParseIntIdPipe } from '../common/input-rules';
 import type { FastifyRequest } from 'fastify';
 import { AuthUser, CurrentUser } from '../auth/auth-user';
-import { uploadsConfig } from '../config/configuration';
-import { ErrorDto, ImageDto, ImageListDto, ListImagesQuery } from './dto';
-import { ImageEntity, toImageView, ImageView } from './image.entity';
-import { ImageStorage } from './image-storage';
-import { FILE_FIELD, receiveUpload } from './multipart-upload';
+import {
+  ErrorDto,
+  ImageDto,
+  ImageListDto,
+  ListImagesQuery,
+  ListProjectImagesQuery,
+  MoveImageDto,
+} from './dto';
+import { Access, Granted, On, OwnOnly } from '../access';
+import { ImageEntity, ImageView } from './image.entity';
+import { FILE_FIELD } from './multipart-upload';
 import { ImagesService } from './images.service';
-import { ImageLinks } from '../media/links/image-links';
+import { ImageReceiver } from './image-receiver';
 
 @ApiTags('images')
 @ApiBearerAuth()
@@ -42,16 +48,8 @@ import { ImageLinks } from '../media/links/image-links';
 export class ImagesController {
   constructor(
     private readonly images: ImagesService,
-    private readonly storage: ImageStorage,
-    @Inject(uploadsConfig.KEY) private readonly uploads: ConfigType<typeof uploadsConfig>,
-    private readonly links: ImageLinks,
+    private readonly uploads: ImageReceiver,
   ) {}
-
-  /** Public views with their signed `urls`. */
-  private async views(images: ImageEntity[]): Promise<ImageView[]> {
-    const urls = await this.links.urlsFor(images.map((i) => i.id));
-    return images.map((i) => toImageView(i, urls.get(i.id)!));
-  }
 
   /**
    * Multipart upload, one file in the field `file`. The type is decided from the content (PNG, JPEG,
@@ -80,44 +78,129 @@ export class ImagesController {
     description: 'over MAX_UPLOAD_BYTES, or over MAX_IMAGE_PIXELS (width × height)',
   })
   @ApiUnsupportedMediaTypeResponse({ type: ErrorDto, description: 'content is not PNG, JPEG, TIFF or BMP' })
+  @OwnOnly()
   async upload(@CurrentUser() user: AuthUser, @Req() req: FastifyRequest): Promise<ImageView> {
-    const { staged, filename } = await receiveUpload(req.raw, {
-      maxBytes: this.uploads.maxBytes,
-      stage: (source, maxBytes) => this.storage.stage(source, maxBytes),
-      discard: (f) => this.storage.discard(f),
-    });
-    const image = await this.images.accept(user.id, staged, filename);
-    // Just created: it cannot have a segmentation result yet, so no query for one.
-    return toImageView(image, this.links.urlsForNew(image.id));
+    return this.uploads.receive(user.id, req, null);
   }
 
   @Get()
-  @ApiDoc('List own images, newest first', { ...AUTHED })
-  @ApiOkResponse({ type: ImageListDto, description: 'own images, newest first' })
+  @ApiDoc('List own personal images (not those in projects), newest first', { ...AUTHED })
+  @ApiOkResponse({ type: ImageListDto, description: 'own personal images, newest first' })
   @ApiBadRequestResponse({ type: ErrorDto })
+  @OwnOnly()
   async list(
     @CurrentUser() user: AuthUser,
     @Query() q: ListImagesQuery,
   ): Promise<{ items: ImageView[]; total: number; page: number; limit: number }> {
-    const { items, total } = await this.images.list(user.id, q.page, q.limit);
-    return { items: await this.views(items), total, page: q.page, limit: q.limit };
+    const { items, total } = await this.images.listPersonal(user.id, q.page, q.limit);
+    return { items: await this.uploads.views(items), total, page: q.page, limit: q.limit };
   }
 
   @Get(':id')
-  @ApiDoc('Get an image', { ...AUTHED, 400: true })
+  @ApiDoc('Get an image (any member of its project; the uploader of a personal image)', {
+    ...AUTHED,
+    400: true,
+  })
   @ApiOkResponse({ type: ImageDto })
-  @ApiNotFoundResponse({ type: ErrorDto, description: 'no such image, or not the caller’s' })
-  async get(@CurrentUser() user: AuthUser, @Param('id', ParseIntIdPipe) id: number): Promise<ImageView> {
-    return (await this.views([await this.images.findOwned(user.id, id)]))[0];
+  @ApiNotFoundResponse({ type: ErrorDto, description: 'no such image, or not visible to the caller' })
+  @Access(On.image('view'))
+  async get(
+    @Param('id', ParseIntIdPipe) _id: number,
+    @Granted('image') image: ImageEntity,
+  ): Promise<ImageView> {
+    return (await this.uploads.views([image]))[0];
+  }
+
+  /**
+   * Moves an image into a project or (`projectId: null`) back to the caller's personal images: the
+   * caller must be allowed to delete it where it is and to upload where it goes.
+   */
+  @Patch(':id')
+  @ApiDoc('Move an image into a project, or out of it to the caller’s personal images', {
+    ...AUTHED,
+    400: true,
+    403: 'the caller’s role does not allow deleting the image where it is or uploading where it goes',
+    404: 'no such image or project, or not visible to the caller',
+  })
+  @ApiBody({ type: MoveImageDto })
+  @ApiOkResponse({ type: ImageDto })
+  @Access(On.image('edit'), On.project('edit', 'body', 'projectId', true))
+  async move(
+    @CurrentUser() user: AuthUser,
+    @Param('id', ParseIntIdPipe) _id: number,
+    @Body() dto: MoveImageDto,
+    @Granted('image') image: ImageEntity,
+  ): Promise<ImageView> {
+    return (await this.uploads.views([await this.images.move(image, dto.projectId, user.id)]))[0];
   }
 
   /** Cancels the image's open segmentation task, deletes the row (its tasks and results go with it) and the file. */
   @Delete(':id')
-  @ApiDoc('Delete an image, its task, file and results', { ...AUTHED, 400: true })
+  @ApiDoc('Delete an image, its task, file and results (editor in a project)', {
+    ...AUTHED,
+    400: true,
+    403: 'the caller is a viewer of the image’s project',
+  })
   @HttpCode(HttpStatus.NO_CONTENT)
   @ApiNoContentResponse()
-  @ApiNotFoundResponse({ type: ErrorDto, description: 'no such image, or not the caller’s' })
-  async remove(@CurrentUser() user: AuthUser, @Param('id', ParseIntIdPipe) id: number): Promise<void> {
-    await this.images.delete(user.id, id);
+  @ApiNotFoundResponse({ type: ErrorDto, description: 'no such image, or not visible to the caller' })
+  @Access(On.image('edit'))
+  async remove(
+    @Param('id', ParseIntIdPipe) _id: number,
+    @Granted('image') image: ImageEntity,
+  ): Promise<void> {
+    await this.images.remove(image);
+  }
+}
+
+/** The images of a project (CONTRACT §3 "Projects and sharing"): upload into it, list them. */
+@ApiTags('projects')
+@ApiBearerAuth()
+@Controller('projects')
+export class ProjectImagesController {
+  constructor(
+    private readonly images: ImagesService,
+    private readonly uploads: ImageReceiver,
+  ) {}
+
+  @Post(':id/images')
+  @ApiDoc('Upload an image into a project (editor)', {
+    ...AUTHED,
+    400: 'malformed id, no `file` field, not multipart, or the image does not decode',
+    403: 'the caller is a viewer',
+    404: 'no such project, or the caller is not a member',
+    413: true,
+    415: true,
+  })
+  @HttpCode(HttpStatus.CREATED)
+  @ApiConsumes('multipart/form-data')
+  @ApiBody({
+    schema: {
+      type: 'object',
+      required: [FILE_FIELD],
+      properties: { [FILE_FIELD]: { type: 'string', format: 'binary' } },
+    },
+  })
+  @ApiCreatedResponse({ type: ImageDto })
+  @Access(On.project('edit'))
+  async upload(
+    @CurrentUser() user: AuthUser,
+    @Param('id', ParseIntIdPipe) id: number,
+    @Req() req: FastifyRequest,
+  ): Promise<ImageView> {
+    return this.uploads.receive(user.id, req, id);
+  }
+
+  @Get(':id/images')
+  @ApiDoc('A project’s images, newest first (any member)', {
+    ...AUTHED,
+    400: true,
+    404: 'no such project, or the caller is not a member',
+  })
+  @ApiOkResponse({ type: ImageListDto })
+  @Access(On.project('view'))
+  async list(@Param('id', ParseIntIdPipe) id: number, @Query() q: ListProjectImagesQuery) {
+    const { items, total } = await this.images.listProject(id, q.status, q.page, q.limit);
+    return { items: await this.uploads.views(items), total, page: q.page, limit: q.limit };
   }
 }

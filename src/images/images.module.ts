@@ -3,8 +3,9 @@ import { TypeOrmModule } from '@nestjs/typeorm';
 import { ImageEntity } from './image.entity';
 import { ImageInspector } from './image-inspector';
 import { ImageStorage } from './image-storage';
-import { ImagesController } from './images.controller';
+import { ImagesController, ProjectImagesController } from './images.controller';
 import { ImagesService } from './images.service';
+import { ImageReceiver } from './image-receiver';
 import { MediaLinksModule } from '../media/links/media-links.module';
 
 /**
@@ -14,8 +15,8 @@ import { MediaLinksModule } from '../media/links/media-links.module';
  */
 @Module({
   imports: [TypeOrmModule.forFeature([ImageEntity]), MediaLinksModule],
-  controllers: [ImagesController],
-  providers: [ImageStorage, ImageInspector, ImagesService],
+  controllers: [ImagesController, ProjectImagesController],
+  providers: [ImageStorage, ImageInspector, ImagesService, ImageReceiver],
   exports: [ImagesService, ImageStorage, ImageInspector, TypeOrmModule],
 })
 export class ImagesModule {}

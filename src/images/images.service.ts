@@ -1,16 +1,26 @@
-import { Injectable, Logger, NotFoundException } from '@nestjs/common';
+import { Injectable, Logger, NotFoundException, OnModuleInit } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import type { Readable } from 'node:stream';
-import { In, Repository } from 'typeorm';
+import { In, IsNull, Repository } from 'typeorm';
 import { ImageEntity } from './image.entity';
 import { ImageInspector } from './image-inspector';
 import { ImageStorage, StagedFile, StoredFile, tooLarge } from './image-storage';
 import { sanitizeOriginalName } from './original-name';
 import { PreparedQueries } from '../database/prepared-queries';
+import { AccessPolicy, AccessSubject } from '../access';
+import type { ImageSegmentationStatus } from '../common/contracts';
 
-/** One statement, autocommit (TypeORM's save() costs BEGIN + INSERT + COMMIT: three round trips). */
-const INSERT_IMAGE = `INSERT INTO images (user_id, original_name, storage_path, mime_type, size_bytes, width, height)
-  VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *`;
+/**
+ * One statement, autocommit (TypeORM's save() costs BEGIN + INSERT + COMMIT: three round trips). Into a
+ * project only while the project is not being deleted (no row otherwise: 404).
+ */
+const INSERT_IMAGE = `INSERT INTO images (user_id, original_name, storage_path, mime_type, size_bytes, width, height, project_id)
+  SELECT $1, $2, $3, $4, $5, $6, $7, $8::int
+   WHERE $8::int IS NULL OR EXISTS (SELECT 1 FROM projects p WHERE p.id = $8::int AND p.deleting_at IS NULL)
+  RETURNING *`;
+/** The access loader's read (the route's one read of the image); an image of a project being deleted is gone. */
+const SELECT_IMAGE = `SELECT i.* FROM images i WHERE i.id = $1
+  AND NOT EXISTS (SELECT 1 FROM projects p WHERE p.id = i.project_id AND p.deleting_at IS NOT NULL)`;
 
 /** Runs before an image row is deleted (e.g. to cancel its open segmentation task). */
 export type BeforeDeleteHook = (image: ImageEntity) => Promise<void>;
@@ -43,7 +53,7 @@ const isDbId = (id: number): boolean => Number.isInteger(id) && id >= 1 && id <=
  * them is logged, not returned (with `s3` the storage sweeper retries it).
  */
 @Injectable()
-export class ImagesService {
+export class ImagesService implements OnModuleInit {
   private readonly logger = new Logger(ImagesService.name);
   private readonly beforeDelete: BeforeDeleteHook[] = [];
   private readonly afterDelete: AfterDeleteHook[] = [];
@@ -53,7 +63,27 @@ export class ImagesService {
     private readonly storage: ImageStorage,
     private readonly inspector: ImageInspector,
     private readonly prepared: PreparedQueries,
+    private readonly access: AccessPolicy,
   ) {}
+
+  /** Images are found for the access rule here: one read, handed to the route (`@Granted('image')`). */
+  onModuleInit(): void {
+    this.access.registerLoader('image', async (id) => {
+      const rows = await this.prepared.rows(SELECT_IMAGE, [id]);
+      if (!rows.length) return null;
+      const image = this.fromRow(rows[0]);
+      return { subject: { ownerId: image.userId, projectId: image.projectId }, entity: image };
+    });
+    this.access.registerImagesLoader(async (ids) => {
+      const rows = await this.prepared.rows<{ id: number; user_id: number; project_id: number | null }>(
+        'SELECT id, user_id, project_id FROM images WHERE id = ANY($1::int[])',
+        [ids],
+      );
+      return new Map<number, AccessSubject>(
+        rows.map((r) => [r.id, { ownerId: r.user_id, projectId: r.project_id }]),
+      );
+    });
+  }
 
   /** Registers a hook run before every image deletion; returns a function that unregisters it. */
   onBeforeDelete(fn: BeforeDeleteHook): () => void {
@@ -86,7 +116,12 @@ export class ImagesService {
    * Inspects a staged upload and, when it is an image we accept, moves it to its permanent path and
    * records its row; on any failure the staged (or moved) file is deleted and nothing is recorded.
    */
-  async accept(userId: number, staged: StagedFile, filename: string | undefined): Promise<ImageEntity> {
+  async accept(
+    userId: number,
+    staged: StagedFile,
+    filename: string | undefined,
+    projectId: number | null = null,
+  ): Promise<ImageEntity> {
     let stored: StoredFile;
     let info;
     try {
@@ -105,27 +140,91 @@ export class ImagesService {
         stored.bytes,
         info.width,
         info.height,
+        projectId,
       ]);
-      return this.repo.create({
-        id: r.id as number,
-        userId: r.user_id as number,
-        originalName: r.original_name as string,
-        storagePath: r.storage_path as string,
-        mimeType: r.mime_type as string,
-        sizeBytes: Number(r.size_bytes),
-        width: r.width as number,
-        height: r.height as number,
-        segmentationStatus: r.segmentation_status as ImageEntity['segmentationStatus'],
-        createdAt: r.created_at as Date,
-        updatedAt: r.updated_at as Date,
-      });
+      if (!r) throw new NotFoundException('project not found'); // deleted meanwhile
+      return this.fromRow(r);
     } catch (err) {
       await this.storage.remove(stored.storagePath).catch(() => undefined);
       throw err;
     }
   }
 
-  /** Own images, newest first. */
+  /** A raw `images` row as an entity. */
+  private fromRow(r: Record<string, unknown>): ImageEntity {
+    return this.repo.create({
+      id: r.id as number,
+      userId: r.user_id as number,
+      projectId: (r.project_id as number | null) ?? null,
+      originalName: r.original_name as string,
+      storagePath: r.storage_path as string,
+      mimeType: r.mime_type as string,
+      sizeBytes: Number(r.size_bytes),
+      width: r.width as number,
+      height: r.height as number,
+      segmentationStatus: r.segmentation_status as ImageEntity['segmentationStatus'],
+      createdAt: r.created_at as Date,
+      updatedAt: r.updated_at as Date,
+    });
+  }
+
+  /** The caller's personal images (not those in projects), newest first. */
+  async listPersonal(
+    userId: number,
+    page: number,
+    limit: number,
+  ): Promise<{ items: ImageEntity[]; total: number }> {
+    const [items, total] = await this.repo.findAndCount({
+      where: { userId, projectId: IsNull() },
+      order: { createdAt: 'DESC', id: 'DESC' },
+      skip: (page - 1) * limit,
+      take: limit,
+    });
+    return { items, total };
+  }
+
+  /** A project's images, newest first, optionally of one segmentation status. */
+  async listProject(
+    projectId: number,
+    status: ImageSegmentationStatus | undefined,
+    page: number,
+    limit: number,
+  ): Promise<{ items: ImageEntity[]; total: number }> {
+    const [items, total] = await this.repo.findAndCount({
+      where: { projectId, ...(status ? { segmentationStatus: status } : {}) },
+      order: { createdAt: 'DESC', id: 'DESC' },
+      skip: (page - 1) * limit,
+      take: limit,
+    });
+    return { items, total };
+  }
+
+  /**
+   * Moves an image into a project (`projectId`) or, with null, to `callerId`'s personal images. The
+   * access rule has checked both ends; a target project being deleted meanwhile is 404.
+   */
+  async move(image: ImageEntity, projectId: number | null, callerId: number): Promise<ImageEntity> {
+    const rows = await this.prepared.rows(
+      `UPDATE images SET project_id = $2::int, user_id = CASE WHEN $2::int IS NULL THEN $3 ELSE user_id END, updated_at = now()
+        WHERE id = $1 AND ($2::int IS NULL OR EXISTS (SELECT 1 FROM projects p WHERE p.id = $2::int AND p.deleting_at IS NULL))
+        RETURNING *`,
+      [image.id, projectId, callerId],
+    );
+    if (!rows.length)
+      throw new NotFoundException(projectId === null ? 'image not found' : 'project not found');
+    return this.fromRow(rows[0]);
+  }
+
+  /** Up to `limit` images of a project in id order (the project sweeper's batches). */
+  async imagesOfProject(projectId: number, limit: number): Promise<ImageEntity[]> {
+    const rows = await this.prepared.rows('SELECT * FROM images WHERE project_id = $1 ORDER BY id LIMIT $2', [
+      projectId,
+      limit,
+    ]);
+    return rows.map((r) => this.fromRow(r));
+  }
+
+  /** Images uploaded by `userId` (personal or in projects), newest first. */
   async list(userId: number, page: number, limit: number): Promise<{ items: ImageEntity[]; total: number }> {
     const [items, total] = await this.repo.findAndCount({
       where: { userId },
@@ -134,6 +233,11 @@ export class ImagesService {
       take: limit,
     });
     return { items, total };
+  }
+
+  /** Runs the before-delete hooks of an image (e.g. its open task is cancelled). */
+  async beforeRemove(image: ImageEntity): Promise<void> {
+    for (const hook of [...this.beforeDelete]) await hook(image);
   }
 
   /** The image if it exists and belongs to `userId`; 404 otherwise (the two cases look the same). */
@@ -150,12 +254,24 @@ export class ImagesService {
     return this.repo.countBy({ userId, id: In(valid) });
   }
 
-  /** Deletes an own image: hooks, then the row (cascading to tasks and results), then the file. */
+  /** Deletes an image uploaded by `userId` (see remove). */
   async delete(userId: number, id: number): Promise<void> {
-    const image = await this.findOwned(userId, id);
+    await this.remove(await this.findOwned(userId, id));
+  }
+
+  /**
+   * Deletes an image the caller was allowed to delete (AccessPolicy): hooks, then the row (cascading
+   * to tasks and results), then the file and, in the after-delete hooks, every variant.
+   */
+  async remove(image: ImageEntity): Promise<void> {
     for (const hook of [...this.beforeDelete]) await hook(image);
-    const res = await this.repo.delete({ id: image.id, userId });
+    const res = await this.repo.delete({ id: image.id });
     if (!res.affected) throw new NotFoundException('image not found'); // deleted concurrently
+    await this.removeFiles(image);
+  }
+
+  /** The file and (after-delete hooks) every variant of an image whose row is gone or going; idempotent. */
+  async removeFiles(image: ImageEntity): Promise<void> {
     try {
       await this.storage.remove(image.storagePath);
     } catch (err) {

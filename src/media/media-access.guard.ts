@@ -25,7 +25,8 @@ export const LINK_REFUSED = 'a valid bearer token or an unexpired signed link fo
 
 /**
  * Access to the three image variants (routes marked @Public() so the global Bearer guard lets them
- * through). A valid Bearer (or `X-Api-Key`) decides: the image must then be the caller's (404 otherwise). Without one,
+ * through). A valid Bearer (or `X-Api-Key`) decides: the route's access rule (AccessGuard, after this
+ * guard) then applies to the caller (project role, or the uploader of a personal image). Without one,
  * the `exp`/`sig` query parameters must be a valid, unexpired signature for this route's variant and
  * this `:id`; anything else is 401 with one fixed message, checked before the database is asked, so
  * the answer is the same whether the image exists, is the caller's or another user's.

@@ -15,6 +15,8 @@ import { ApiErrors } from '../common/api-docs';
 import { OverlayQuery, SignedLinkQuery, ThumbnailQuery } from './dto';
 import { FileSender } from './file-sender';
 import { MediaAccessGuard, MediaRequest, ServesVariant } from './media-access.guard';
+import { Access, Granted, On } from '../access';
+import { ImageEntity } from '../images/image.entity';
 import { MediaService } from './media.service';
 import { ParseIntIdPipe } from '../common/input-rules';
 
@@ -37,7 +39,7 @@ const VariantDocs = () =>
     ApiErrors({
       400: 'malformed id or size',
       401: 'no valid Bearer and no valid, unexpired signed link for this image and variant',
-      404: 'no such image, or (with a Bearer) not the caller’s',
+      404: 'no such image, or (with a Bearer) not visible to the caller',
       429: true,
       503: true,
     }),
@@ -60,6 +62,7 @@ export class MediaController {
 
   @Get(':id/file')
   @ServesVariant('file')
+  @Access(On.image('view', { link: true }))
   @ApiOperation({
     summary: 'The uploaded bytes as stored',
     description:
@@ -72,12 +75,12 @@ export class MediaController {
   @ApiErrors({ 416: 'range not satisfiable (Content-Range: bytes */size)' })
   @VariantDocs()
   async file(
-    @Param('id', ParseIntIdPipe) id: number,
+    @Param('id', ParseIntIdPipe) _id: number,
     @Query() _q: SignedLinkQuery,
     @Req() req: FastifyRequest & MediaRequest,
     @Res() reply: FastifyReply,
+    @Granted('image') image: ImageEntity,
   ): Promise<FastifyReply> {
-    const image = await this.media.image(req.mediaAccess!, id);
     return this.files.send(req, reply, image.storagePath, {
       contentType: image.mimeType,
       disposition: contentDisposition(image.originalName, { type: 'inline' }),
@@ -86,6 +89,7 @@ export class MediaController {
 
   @Get(':id/thumbnail')
   @ServesVariant('thumbnail')
+  @Access(On.image('view', { link: true }))
   @ApiOperation({
     summary: 'WebP thumbnail (any accepted format, TIFF and BMP included)',
     description:
@@ -95,18 +99,19 @@ export class MediaController {
   @ApiResponse({ status: 200, ...binary(['image/webp'], 'the thumbnail'), headers: cacheHeaders })
   @VariantDocs()
   async thumbnail(
-    @Param('id', ParseIntIdPipe) id: number,
+    @Param('id', ParseIntIdPipe) _id: number,
     @Query() q: ThumbnailQuery,
     @Req() req: FastifyRequest & MediaRequest,
     @Res() reply: FastifyReply,
+    @Granted('image') image: ImageEntity,
   ): Promise<FastifyReply> {
-    const image = await this.media.image(req.mediaAccess!, id);
     const rel = await this.media.thumbnail(image, q.size);
     return this.files.send(req, reply, rel, { contentType: 'image/webp' });
   }
 
   @Get(':id/segmentation/overlay')
   @ServesVariant('overlay')
+  @Access(On.image('view', { link: true }))
   @ApiOperation({
     summary: 'PNG of the image with the current result drawn on it',
     description:
@@ -116,12 +121,12 @@ export class MediaController {
   @ApiResponse({ status: 200, ...binary(['image/png'], 'the overlay'), headers: cacheHeaders })
   @VariantDocs()
   async overlay(
-    @Param('id', ParseIntIdPipe) id: number,
+    @Param('id', ParseIntIdPipe) _id: number,
     @Query() q: OverlayQuery,
     @Req() req: FastifyRequest & MediaRequest,
     @Res() reply: FastifyReply,
+    @Granted('image') image: ImageEntity,
   ): Promise<FastifyReply> {
-    const image = await this.media.image(req.mediaAccess!, id);
     const rel = await this.media.overlay(image, q.size);
     return this.files.send(req, reply, rel, { contentType: 'image/png' });
   }

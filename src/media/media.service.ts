@@ -7,12 +7,10 @@ import type { ResultPolygon } from '../segmentation/result.entity';
 import { ObjectStore } from '../storage/object-store';
 import { DerivedFileGoneError, DerivedFiles } from './derived-files';
 import { ImageRenderer, RenderSource, fitInside } from './image-renderer';
-import type { MediaAccess } from './media-access.guard';
 
 export const THUMBNAIL_SIZE = { min: 64, max: 1024, default: 256 } as const;
 export const OVERLAY_SIZE = { min: 64, max: 4096, default: 1024 } as const;
 
-const MAX_INT4 = 2_147_483_647;
 const overlayName = (resultId: number, longest: number) => `overlay-r${resultId}-${longest}.png`;
 
 interface CurrentResult {
@@ -38,14 +36,6 @@ export class MediaService {
     @InjectRepository(ImageEntity) private readonly repo: Repository<ImageEntity>,
     @InjectDataSource() private readonly db: DataSource,
   ) {}
-
-  /** The image the request may see: the caller's own with a Bearer, any existing one with a signed link. */
-  async image(access: MediaAccess, id: number): Promise<ImageEntity> {
-    if (access.by === 'bearer') return this.images.findOwned(access.user.id, id);
-    const image = id >= 1 && id <= MAX_INT4 ? await this.repo.findOneBy({ id }) : null;
-    if (!image) throw new NotFoundException('image not found');
-    return image;
-  }
 
   /** Path (relative to UPLOAD_DIR) of the WebP thumbnail, made on first request. */
   async thumbnail(image: ImageEntity, requested: number): Promise<string> {
@@ -101,7 +91,8 @@ export class MediaService {
     try {
       return await this.derived.ensure(image.storagePath, name, contentType, make, stillThere);
     } catch (err) {
-      if (err instanceof DerivedFileGoneError || !(await stillThere())) throw new NotFoundException('image not found');
+      if (err instanceof DerivedFileGoneError || !(await stillThere()))
+        throw new NotFoundException('image not found');
       throw err;
     }
   }
@@ -120,7 +111,12 @@ export class MediaService {
     )) as Array<{ id: number; image_width: number; image_height: number; polygons: ResultPolygon[] }>;
     const r = rows[0];
     return r
-      ? { id: Number(r.id), imageWidth: r.image_width, imageHeight: r.image_height, polygons: r.polygons ?? [] }
+      ? {
+          id: Number(r.id),
+          imageWidth: r.image_width,
+          imageHeight: r.image_height,
+          polygons: r.polygons ?? [],
+        }
       : null;
   }
 }

@@ -1,11 +1,23 @@
-import { Inject, Logger } from '@nestjs/common';
-import { OnGatewayConnection, OnGatewayInit, WebSocketGateway } from '@nestjs/websockets';
+import { Inject, Logger, Optional } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import type { DataSource } from 'typeorm';
+import {
+  ConnectedSocket,
+  MessageBody,
+  OnGatewayConnection,
+  OnGatewayInit,
+  SubscribeMessage,
+  WebSocketGateway,
+} from '@nestjs/websockets';
 import type { DefaultEventsMap, ExtendedError, Server, Socket } from 'socket.io';
 import { RedisAdapter } from '@socket.io/redis-adapter';
 import {
   ML_STATUS_READER,
   MlStatusReader,
   MlStatusSnapshot,
+  ClientToServerEvents,
+  ProjectSubscribeAck,
+  projectRoom,
   ServerToClientEvents,
   userRoom,
 } from '../common/contracts';
@@ -15,17 +27,24 @@ import { RateLimitedWarner } from './rate-limited-logger';
 import { handshakeCredentials, RealtimeSocketData, SOCKET_AUTHENTICATOR, SocketAuthenticator } from './socket-auth';
 
 export type RealtimeServer = Server<
-  DefaultEventsMap,
+  ClientToServerEvents,
   ServerToClientEvents,
   DefaultEventsMap,
   RealtimeSocketData
 >;
 export type RealtimeSocket = Socket<
-  DefaultEventsMap,
+  ClientToServerEvents,
   ServerToClientEvents,
   DefaultEventsMap,
   RealtimeSocketData
 >;
+
+const NOT_FOUND: ProjectSubscribeAck = { ok: false, error: 'not found' };
+/** `{ projectId }` with a positive int4 id, else null. */
+const projectIdOf = (body: unknown): number | null => {
+  const id = body && typeof body === 'object' ? (body as { projectId?: unknown }).projectId : undefined;
+  return typeof id === 'number' && Number.isInteger(id) && id >= 1 && id <= 2_147_483_647 ? id : null;
+};
 
 /** Largest delay setTimeout accepts; longer token lifetimes are re-armed. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -42,9 +61,10 @@ const UNKNOWN_STATUS: MlStatusSnapshot = { state: 'open', available: false };
  *   handler never runs for it.
  * - Each socket joins its user's room; events reach it from any process through the Redis adapter
  *   (see RedisIoAdapter / RealtimePublisher) and it receives `ml:status` once right after connecting.
+ * - Project rooms: `project:subscribe` / `project:unsubscribe` (acknowledged), see subscribeProject.
  * - A socket is disconnected when its token (or API key) expires, when its session ends or its key is
  *   revoked (on any api process), and when it sends more than
- *   SOCKET_FLOOD_MAX_PACKETS_PER_SECOND packets in a second (the contract has no client → server events).
+ *   SOCKET_FLOOD_MAX_PACKETS_PER_SECOND packets in a second.
  *
  * CORS is not set here: decorator options are static, so the adapter adds the configured policy
  * (`socketCorsOptions`, from CORS_ORIGINS / NODE_ENV) when it creates the server.
@@ -62,7 +82,47 @@ export class EventsGateway implements OnGatewayInit<RealtimeServer>, OnGatewayCo
   constructor(
     @Inject(SOCKET_AUTHENTICATOR) private readonly sockets: SocketAuthenticator,
     @Inject(ML_STATUS_READER) private readonly status: MlStatusReader,
+    @Optional() @InjectDataSource() private readonly db?: DataSource,
   ) {}
+
+  /**
+   * `project:subscribe { projectId }` → ack `{ ok: true }` when the caller is a member of that live
+   * project (the socket joins its room: every event of the project's tasks), else `{ ok: false,
+   * error: "not found" }`. A removed member's sockets are taken out of the room on every process by
+   * RealtimePublisher.leaveProject (Redis), right after the change.
+   */
+  @SubscribeMessage('project:subscribe')
+  async subscribeProject(
+    @ConnectedSocket() socket: RealtimeSocket,
+    @MessageBody() body: unknown,
+  ): Promise<ProjectSubscribeAck> {
+    const projectId = projectIdOf(body);
+    if (projectId === null || !this.db) return NOT_FOUND;
+    try {
+      const rows = (await this.db.query(
+        `SELECT 1 FROM project_members m JOIN projects p ON p.id = m.project_id AND p.deleting_at IS NULL
+          WHERE m.project_id = $1 AND m.user_id = $2`,
+        [projectId, socket.data.user.sub],
+      )) as unknown[];
+      if (!rows.length || !socket.connected) return NOT_FOUND;
+    } catch (err) {
+      this.logger.warn({ err: (err as Error).message }, 'project subscription not checked');
+      return { ok: false, error: 'unavailable' };
+    }
+    await socket.join(projectRoom(projectId));
+    return { ok: true };
+  }
+
+  @SubscribeMessage('project:unsubscribe')
+  async unsubscribeProject(
+    @ConnectedSocket() socket: RealtimeSocket,
+    @MessageBody() body: unknown,
+  ): Promise<ProjectSubscribeAck> {
+    const projectId = projectIdOf(body);
+    if (projectId === null) return NOT_FOUND;
+    await socket.leave(projectRoom(projectId));
+    return { ok: true };
+  }
 
   afterInit(server: RealtimeServer): void {
     server.use((socket, next) => void this.authenticate(socket, next));

@@ -2,7 +2,14 @@ import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/commo
 import type { ConfigType } from '@nestjs/config';
 import { Emitter } from '@socket.io/redis-emitter';
 import { queueConfig } from '../config/configuration';
-import { MlStatusSnapshot, ServerEventPayload, UserEventName, userRoom } from '../common/contracts';
+import {
+  MlStatusSnapshot,
+  projectRoom,
+  ServerEventPayload,
+  TaskEventTarget,
+  UserEventName,
+  userRoom,
+} from '../common/contracts';
 import { redactSecrets } from '../common/redact';
 import { RedisClient, RedisFactory } from '../redis/redis.factory';
 import { socketIoKey } from './realtime.constants';
@@ -46,6 +53,71 @@ export class RealtimePublisher implements OnApplicationShutdown {
   /** Sends `event` to every socket of `userId`, on whichever api process it is connected to. */
   toUser<E extends UserEventName>(userId: number, event: E, payload: ServerEventPayload<E>): void {
     this.emit(userRoom(userId), event, payload);
+  }
+
+  /**
+   * Sends an event of `task` to the user who queued it and, when its image is in a project, to the
+   * project's room (with `projectId` in the payload); a socket in both rooms gets it once.
+   */
+  toTask<E extends UserEventName>(
+    task: TaskEventTarget,
+    event: E,
+    payload: Omit<ServerEventPayload<E>, 'taskId' | 'imageId' | 'projectId'>,
+  ): void {
+    if (this.stopped) return;
+    const pid = task.projectId ?? null;
+    const body = {
+      taskId: task.taskId,
+      imageId: task.imageId,
+      ...(pid !== null ? { projectId: pid } : {}),
+      ...payload,
+    };
+    try {
+      const target =
+        pid !== null
+          ? this.emitter.to(userRoom(task.userId)).to(projectRoom(pid))
+          : this.emitter.to(userRoom(task.userId));
+      target.emit(event, body);
+    } catch (err) {
+      this.dropped(err);
+    }
+  }
+
+  /**
+   * Sends an event about an image to its uploader and, when the image is in a project, to the
+   * project's room (a socket in both gets it once).
+   */
+  toImage<E extends UserEventName>(
+    image: { userId: number; projectId?: number | null },
+    event: E,
+    payload: ServerEventPayload<E>,
+  ): void {
+    if (this.stopped) return;
+    const pid = image.projectId ?? null;
+    try {
+      const target =
+        pid !== null
+          ? this.emitter.to(userRoom(image.userId)).to(projectRoom(pid))
+          : this.emitter.to(userRoom(image.userId));
+      target.emit(event, payload);
+    } catch (err) {
+      this.dropped(err);
+    }
+  }
+
+  /**
+   * Takes a user's sockets (every api process) out of a project's room: a removed member stops
+   * receiving its events at once. With `userId` undefined, every socket leaves (project deleted).
+   */
+  leaveProject(projectId: number, userId?: number): void {
+    if (this.stopped) return;
+    try {
+      const from =
+        userId === undefined ? this.emitter.in(projectRoom(projectId)) : this.emitter.in(userRoom(userId));
+      from.socketsLeave(projectRoom(projectId));
+    } catch (err) {
+      this.dropped(err);
+    }
   }
 
   /** Sends the ML circuit state to every connected socket. */

@@ -30,7 +30,31 @@ export class BatchEnqueueDto extends EnqueueDto {
   imageIds!: number[];
 }
 
+export class ProjectEnqueueDto extends EnqueueDto {
+  @ApiPropertyOptional({
+    enum: ['unsegmented', 'all'],
+    default: 'unsegmented',
+    description: '`unsegmented`: only images without a current result',
+  })
+  @OptionalField()
+  @IsIn(['unsegmented', 'all'])
+  scope?: 'unsegmented' | 'all';
+}
+
 export class ListTasksQuery extends PaginationQuery {
+  @ApiPropertyOptional({
+    type: 'integer',
+    minimum: 0,
+    maximum: MAX_INT4,
+    description: 'the tasks of this project’s images (any member)',
+  })
+  @OptionalField()
+  @Type(() => Number)
+  @IsInt()
+  @Min(0)
+  @Max(MAX_INT4)
+  projectId?: number;
+
   @ApiPropertyOptional({ enum: TASK_STATUSES, type: 'string' })
   @OptionalField()
   @IsIn(TASK_STATUSES as unknown as string[])

@@ -6,6 +6,8 @@ import type { TaskEntity } from './task.entity';
 const MAX_ITEMS_PER_CALL = 1000;
 
 interface Pending {
+  /** The projects the user may edit, as the request's access check saw them. */
+  projects: number[];
   imageIds: number[];
   priority: number;
   resolve(o: EnqueueOutcome): void;
@@ -36,11 +38,11 @@ export class EnqueueBatcher {
     private readonly onCreated: (tasks: TaskEntity[]) => Promise<void>,
   ) {}
 
-  submit(userId: number, imageIds: number[], priority: number): Promise<EnqueueOutcome> {
+  submit(userId: number, projects: number[], imageIds: number[], priority: number): Promise<EnqueueOutcome> {
     return new Promise<EnqueueOutcome>((resolve, reject) => {
       let lane = this.lanes.get(userId);
       if (!lane) this.lanes.set(userId, (lane = { running: false, waiting: [] }));
-      lane.waiting.push({ imageIds, priority, resolve, reject });
+      lane.waiting.push({ projects, imageIds, priority, resolve, reject });
       if (!lane.running) void this.run(userId, lane);
     });
   }
@@ -51,7 +53,10 @@ export class EnqueueBatcher {
       while (lane.waiting.length > 0) {
         const batch: Pending[] = [];
         let n = 0;
-        while (lane.waiting.length > 0 && (batch.length === 0 || n + lane.waiting[0].imageIds.length <= MAX_ITEMS_PER_CALL)) {
+        while (
+          lane.waiting.length > 0 &&
+          (batch.length === 0 || n + lane.waiting[0].imageIds.length <= MAX_ITEMS_PER_CALL)
+        ) {
           const p = lane.waiting.shift()!;
           batch.push(p);
           n += p.imageIds.length;
@@ -71,11 +76,13 @@ export class EnqueueBatcher {
   private async decide(userId: number, batch: Pending[]): Promise<void> {
     const items: EnqueueItem[] = [];
     batch.forEach((p, req) => {
-      for (const imageId of p.imageIds) items.push({ req, imageId, taskId: randomUUID(), priority: p.priority });
+      for (const imageId of p.imageIds)
+        items.push({ req, imageId, taskId: randomUUID(), priority: p.priority });
     });
     let outcomes: Map<number, EnqueueOutcome>;
     try {
-      outcomes = await this.call(userId, items);
+      // The most recent view of the user's projects (the requests of one call are of one user).
+      outcomes = await this.call(userId, batch[batch.length - 1].projects, items);
     } catch (err) {
       for (const p of batch) p.reject(err);
       return;
@@ -96,10 +103,14 @@ export class EnqueueBatcher {
    * the images between our check and insert: the partial unique index refuses the insert (23505) and
    * the call is simply made again (it then finds that open task).
    */
-  private async call(userId: number, items: EnqueueItem[]): Promise<Map<number, EnqueueOutcome>> {
+  private async call(
+    userId: number,
+    projects: number[],
+    items: EnqueueItem[],
+  ): Promise<Map<number, EnqueueOutcome>> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.store.enqueueMany(userId, items, this.maxPending());
+        return await this.store.enqueueMany(userId, projects, items, this.maxPending());
       } catch (err) {
         if ((err as { code?: string }).code !== '23505' || attempt >= 2) throw err;
       }

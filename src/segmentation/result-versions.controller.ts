@@ -2,6 +2,8 @@ import { Body, Controller, Get, HttpCode, Param, Post, Put, Query, Res } from '@
 import { ApiBearerAuth, ApiBody, ApiOkResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
 import { AuthUser, CurrentUser } from '../auth/auth-user';
+import { Access, Granted, On } from '../access';
+import { ImageEntity } from '../images/image.entity';
 import { ApiDoc, AUTHED } from '../common/api-docs';
 import { ParseIntIdPipe } from '../common/input-rules';
 import type { RouteBodyLimit } from '../common/route-body-limits';
@@ -37,16 +39,17 @@ export class ResultVersionsController {
   @ApiDoc('The current segmentation result of an image, or one of its versions', {
     ...AUTHED,
     400: 'malformed id or version',
-    404: 'no such image, not the caller’s, no result yet, or no such version',
+    404: 'no such image, not visible to the caller, no result yet, or no such version',
   })
   @ApiOkResponse({ type: ResultDto })
+  @Access(On.image('view'))
   get(
-    @CurrentUser() user: AuthUser,
-    @Param('id', ParseIntIdPipe) imageId: number,
+    @Param('id', ParseIntIdPipe) _imageId: number,
     @Query() q: ResultQuery,
     @Res({ passthrough: true }) reply: FastifyReply,
+    @Granted('image') image: ImageEntity,
   ) {
-    return asJson(reply, this.versions.get(user, imageId, q.version));
+    return asJson(reply, this.versions.get(image, q.version));
   }
 
   /** The body is checked by the service (parseEdit): class-validator would take seconds over 200 000 points. */
@@ -56,7 +59,8 @@ export class ResultVersionsController {
     {
       ...AUTHED,
       400: `invalid polygons (the message names the polygon): fewer than 3 points, a point outside the image, zero area, a hole without an external parent, an external polygon with a parent, a repeated id, an unknown type, more than ${MAX_EDIT_POLYGONS} polygons or ${MAX_EDIT_POINTS} points`,
-      404: 'no such image, or not the caller’s',
+      403: 'the caller is a viewer of the image’s project',
+      404: 'no such image, or not visible to the caller',
       409: CONFLICT,
       413: 'body over 16 MiB',
     },
@@ -64,13 +68,15 @@ export class ResultVersionsController {
   )
   @ApiBody({ type: EditResultDto })
   @ApiOkResponse({ type: ResultDto, description: 'the new current version (source "edit")' })
+  @Access(On.image('edit'))
   save(
     @CurrentUser() user: AuthUser,
-    @Param('id', ParseIntIdPipe) imageId: number,
+    @Param('id', ParseIntIdPipe) _imageId: number,
     @Body() body: unknown,
     @Res({ passthrough: true }) reply: FastifyReply,
+    @Granted('image') image: ImageEntity,
   ) {
-    return asJson(reply, this.versions.save(user, imageId, body));
+    return asJson(reply, this.versions.save(user, image, body));
   }
 
   @Get('versions')
@@ -80,8 +86,9 @@ export class ResultVersionsController {
     404: 'no such image, or not the caller’s',
   })
   @ApiOkResponse({ type: VersionListDto })
-  list(@CurrentUser() user: AuthUser, @Param('id', ParseIntIdPipe) imageId: number) {
-    return this.versions.list(user, imageId);
+  @Access(On.image('view'))
+  list(@Param('id', ParseIntIdPipe) _imageId: number, @Granted('image') image: ImageEntity) {
+    return this.versions.list(image);
   }
 
   @Post('versions/:version/restore')
@@ -89,18 +96,21 @@ export class ResultVersionsController {
   @ApiDoc('Make an old version current again (as a new version, source "edit")', {
     ...AUTHED,
     400: 'malformed id, version or baseVersion',
-    404: 'no such image, not the caller’s, or no such version',
+    403: 'the caller is a viewer of the image’s project',
+    404: 'no such image, not visible to the caller, or no such version',
     409: CONFLICT,
   })
   @ApiBody({ type: RestoreDto })
   @ApiOkResponse({ type: ResultDto, description: 'the new current version' })
+  @Access(On.image('edit'))
   restore(
     @CurrentUser() user: AuthUser,
-    @Param('id', ParseIntIdPipe) imageId: number,
+    @Param('id', ParseIntIdPipe) _imageId: number,
     @Param('version', ParseIntIdPipe) version: number,
     @Body() body: unknown,
     @Res({ passthrough: true }) reply: FastifyReply,
+    @Granted('image') image: ImageEntity,
   ) {
-    return asJson(reply, this.versions.restore(user, imageId, version, body));
+    return asJson(reply, this.versions.restore(user, image, version, body));
   }
 }

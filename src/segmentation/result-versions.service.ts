@@ -25,8 +25,8 @@ export class ResultVersionsService {
   ) {}
 
   /** `GET /api/images/:id/segmentation[?version=N]`. */
-  async get(user: AuthUser, imageId: number, version?: number): Promise<ResultJson> {
-    await this.image(user, imageId);
+  async get(image: ImageEntity, version?: number): Promise<ResultJson> {
+    const imageId = image.id;
     const stored = await this.store.read(imageId, version);
     if (!stored)
       throw new NotFoundException(
@@ -38,14 +38,13 @@ export class ResultVersionsService {
   }
 
   /** `GET /api/images/:id/segmentation/versions`. */
-  async list(user: AuthUser, imageId: number): Promise<{ items: VersionView[] }> {
-    await this.image(user, imageId);
-    return { items: await this.store.list(imageId) };
+  async list(image: ImageEntity): Promise<{ items: VersionView[] }> {
+    return { items: await this.store.list(image.id) };
   }
 
   /** `PUT /api/images/:id/segmentation`: the edit becomes the next version when its base is current. */
-  async save(user: AuthUser, imageId: number, body: unknown): Promise<ResultJson> {
-    const image = await this.image(user, imageId);
+  async save(user: AuthUser, image: ImageEntity, body: unknown): Promise<ResultJson> {
+    const imageId = image.id;
     const base = parseBaseVersion(body);
     const current = await this.store.current(imageId);
     const currentVersion = current?.version ?? 0;
@@ -82,8 +81,8 @@ export class ResultVersionsService {
   }
 
   /** `POST /api/images/:id/segmentation/versions/:version/restore`: version N's polygons as the next version. */
-  async restore(user: AuthUser, imageId: number, version: number, body: unknown): Promise<ResultJson> {
-    const image = await this.image(user, imageId);
+  async restore(user: AuthUser, image: ImageEntity, version: number, body: unknown): Promise<ResultJson> {
+    const imageId = image.id;
     const base = parseRestore(body);
     const outcome = await this.store.create(imageId, base, user.id, { fromVersion: version });
     if (outcome.kind === 'no-version') throw new NotFoundException(`the image has no version ${version}`);
@@ -92,11 +91,6 @@ export class ResultVersionsService {
     if (!stored) throw new NotFoundException('image not found'); // deleted meanwhile
     this.announce(image, made.version, stored.polygonCount, stored.spheroidCount);
     return resultJson(stored.head, stored.polygonsJson);
-  }
-
-  /** The image whose result the caller may read or change (404 when not). */
-  private image(user: AuthUser, imageId: number): Promise<ImageEntity> {
-    return this.images.findOwned(user.id, imageId);
   }
 
   private accepted(outcome: NewVersionOutcome, base: number): { version: number; createdAt: Date } {
@@ -114,11 +108,11 @@ export class ResultVersionsService {
     }
   }
 
-  /** `segmentation:updated` to the image's uploader (project members get it through their rooms, CONTRACT §6). */
+  /** `segmentation:updated` to the image's uploader and, in a project, to its room (CONTRACT §6). */
   private announce(image: ImageEntity, version: number, polygonCount: number, spheroidCount: number): void {
-    this.realtime.toUser(image.userId, 'segmentation:updated', {
+    this.realtime.toImage(image, 'segmentation:updated', {
       imageId: image.id,
-      projectId: null,
+      projectId: image.projectId ?? null,
       version,
       source: 'edit',
       polygonCount,

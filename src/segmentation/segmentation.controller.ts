@@ -4,11 +4,16 @@ import { ApiDoc, AUTHED } from '../common/api-docs';
 import { ParseIntIdPipe, ParseUuidParamPipe } from '../common/input-rules';
 import type { FastifyReply } from 'fastify';
 import { AuthUser, CurrentUser, Roles } from '../auth/auth-user';
+import { Access, Granted, On } from '../access';
+import { ImageEntity } from '../images/image.entity';
+import { TaskEntity } from './task.entity';
+import { toTaskView } from './views';
 import {
   BatchEnqueueDto,
   BatchTasksDto,
   EnqueueDto,
   ListTasksQuery,
+  ProjectEnqueueDto,
   QueueMetricsDto,
   TaskDto,
   TaskItemsDto,
@@ -41,13 +46,15 @@ export class SegmentationController {
     type: TaskDto,
     description: 'the image’s open task (no second job), or with ENABLE_QUEUE=false the completed task',
   })
+  @Access(On.image('edit'))
   async enqueue(
     @CurrentUser() user: AuthUser,
-    @Param('id', ParseIntIdPipe) imageId: number,
+    @Param('id', ParseIntIdPipe) _imageId: number,
     @Body() dto: EnqueueDto,
     @Res({ passthrough: true }) reply: FastifyReply,
+    @Granted('image') image: ImageEntity,
   ) {
-    const { created, task } = await this.segmentation.enqueue(user, imageId, dto.priority);
+    const { created, task } = await this.segmentation.enqueue(user, image, dto.priority);
     void reply.status(created ? 202 : 200);
     return task;
   }
@@ -61,38 +68,71 @@ export class SegmentationController {
   })
   @ApiAcceptedResponse({ type: BatchTasksDto })
   @HttpCode(202)
+  @Access(On.images('edit', 'body', 'imageIds', false, 500))
   async batch(@CurrentUser() user: AuthUser, @Body() dto: BatchEnqueueDto) {
     return { tasks: await this.segmentation.enqueueBatch(user, dto.imageIds, dto.priority) };
   }
 
   @Get('segmentation/tasks')
-  @ApiDoc('List own segmentation tasks', { ...AUTHED, 400: true })
+  @ApiDoc(
+    'List the tasks the caller queued, or with `projectId` the tasks of that project’s images (any member)',
+    { ...AUTHED, 400: true, 404: 'no such project, or the caller is not a member' },
+  )
   @ApiOkResponse({ type: TaskListDto })
+  @Access(On.project('view', 'query', 'projectId', true))
   list(@CurrentUser() user: AuthUser, @Query() q: ListTasksQuery) {
-    return this.segmentation.listTasks(user, q.status, q.page, q.limit);
+    return this.segmentation.listTasks(user, q.projectId, q.status, q.page, q.limit);
   }
 
   @Get('segmentation/tasks/:taskId')
-  @ApiDoc('Get a segmentation task', {
+  @ApiDoc('Get a segmentation task (any member of its image’s project)', {
     ...AUTHED,
     400: 'taskId is not a UUID',
-    404: 'no such task, or not the caller’s',
+    404: 'no such task, or not visible to the caller',
   })
   @ApiOkResponse({ type: TaskDto })
-  get(@CurrentUser() user: AuthUser, @Param('taskId', ParseUuidParamPipe) taskId: string) {
-    return this.segmentation.getTask(user, taskId);
+  @Access(On.task('view'))
+  get(@Param('taskId', ParseUuidParamPipe) _taskId: string, @Granted('task') task: TaskEntity) {
+    return toTaskView(task);
   }
 
   @Delete('segmentation/tasks/:taskId')
-  @ApiDoc('Cancel a queued or processing task', {
+  @ApiDoc('Cancel a queued or processing task (editor of its image’s project)', {
     ...AUTHED,
     400: 'taskId is not a UUID',
-    404: 'no such task, or not the caller’s',
+    403: 'the caller is a viewer of the image’s project',
+    404: 'no such task, or not visible to the caller',
     409: 'the task has already finished',
   })
   @ApiOkResponse({ type: TaskDto, description: 'the task, cancelled' })
-  cancel(@CurrentUser() user: AuthUser, @Param('taskId', ParseUuidParamPipe) taskId: string) {
-    return this.segmentation.cancel(user, taskId);
+  @Access(On.task('edit'))
+  cancel(@Param('taskId', ParseUuidParamPipe) _taskId: string, @Granted('task') task: TaskEntity) {
+    return this.segmentation.cancel(task);
+  }
+
+  @Post('projects/:id/segmentation')
+  @ApiDoc('Queue the segmentation of a project’s images (editor; up to 10 000)', {
+    ...AUTHED,
+    400: 'malformed id or body, or more than 10 000 images to queue',
+    403: 'the caller is a viewer',
+    404: 'no such project, or the caller is not a member',
+    429: 'rate limit, or the call would exceed MAX_PENDING_TASKS_PER_USER (nothing is queued)',
+  })
+  @ApiBody({ type: ProjectEnqueueDto, required: false })
+  @ApiAcceptedResponse({
+    type: BatchTasksDto,
+    description: 'the tasks made, and the open tasks of images that had one',
+  })
+  @HttpCode(202)
+  @Access(On.project('edit'))
+  async project(
+    @CurrentUser() user: AuthUser,
+    @Param('id', ParseIntIdPipe) id: number,
+    @Body() dto: ProjectEnqueueDto,
+  ) {
+    return {
+      tasks: await this.segmentation.enqueueProject(user, id, dto.scope ?? 'unsegmented', dto.priority),
+    };
   }
 }
 

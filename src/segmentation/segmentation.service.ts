@@ -25,6 +25,7 @@ import { TaskStore } from './task.store';
 import { EnqueueBatcher } from './enqueue-batcher';
 import { TaskEntity } from './task.entity';
 import { toTaskView, TaskView } from './views';
+import { AccessPolicy, MAX_IDS_PER_REQUEST } from '../access';
 
 const REDIS_ENQUEUE_TIMEOUT_MS = 2000;
 const MAX_INT4 = 2_147_483_647;
@@ -47,6 +48,7 @@ export class SegmentationService implements OnModuleInit {
     private readonly realtime: RealtimePublisher,
     @Inject(queueConfig.KEY) private readonly cfg: ConfigType<typeof queueConfig>,
     @Inject(mlConfig.KEY) private readonly mlCfg: ConfigType<typeof mlConfig>,
+    private readonly access: AccessPolicy,
     @Optional() private readonly ml?: MlService,
   ) {
     this.batcher = new EnqueueBatcher(
@@ -62,6 +64,11 @@ export class SegmentationService implements OnModuleInit {
       const open = await this.store.openTasksForImages(undefined, [image.id]);
       for (const task of open) await this.cancelTask(task);
     });
+    // Tasks are found for the access rule here: the image's project (or its uploader) decides.
+    this.access.registerLoader('task', async (id) => {
+      const r = await this.store.findWithImage(String(id));
+      return r ? { subject: { ownerId: r.imageUserId, projectId: r.projectId }, entity: r.task } : null;
+    });
   }
 
   resolvePriority(user: AuthUser, requested?: number): number {
@@ -72,19 +79,40 @@ export class SegmentationService implements OnModuleInit {
     return requested;
   }
 
-  /** 202 with a new task, or 200 with the image's open task (idempotent). */
+  /** 202 with a new task, or 200 with the image's open task (idempotent). `image`: allowed by the access rule. */
   async enqueue(
     user: AuthUser,
-    imageId: number,
+    image: ImageEntity,
     requested?: number,
   ): Promise<{ created: boolean; task: TaskView }> {
     const priority = this.resolvePriority(user, requested);
-    if (!this.cfg.enabled) {
-      const image = await this.images.findOwned(user.id, imageId);
-      return { created: false, task: await this.segmentNow(user, image, priority) };
-    }
-    const { created, tasks } = await this.createTasks(user, [imageId], priority, 'image not found');
+    if (!this.cfg.enabled) return { created: false, task: await this.segmentNow(user, image, priority) };
+    const { created, tasks } = await this.createTasks(user, [image.id], priority, 'image not found');
     return { created: created.length > 0, task: toTaskView(tasks[0]) };
+  }
+
+  /**
+   * `POST /api/projects/:id/segmentation`: every image of the project without an open task (with
+   * `unsegmented`, only those without a current result either) gets one, and an image with an open
+   * task contributes it; one call, all or nothing (429 past MAX_PENDING_TASKS_PER_USER), tasks of the
+   * caller (their fair turn). At most MAX_IDS_PER_REQUEST images (400 beyond).
+   */
+  async enqueueProject(
+    user: AuthUser,
+    projectId: number,
+    scope: 'all' | 'unsegmented',
+    requested?: number,
+  ): Promise<TaskView[]> {
+    const priority = this.resolvePriority(user, requested);
+    const ids = await this.store.projectImagesToQueue(projectId, scope, MAX_IDS_PER_REQUEST + 1);
+    if (ids.length > MAX_IDS_PER_REQUEST) {
+      throw new BadRequestException(
+        `the project has more than ${MAX_IDS_PER_REQUEST} images to queue; queue them in batches`,
+      );
+    }
+    if (ids.length === 0) return [];
+    const { tasks } = await this.createTasks(user, ids, priority, 'one or more images were not found');
+    return tasks.map(toTaskView);
   }
 
   async enqueueBatch(user: AuthUser, imageIds: number[], requested?: number): Promise<TaskView[]> {
@@ -107,7 +135,12 @@ export class SegmentationService implements OnModuleInit {
     notFound: string,
   ): Promise<{ created: TaskEntity[]; tasks: TaskEntity[] }> {
     if (!imageIds.every(isDbId)) throw new NotFoundException(notFound);
-    const o = await this.batcher.submit(user.id, imageIds, priority);
+    const o = await this.batcher.submit(
+      user.id,
+      this.access.projectsAllowing(user, 'edit'),
+      imageIds,
+      priority,
+    );
     if (o.kind === 'ok') return o;
     if (o.kind === 'missing') throw new NotFoundException(notFound);
     throw new HttpException(
@@ -141,26 +174,27 @@ export class SegmentationService implements OnModuleInit {
         'jobs not queued now; the reconciler will queue them',
       );
     }
-    for (const t of tasks) {
-      this.realtime.toUser(t.userId, 'segmentation:queued', {
-        taskId: t.taskId,
-        imageId: t.imageId,
-        priority: t.priority,
-      });
-    }
+    for (const t of tasks) this.realtime.toTask(t, 'segmentation:queued', { priority: t.priority });
   }
 
-  async getTask(user: AuthUser, taskId: string): Promise<TaskView> {
-    return toTaskView(await this.ownedTask(user, taskId));
-  }
-
-  async listTasks(user: AuthUser, status: TaskStatus | undefined, page: number, limit: number) {
-    const { items, total } = await this.store.listOwned(user.id, status, page, limit);
+  /** The tasks of a project (any member), or without `projectId` the tasks the caller queued. */
+  async listTasks(
+    user: AuthUser,
+    projectId: number | undefined,
+    status: TaskStatus | undefined,
+    page: number,
+    limit: number,
+  ) {
+    const { items, total } =
+      projectId === undefined
+        ? await this.store.listOwned(user.id, status, page, limit)
+        : await this.store.listProject(projectId, status, page, limit);
     return { items: items.map(toTaskView), total, page, limit };
   }
 
-  async cancel(user: AuthUser, taskId: string): Promise<TaskView> {
-    const task = await this.ownedTask(user, taskId);
+  /** Cancels a task the access rule allowed (409 when it has finished). */
+  async cancel(task: TaskEntity): Promise<TaskView> {
+    const taskId = task.taskId;
     const cancelled = await this.cancelTask(task);
     if (!cancelled)
       throw new ConflictException(
@@ -170,7 +204,7 @@ export class SegmentationService implements OnModuleInit {
   }
 
   /** Queued: its job is removed. Processing: the worker drops the result when it arrives. */
-  private async cancelTask(task: TaskEntity): Promise<TaskEntity | null> {
+  async cancelTask(task: TaskEntity): Promise<TaskEntity | null> {
     const cancelled = await this.store.transition(task.taskId, OPEN_TASK_STATUSES, {
       status: 'cancelled',
       completed: true,
@@ -178,10 +212,7 @@ export class SegmentationService implements OnModuleInit {
     });
     if (!cancelled) return null;
     await this.queue.removeIfNotActive(cancelled.jobId, cancelled.priority).catch(() => false);
-    this.realtime.toUser(cancelled.userId, 'segmentation:cancelled', {
-      taskId: cancelled.taskId,
-      imageId: cancelled.imageId,
-    });
+    this.realtime.toTask(cancelled, 'segmentation:cancelled', {});
     return cancelled;
   }
 
@@ -259,11 +290,5 @@ export class SegmentationService implements OnModuleInit {
     const e = new HttpException('the ML service is unavailable, retry later', HttpStatus.SERVICE_UNAVAILABLE);
     (e as HttpException & { retryAfter?: number }).retryAfter = retryAfter;
     return e;
-  }
-
-  private async ownedTask(user: AuthUser, taskId: string): Promise<TaskEntity> {
-    const task = /^[0-9a-f-]{36}$/i.test(taskId) ? await this.store.findOwned(user.id, taskId) : null;
-    if (!task) throw new NotFoundException('task not found');
-    return task;
   }
 }

@@ -68,7 +68,10 @@ export class TaskRunner {
     // With a look-ahead that found the file, the first ML call starts alongside the claim (the claim's
     // round trip is then hidden behind the call); a claim that finds the task no longer open cancels it.
     const ahead = ctx.prepared ? await ctx.prepared.catch(() => undefined) : undefined;
-    const early = ahead?.fileOk && ahead.storagePath && this.ml.isCallable() ? this.startEarly(data, ahead.storagePath, ctx.signal) : undefined;
+    const early =
+      ahead?.fileOk && ahead.storagePath && this.ml.isCallable()
+        ? this.startEarly(data, ahead.storagePath, ctx.signal)
+        : undefined;
     let task: Awaited<ReturnType<TaskRunner['claim']>>;
     try {
       task = await this.claim(data);
@@ -84,7 +87,7 @@ export class TaskRunner {
     if (!early && !(await this.isInsideUploads(storagePath))) {
       return this.fail(task, 'image file is missing or outside the upload directory', false);
     }
-    this.realtime.toUser(task.userId, 'segmentation:progress', { taskId: task.taskId, imageId: task.imageId, progress: 10 });
+    this.realtime.toTask(task, 'segmentation:progress', { progress: 10 });
 
     let pending = early?.call;
     /** Set once this job waited for the circuit: the task may have been cancelled meanwhile. */
@@ -115,7 +118,9 @@ export class TaskRunner {
         }
       }
       try {
-        const call = pending ?? this.ml.segment({ image_path: storagePath, task_id: task.taskId }, { signal: ctx.signal });
+        const call =
+          pending ??
+          this.ml.segment({ image_path: storagePath, task_id: task.taskId }, { signal: ctx.signal });
         pending = undefined;
         const results = await call;
         ctx.releaseSlot?.();
@@ -161,7 +166,10 @@ export class TaskRunner {
     return this.files.mayRead(storagePath);
   }
 
-  private async succeed(task: TaskEntity, results: Parameters<TaskStore['complete']>[1]): Promise<RunOutcome> {
+  private async succeed(
+    task: TaskEntity,
+    results: Parameters<TaskStore['complete']>[1],
+  ): Promise<RunOutcome> {
     // No `progress: 90` event: it went out just before `completed`, with only the completion write
     // between them (one more Redis publish and Socket.IO fan-out per job that no user could see).
     const done = await this.store.complete(task.taskId, results);
@@ -170,9 +178,7 @@ export class TaskRunner {
       return 'dropped'; // cancelled while processing: the result is dropped
     }
     this.metrics.jobsTotal.inc({ result: 'completed' });
-    this.realtime.toUser(task.userId, 'segmentation:completed', {
-      taskId: task.taskId,
-      imageId: task.imageId,
+    this.realtime.toTask(task, 'segmentation:completed', {
       polygonCount: results.polygons.length,
       spheroidCount: results.polygons.filter((p) => p.type === 'external').length,
       processingTimeMs: Math.round(results.processing_time_ms),
@@ -202,13 +208,15 @@ export class TaskRunner {
     if (failed) {
       if (deadLetter) {
         await this.queue
-          .toDeadLetter({ taskId: task.taskId, imageId: task.imageId, userId: task.userId }, failed.jobId, message)
+          .toDeadLetter(
+            { taskId: task.taskId, imageId: task.imageId, userId: task.userId },
+            failed.jobId,
+            message,
+          )
           .catch(() => undefined);
       }
       this.metrics.jobsTotal.inc({ result: deadLetter ? 'dead_lettered' : 'failed' });
-      this.realtime.toUser(task.userId, 'segmentation:failed', {
-        taskId: task.taskId,
-        imageId: task.imageId,
+      this.realtime.toTask(task, 'segmentation:failed', {
         error: message,
         attempt: failed.attempts,
         willRetry: false,
@@ -230,9 +238,7 @@ export class TaskRunner {
     if (!t) throw new FinalTaskError('task is no longer open');
     if (t.attempts >= this.cfg.maxAttempts) return this.fail(t, message, false, true, ['queued']);
     this.metrics.jobsTotal.inc({ result: 'retried' });
-    this.realtime.toUser(task.userId, 'segmentation:failed', {
-      taskId: task.taskId,
-      imageId: task.imageId,
+    this.realtime.toTask(task, 'segmentation:failed', {
       error: message,
       attempt: t.attempts,
       willRetry: true,
@@ -241,7 +247,11 @@ export class TaskRunner {
   }
 
   private async handBack(task: TaskEntity): Promise<never> {
-    await this.store.transition(task.taskId, ['processing'], { status: 'queued', progress: 0, imageStatus: 'queued' });
+    await this.store.transition(task.taskId, ['processing'], {
+      status: 'queued',
+      progress: 0,
+      imageStatus: 'queued',
+    });
     throw new HandedBackError('handed back: worker shutting down');
   }
 }

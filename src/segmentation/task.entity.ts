@@ -16,6 +16,9 @@ export class TaskEntity {
   @Column({ name: 'user_id', type: 'integer' })
   userId!: number;
 
+  /** Not a column: the image's project, when a statement read it with the task (events, access). */
+  projectId?: number | null;
+
   @Column({ type: 'varchar', length: 16 })
   status!: TaskStatus;
 

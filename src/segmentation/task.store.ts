@@ -17,6 +17,13 @@ export interface EnqueueItem {
   priority: number;
 }
 
+/** A task with what decides access to it: its image's uploader and project. */
+export interface TaskAccessRow {
+  task: TaskEntity;
+  imageUserId: number;
+  projectId: number | null;
+}
+
 export type EnqueueOutcome =
   { kind: 'ok'; created: TaskEntity[]; tasks: TaskEntity[] } | { kind: 'missing' | 'limit'; pending: number };
 
@@ -38,9 +45,9 @@ export class TaskStore {
     async (id) => (await this.peekMany([id]))[0],
   );
   /** Task reads of concurrent requests (any users), one statement per batch. */
-  private readonly ownedReads = new StatementBatcher<{ userId: number; taskId: string }, TaskEntity | null>(
-    (items) => this.findOwnedMany(items),
-    (item) => this.findOwnedOne(item.userId, item.taskId),
+  private readonly accessReads = new StatementBatcher<string, TaskAccessRow | null>(
+    (ids) => this.findWithImageMany(ids),
+    async (id) => (await this.findWithImageMany([id]))[0],
     1,
     200,
   );
@@ -64,21 +71,31 @@ export class TaskStore {
 
   /**
    * Enqueues the items of several requests of one user in one round trip (`spheroseg_enqueue`,
-   * migration EnqueueFunction): under the user's advisory lock, each request in order either gets
-   * its images' open tasks (inserting the missing ones), or is refused whole (`missing`: an image is
-   * not the user's; `limit`: past `max` open tasks). Returns one outcome per request ordinal.
+   * migrations EnqueueFunction, Projects): under the user's advisory lock, each request in order either
+   * gets its images' open tasks (inserting the missing ones), or is refused whole (`missing`: an image
+   * is neither the user's personal image nor in one of `projects`, the projects the user may edit;
+   * `limit`: past `max` open tasks). Returns one outcome per request ordinal.
    */
-  async enqueueMany(userId: number, items: EnqueueItem[], max: number): Promise<Map<number, EnqueueOutcome>> {
+  async enqueueMany(
+    userId: number,
+    projects: number[],
+    items: EnqueueItem[],
+    max: number,
+  ): Promise<Map<number, EnqueueOutcome>> {
     const rows = await this.prepared.rows<
       Row & { o_req: number; o_outcome: string; o_created: boolean; o_pending: number }
-    >('SELECT * FROM spheroseg_enqueue($1, $2::int[], $3::int[], $4::uuid[], $5::smallint[], $6)', [
-      userId,
-      items.map((i) => i.req),
-      items.map((i) => i.imageId),
-      items.map((i) => i.taskId),
-      items.map((i) => i.priority),
-      max,
-    ]);
+    >(
+      'SELECT * FROM spheroseg_enqueue($1, $2::int[], $3::int[], $4::int[], $5::uuid[], $6::smallint[], $7)',
+      [
+        userId,
+        projects,
+        items.map((i) => i.req),
+        items.map((i) => i.imageId),
+        items.map((i) => i.taskId),
+        items.map((i) => i.priority),
+        max,
+      ],
+    );
     const out = new Map<number, EnqueueOutcome>();
     for (const r of rows) {
       if (r.o_outcome !== 'ok') {
@@ -106,34 +123,74 @@ export class TaskStore {
   }
 
   /**
-   * The user's task (`GET /api/segmentation/tasks/:id` is a hot path): reads of concurrent requests
-   * share one prepared statement (one round trip, one result for all) while the previous one is at
-   * PostgreSQL; a read always leaves after it was asked for, so it sees every earlier commit.
-   * `taskId` must be a UUID (lower case, as the route's pipe gives it).
+   * A task with its image's uploader and project, for the access rule (`GET /api/segmentation/tasks/:id`
+   * is a hot path): reads of concurrent requests share one prepared statement (one round trip, one
+   * result for all) while the previous one is at PostgreSQL; a read always leaves after it was asked
+   * for, so it sees every earlier commit. `taskId` must be a UUID (lower case, as the route's pipe gives it).
    */
-  findOwned(userId: number, taskId: string): Promise<TaskEntity | null> {
-    return this.ownedReads.run({ userId, taskId });
+  findWithImage(taskId: string): Promise<TaskAccessRow | null> {
+    return this.accessReads.run(taskId);
   }
 
-  private async findOwnedOne(userId: number, taskId: string): Promise<TaskEntity | null> {
-    const rows = await this.prepared.rows('SELECT * FROM queue_jobs WHERE task_id = $1 AND user_id = $2', [
-      taskId,
-      userId,
-    ]);
-    return rows.length ? fromRow(rows[0]) : null;
-  }
-
-  private async findOwnedMany(
-    items: Array<{ userId: number; taskId: string }>,
-  ): Promise<Array<TaskEntity | null>> {
-    const rows = await this.prepared.rows('SELECT * FROM queue_jobs WHERE task_id = ANY($1::uuid[])', [
-      [...new Set(items.map((i) => i.taskId))],
-    ]);
+  private async findWithImageMany(taskIds: string[]): Promise<Array<TaskAccessRow | null>> {
+    const rows = await this.prepared.rows(
+      'SELECT q.*, i.user_id AS image_user_id, i.project_id FROM queue_jobs q JOIN images i ON i.id = q.image_id WHERE q.task_id = ANY($1::uuid[])',
+      [[...new Set(taskIds)]],
+    );
     const byId = new Map(rows.map((r) => [r.task_id as string, r]));
-    return items.map((i) => {
-      const r = byId.get(i.taskId.toLowerCase());
-      return r && r.user_id === i.userId ? fromRow(r) : null;
+    return taskIds.map((id) => {
+      const r = byId.get(id.toLowerCase());
+      return r
+        ? {
+            task: fromRow(r),
+            imageUserId: r.image_user_id as number,
+            projectId: (r.project_id as number | null) ?? null,
+          }
+        : null;
     });
+  }
+
+  /**
+   * The images of a project to queue (`POST /api/projects/:id/segmentation`), in id order, at most
+   * `limit`: every image (`all`) or those without a current result (`unsegmented`); an image with an
+   * open task is always among them (its task is reused).
+   */
+  async projectImagesToQueue(
+    projectId: number,
+    scope: 'all' | 'unsegmented',
+    limit: number,
+  ): Promise<number[]> {
+    const rows = (await this.ds.query(
+      `SELECT i.id FROM images i
+        WHERE i.project_id = $1
+          AND ($2 = 'all'
+               OR NOT EXISTS (SELECT 1 FROM segmentation_results r WHERE r.image_id = i.id AND r.is_current)
+               OR EXISTS (SELECT 1 FROM queue_jobs q WHERE q.image_id = i.id AND q.status IN ('queued', 'processing')))
+        ORDER BY i.id LIMIT $3`,
+      [projectId, scope, limit],
+    )) as Array<{ id: number }>;
+    return rows.map((r) => r.id);
+  }
+
+  /** The tasks of a project's images, newest first (lag-tolerant: a replica when configured). */
+  async listProject(projectId: number, status: TaskStatus | undefined, page: number, limit: number) {
+    const runner = this.ds.createQueryRunner('slave');
+    try {
+      const qb = this.ds
+        .createQueryBuilder(TaskEntity, 't', runner)
+        .innerJoin('images', 'i', 'i.id = t.image_id')
+        .where('i.project_id = :projectId', { projectId });
+      if (status) qb.andWhere('t.status = :status', { status });
+      const [items, total] = await qb
+        .orderBy('t.createdAt', 'DESC')
+        .addOrderBy('t.taskId', 'DESC')
+        .skip((page - 1) * limit)
+        .take(limit)
+        .getManyAndCount();
+      return { items, total };
+    } finally {
+      await runner.release();
+    }
   }
 
   async listOwned(userId: number, status: TaskStatus | undefined, page: number, limit: number) {
@@ -230,8 +287,8 @@ export class TaskStore {
     const sql = patch.imageStatus
       ? `WITH t AS (${update}),
               i AS (UPDATE images SET segmentation_status = ${param(patch.imageStatus)}, updated_at = now()
-                    FROM t WHERE images.id = t.image_id RETURNING images.storage_path)
-         SELECT t.*, i.storage_path FROM t LEFT JOIN i ON TRUE`
+                    FROM t WHERE images.id = t.image_id RETURNING images.storage_path, images.project_id)
+         SELECT t.*, i.storage_path, i.project_id FROM t LEFT JOIN i ON TRUE`
       : update;
     // Outside a transaction: a prepared statement (the shapes are few and fixed, see `sets` above).
     const rows = m ? rowsOf(await m.query(sql, params)) : await this.prepared.rows(sql, params);
@@ -269,8 +326,8 @@ export class TaskStore {
                          processing_started_at = COALESCE(processing_started_at, now())
                    WHERE task_id = ANY($1::uuid[]) AND status = ANY($2::varchar[]) RETURNING *),
             i AS (UPDATE images SET segmentation_status = 'processing', updated_at = now()
-                    FROM t WHERE images.id = t.image_id RETURNING images.id, images.storage_path)
-       SELECT t.*, i.storage_path FROM t LEFT JOIN i ON i.id = t.image_id`,
+                    FROM t WHERE images.id = t.image_id RETURNING images.id, images.storage_path, images.project_id)
+       SELECT t.*, i.storage_path, i.project_id FROM t LEFT JOIN i ON i.id = t.image_id`,
       [taskIds, [...OPEN_TASK_STATUSES]],
     );
     const byId = new Map(rows.map((r) => [r.task_id as string, fromRow(r)]));
@@ -417,5 +474,7 @@ function fromRow(r: Row): TaskEntity & { storagePath?: string } {
     createdAt: r.created_at as Date,
     updatedAt: r.updated_at as Date,
     ...(r.storage_path !== undefined ? { storagePath: r.storage_path as string } : {}),
+    ...(r.project_id !== undefined ? { projectId: (r.project_id as number | null) ?? null } : {}),
+    ...(r.o_project !== undefined ? { projectId: (r.o_project as number | null) ?? null } : {}),
   });
 }

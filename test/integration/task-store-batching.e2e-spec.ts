@@ -17,7 +17,10 @@ describe('TaskStore: coalesced claims and completions', () => {
   beforeAll(async () => {
     await stub.start();
     // api role: tasks are enqueued but nothing consumes them; the test plays the worker.
-    t = await startTestApp({ QUEUE_NAME: `${process.env.QUEUE_NAME}_batching`, ML_SERVICE_URL: stub.url }, 'api');
+    t = await startTestApp(
+      { QUEUE_NAME: `${process.env.QUEUE_NAME}_batching`, ML_SERVICE_URL: stub.url },
+      'api',
+    );
     store = t.app.get(TaskStore);
     ds = t.app.get(DataSource);
   });
@@ -34,7 +37,9 @@ describe('TaskStore: coalesced claims and completions', () => {
       tasks.push(await (await t.request(`/api/images/${id}/segmentation`, { method: 'POST', token })).json());
     }
     const [a, b, c, gone] = tasks;
-    expect((await t.request(`/api/segmentation/tasks/${gone.taskId}`, { method: 'DELETE', token })).status).toBe(200);
+    expect(
+      (await t.request(`/api/segmentation/tasks/${gone.taskId}`, { method: 'DELETE', token })).status,
+    ).toBe(200);
 
     const claimMany = jest.spyOn(store as unknown as { claimMany: () => unknown }, 'claimMany');
     const claimed = await Promise.all([a, b, c, gone].map((x) => store.claim(x.taskId)));
@@ -46,7 +51,9 @@ describe('TaskStore: coalesced claims and completions', () => {
     }
 
     // c is cancelled while processing; a is completed twice in the same batch (two runs of one job).
-    expect((await t.request(`/api/segmentation/tasks/${c.taskId}`, { method: 'DELETE', token })).status).toBe(200);
+    expect((await t.request(`/api/segmentation/tasks/${c.taskId}`, { method: 'DELETE', token })).status).toBe(
+      200,
+    );
     const completeMany = jest.spyOn(store as unknown as { completeMany: () => unknown }, 'completeMany');
     const results = stub.validResults();
     const done = await Promise.all([a, b, c, a].map((x) => store.complete(x.taskId, results)));
@@ -59,9 +66,21 @@ describe('TaskStore: coalesced claims and completions', () => {
          FROM queue_jobs q JOIN images i ON i.id = q.image_id WHERE q.task_id = ANY($1::uuid[])`,
       [tasks.map((x) => x.taskId)],
     );
-    const by = new Map((rows as Array<{ task_id: string; status: string; segmentation_status: string; results: number }>).map((r) => [r.task_id, r]));
-    expect(by.get(a.taskId)).toMatchObject({ status: 'completed', segmentation_status: 'completed', results: 1 });
-    expect(by.get(b.taskId)).toMatchObject({ status: 'completed', segmentation_status: 'completed', results: 1 });
+    const by = new Map(
+      (rows as Array<{ task_id: string; status: string; segmentation_status: string; results: number }>).map(
+        (r) => [r.task_id, r],
+      ),
+    );
+    expect(by.get(a.taskId)).toMatchObject({
+      status: 'completed',
+      segmentation_status: 'completed',
+      results: 1,
+    });
+    expect(by.get(b.taskId)).toMatchObject({
+      status: 'completed',
+      segmentation_status: 'completed',
+      results: 1,
+    });
     expect(by.get(c.taskId)).toMatchObject({ status: 'cancelled', results: 0 });
     expect(by.get(gone.taskId)).toMatchObject({ status: 'cancelled', results: 0 });
   });
@@ -70,28 +89,34 @@ describe('TaskStore: coalesced claims and completions', () => {
     const alice = await t.register();
     const bob = await t.register();
     const post = async (token: string): Promise<TaskBody> =>
-      (await t.request(`/api/images/${await uploadImage(t, token)}/segmentation`, { method: 'POST', token })).json();
+      (
+        await t.request(`/api/images/${await uploadImage(t, token)}/segmentation`, { method: 'POST', token })
+      ).json();
     const [a, b] = [await post(alice.token), await post(bob.token)];
     const missing = '00000000-0000-4000-8000-000000000000';
 
-    const readMany = jest.spyOn(store as unknown as { findOwnedMany: () => unknown }, 'findOwnedMany');
-    const asks: Array<[number, string]> = [
-      [alice.user.id, a.taskId],
-      [bob.user.id, a.taskId],
-      [bob.user.id, b.taskId],
-      [alice.user.id, b.taskId],
-      [alice.user.id, missing],
-      [alice.user.id, a.taskId],
-    ];
-    const got = await Promise.all(asks.map(([user, id]) => store.findOwned(user, id)));
+    const readMany = jest.spyOn(
+      store as unknown as { findWithImageMany: () => unknown },
+      'findWithImageMany',
+    );
+    const asks = [a.taskId, b.taskId, missing, a.taskId];
+    const got = await Promise.all(asks.map((id) => store.findWithImage(id)));
     expect(readMany).toHaveBeenCalledTimes(1);
-    expect(got.map((x) => x?.taskId ?? null)).toEqual([a.taskId, null, b.taskId, null, null, a.taskId]);
-    expect(got[0]).toMatchObject({ imageId: a.imageId, userId: alice.user.id, status: 'queued' });
+    expect(got.map((x) => x?.task.taskId ?? null)).toEqual([a.taskId, b.taskId, null, a.taskId]);
+    expect(got[0]).toMatchObject({
+      imageUserId: alice.user.id,
+      projectId: null,
+      task: { imageId: a.imageId, userId: alice.user.id, status: 'queued' },
+    });
+    expect(got[1]).toMatchObject({ imageUserId: bob.user.id });
 
     // A read asked after a change sees it, batched or not.
-    expect((await t.request(`/api/segmentation/tasks/${a.taskId}`, { method: 'DELETE', token: alice.token })).status).toBe(200);
-    const again = await Promise.all([store.findOwned(alice.user.id, a.taskId), store.findOwned(bob.user.id, b.taskId)]);
-    expect(again.map((x) => x?.status)).toEqual(['cancelled', 'queued']);
+    expect(
+      (await t.request(`/api/segmentation/tasks/${a.taskId}`, { method: 'DELETE', token: alice.token }))
+        .status,
+    ).toBe(200);
+    const again = await Promise.all([store.findWithImage(a.taskId), store.findWithImage(b.taskId)]);
+    expect(again.map((x) => x?.task.status)).toEqual(['cancelled', 'queued']);
     readMany.mockRestore();
   });
 });

@@ -1,4 +1,7 @@
 import { spheroidConfidence } from '../../src/segmenter/pipeline/objects';
+import { segmentGrey } from '../../src/segmenter/pipeline/segment';
+import { TUNING_SEEDS, generateClusterScene, seedOf } from '../fixtures/cluster-scenes';
+import { evaluate } from '../fixtures/evaluate';
 import { type Cv, loadOpenCv } from '../../src/segmenter/pipeline/opencv';
 import { DEFAULT_PARAMS } from '../../src/segmenter/pipeline/params';
 import { type LabelImage, type SplitOptions, splitTouching } from '../../src/segmenter/pipeline/split';
@@ -195,6 +198,20 @@ describe('splitTouching', () => {
     expect(b.count).toBe(2);
     expect(b.splitDoubt[1]).toBeGreaterThan(a.splitDoubt[1]);
   });
+});
+
+describe('junction slivers', () => {
+  it('gives the remains of a junction maximum to a neighbour instead of making it a polygon (tuning scene)', () => {
+    // Contact-family tuning scene 39: three mid-grey spheroids meet around a light gap; the distance
+    // maximum beside the gap became a basin of its own and, once the boundaries settled, a sliver with
+    // under half its inscribed disc's area (an extra polygon before the sliver rule).
+    const scene = generateClusterScene(seedOf(TUNING_SEEDS, 'contact', 39), 'contact');
+    const polygons = segmentGrey(cv, { width: scene.width, height: scene.height, data: scene.grey });
+    const result = evaluate(cv, { ...scene, touchingPair: false }, polygons);
+    expect(result.extras).toEqual([]);
+    expect(polygons.filter((p) => p.type === 'external')).toHaveLength(scene.spheroidCount);
+    for (const v of result.spheroidIoU) expect(v).toBeGreaterThan(0.8);
+  }, 30_000);
 });
 
 describe('spheroidConfidence', () => {

@@ -24,7 +24,10 @@ export function segmentGrey(cv: Cv, image: GreyImage, params: SegmentParams = DE
     const flatPixels = copyU8(flat);
     const rough = labelComponents(scope, first.mask, g, refArea(g, params.minSpheroidArea));
     const roughDistance = distanceToBackground(scope, first.mask);
-    const roughRegions = splitTouching(rough, roughDistance, splitOptions(g, params));
+    const roughRegions = splitTouching(rough, roughDistance, {
+      ...splitOptions(g, params),
+      refineBoundaries: false,
+    });
     const thresholds = objectThresholds(scope, roughRegions, flatPixels, roughDistance, g, params);
     const mask = rethreshold(scope, flat, thresholds, g, params);
     const components = labelComponents(scope, mask, g, refArea(g, params.minSpheroidArea));

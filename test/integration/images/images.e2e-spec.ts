@@ -114,6 +114,7 @@ describe.each(STORAGE_DRIVERS)('images with STORAGE_DRIVER=%s (CONTRACT §3 Imag
     const body = await json<ImageBody>(res);
     expect(body).toEqual({
       id: expect.any(Number),
+      projectId: null,
       originalName: name,
       mimeType: mime,
       sizeBytes: data.length,

@@ -1,3 +1,4 @@
+import { AccessPolicy } from '../../../src/access';
 import { NotFoundException } from '@nestjs/common';
 import { Readable } from 'node:stream';
 import type { Repository } from 'typeorm';
@@ -43,6 +44,7 @@ function setup() {
     storage as unknown as ImageStorage,
     inspector as unknown as ImageInspector,
     prepared as unknown as PreparedQueries,
+    new AccessPolicy(),
   );
   return { svc, repo, storage, inspector, log };
 }
