@@ -4,6 +4,7 @@ import { EnqueueFunction1764390500000 } from './1764390500000-EnqueueFunction';
 import { SessionsAndApiKeys1765000000000 } from './1765000000000-SessionsAndApiKeys';
 import { Projects1765100000000 } from './1765100000000-Projects';
 import { ResultVersions1765200000000 } from './1765200000000-ResultVersions';
+import { StorageSweep1765300000000 } from './1765300000000-StorageSweep';
 
 /** Every migration, in order. Listed explicitly so ts (tests) and js (build) load the same set. */
 export const ALL_MIGRATIONS = [
@@ -13,4 +14,5 @@ export const ALL_MIGRATIONS = [
   SessionsAndApiKeys1765000000000,
   Projects1765100000000,
   ResultVersions1765200000000,
+  StorageSweep1765300000000,
 ];

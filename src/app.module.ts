@@ -17,6 +17,8 @@ import { ExportsModule } from './exports/exports.module';
 import { AccessModule } from './access/access.module';
 import { ProjectsModule } from './projects/projects.module';
 import type { AppRole } from './config/app-role';
+import { storageConfig } from './config/configuration';
+import { StorageModule } from './storage/storage.module';
 
 /**
  * The application for one role (CONTRACT §1): `api` serves REST + Socket.IO and only enqueues,
@@ -33,6 +35,7 @@ export class AppModule {
       MetricsModule,
       RedisModule,
       DatabaseModule,
+      StorageModule.forDriver(storageConfig().driver),
       HealthModule,
     ];
     const api: Array<Type | DynamicModule> = serves

@@ -133,8 +133,11 @@ export interface MlPolygon {
   features: MlFeatures;
 }
 export interface MlSegmentRequest {
+  /** Path relative to UPLOAD_DIR (`local`), or the object's storage key (`s3`). */
   image_path: string;
   task_id: string;
+  /** With STORAGE_DRIVER=s3: a presigned GET link to the object (CONTRACT §8, §9). */
+  image_url?: string;
 }
 export interface MlSegmentResults {
   image_width: number;

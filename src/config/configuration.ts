@@ -87,6 +87,28 @@ export const uploadsConfig = registerAs('uploads', () => {
   };
 });
 
+/** Where images and their variants are kept (CONTRACT §9, src/storage). Secrets stay inside this object. */
+export const storageConfig = registerAs('storage', () => {
+  const e = env();
+  const prefix = e.S3_PREFIX.replace(/^\/+/, '');
+  return {
+    driver: e.STORAGE_DRIVER,
+    uploadDir: path.resolve(e.UPLOAD_DIR),
+    s3: {
+      endpoint: e.S3_ENDPOINT || undefined,
+      region: e.S3_REGION,
+      bucket: e.S3_BUCKET ?? '',
+      accessKeyId: e.S3_ACCESS_KEY_ID || undefined,
+      secretAccessKey: e.S3_SECRET_ACCESS_KEY || undefined,
+      forcePathStyle: e.S3_FORCE_PATH_STYLE,
+      /** Key prefix, ending with `/` when set. */
+      prefix: prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`,
+    },
+    /** A presigned `image_url` must outlive the ML call it is sent with (CONTRACT §9). */
+    mlTimeoutMs: e.ML_SERVICE_TIMEOUT,
+  };
+});
+
 /** The image variants and their signed links (src/media). */
 export const mediaConfig = registerAs('media', () => {
   const e = env();
@@ -130,4 +152,5 @@ export const allConfigs = [
   uploadsConfig,
   authConfig,
   mediaConfig,
+  storageConfig,
 ];

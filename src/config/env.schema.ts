@@ -61,6 +61,22 @@ export const envSchema = Joi.object({
   MAX_IMAGE_PIXELS: Joi.number().integer().min(1).default(100_000_000),
   FILE_URL_TTL_SECONDS: Joi.number().integer().min(1).max(31_536_000).default(3600),
 
+  STORAGE_DRIVER: Joi.string().valid('local', 's3').default('local'),
+  S3_ENDPOINT: Joi.string()
+    .uri({ scheme: ['http', 'https'] })
+    .allow(''),
+  S3_REGION: Joi.string().default('us-east-1'),
+  S3_BUCKET: Joi.string()
+    .pattern(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/)
+    .when('STORAGE_DRIVER', { is: 's3', then: Joi.required(), otherwise: Joi.optional().allow('') }),
+  S3_ACCESS_KEY_ID: Joi.string().allow(''),
+  S3_SECRET_ACCESS_KEY: Joi.string().allow(''),
+  S3_FORCE_PATH_STYLE: Joi.boolean().truthy('1').falsy('0').default(true),
+  S3_PREFIX: Joi.string()
+    .pattern(/^[A-Za-z0-9!_.*'()/-]{0,200}$/)
+    .allow('')
+    .default(''),
+
   JWT_SECRET: Joi.string().min(16).when('NODE_ENV', {
     is: 'production',
     then: Joi.required(),
@@ -122,6 +138,14 @@ export type Env = {
   MAX_UPLOAD_BYTES: number;
   MAX_IMAGE_PIXELS: number;
   FILE_URL_TTL_SECONDS: number;
+  STORAGE_DRIVER: 'local' | 's3';
+  S3_ENDPOINT?: string;
+  S3_REGION: string;
+  S3_BUCKET?: string;
+  S3_ACCESS_KEY_ID?: string;
+  S3_SECRET_ACCESS_KEY?: string;
+  S3_FORCE_PATH_STYLE: boolean;
+  S3_PREFIX: string;
   JWT_SECRET?: string;
   JWT_EXPIRES_IN: string;
   REFRESH_TOKEN_TTL_DAYS: number;

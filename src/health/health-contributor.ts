@@ -1,7 +1,7 @@
 import { SetMetadata } from '@nestjs/common';
 
 /** Names of the services the health routes report (CONTRACT §4). */
-export type ServiceName = 'database' | 'redis' | 'queue' | 'ml';
+export type ServiceName = 'database' | 'redis' | 'queue' | 'ml' | 'storage';
 export type ServiceStatus = 'healthy' | 'degraded' | 'unhealthy';
 
 export interface ServiceCheck {

@@ -27,7 +27,7 @@ export class HealthController {
   ) {}
 
   @Get()
-  @ApiDoc('System health: healthy, degraded (ML down) or unhealthy')
+  @ApiDoc('System health: healthy, degraded (ML or storage down) or unhealthy')
   @ApiOkResponse({ description: 'healthy or degraded', schema: SUMMARY })
   @ApiServiceUnavailableResponse({ description: 'unhealthy', schema: SUMMARY })
   async summary(@Res({ passthrough: true }) reply: FastifyReply) {
@@ -83,7 +83,7 @@ export class HealthController {
   }
 
   @Get('services/:service')
-  @ApiDoc('Health of one service (database, redis, queue, ml)', { 404: 'unknown service name' })
+  @ApiDoc('Health of one service (database, redis, queue, ml; storage with STORAGE_DRIVER=s3)', { 404: 'unknown service name' })
   @ApiOkResponse({ schema: SERVICE })
   @ApiServiceUnavailableResponse({ description: 'the service is down', schema: SERVICE })
   @HttpCode(200)
@@ -97,7 +97,7 @@ export class HealthController {
   private respond(reply: FastifyReply, reports: ServiceReport[], detailed: boolean) {
     const status = HealthRegistry.overall(reports);
     if (status === 'unhealthy') void reply.status(503);
-    const order = ['database', 'redis', 'queue', 'ml'];
+    const order = ['database', 'redis', 'queue', 'ml', 'storage'];
     const sorted = [...reports].sort((a, b) => order.indexOf(a.service) - order.indexOf(b.service));
     const body: Record<string, unknown> = {
       status,

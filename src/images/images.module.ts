@@ -10,7 +10,7 @@ import { MediaLinksModule } from '../media/links/media-links.module';
 
 /**
  * `/api/images`: upload, list, read, delete. Exports ImagesService (ownership checks, status updates,
- * the before-delete hook registry), ImageStorage (path resolution under UPLOAD_DIR) and ImageInspector.
+ * the before-delete hook registry), ImageStorage (uploads into the ObjectStore) and ImageInspector.
  * Needs the bootstrap to call `registerMultipartPassthrough` (the upload route reads its body itself).
  */
 @Module({

@@ -49,7 +49,8 @@ const isDbId = (id: number): boolean => Number.isInteger(id) && id >= 1 && id <=
  * image's queued/processing task there). On `DELETE /images/:id` every hook runs, in registration
  * order, after the ownership check and before the row is deleted; a hook that throws aborts the delete
  * (nothing is removed). The row delete cascades to the image's tasks and results (FK ON DELETE
- * CASCADE); the file is removed last, and a failure to remove it is logged, not returned.
+ * CASCADE); the file and every variant are removed last (ImageStorage.remove), and a failure to remove
+ * them is logged, not returned (with `s3` the storage sweeper retries it).
  */
 @Injectable()
 export class ImagesService implements OnModuleInit {
@@ -125,7 +126,7 @@ export class ImagesService implements OnModuleInit {
     let info;
     try {
       info = await this.inspector.inspect(staged.data ?? staged.tempPath);
-      stored = await this.storage.commit(staged, info.ext);
+      stored = await this.storage.commit(staged, info.ext, new Date(), info.mime);
     } catch (err) {
       await this.storage.discard(staged);
       throw err;

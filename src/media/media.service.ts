@@ -1,12 +1,12 @@
-import { Injectable, NotFoundException, OnModuleInit } from '@nestjs/common';
+import { Injectable, NotFoundException } from '@nestjs/common';
 import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
 import { DataSource, Repository } from 'typeorm';
 import { ImageEntity } from '../images/image.entity';
-import { ImageStorage } from '../images/image-storage';
 import { ImagesService } from '../images/images.service';
 import type { ResultPolygon } from '../segmentation/result.entity';
+import { ObjectStore } from '../storage/object-store';
 import { DerivedFileGoneError, DerivedFiles } from './derived-files';
-import { ImageRenderer, fitInside } from './image-renderer';
+import { ImageRenderer, RenderSource, fitInside } from './image-renderer';
 
 export const THUMBNAIL_SIZE = { min: 64, max: 1024, default: 256 } as const;
 export const OVERLAY_SIZE = { min: 64, max: 4096, default: 1024 } as const;
@@ -23,29 +23,26 @@ interface CurrentResult {
 /**
  * The image variants: which image a request may see, and the derived files (thumbnail per image and
  * effective size; overlay per result and size, so a new result gets new overlays and the old ones are
- * pruned). Every variant goes when the image is deleted (after-delete hook of ImagesService).
+ * pruned). Every variant goes when the image is deleted (ImageStorage.remove takes the original and
+ * its variants directory). Files are read and written through the ObjectStore (STORAGE_DRIVER).
  */
 @Injectable()
-export class MediaService implements OnModuleInit {
+export class MediaService {
   constructor(
     private readonly images: ImagesService,
-    private readonly storage: ImageStorage,
+    private readonly store: ObjectStore,
     private readonly derived: DerivedFiles,
     private readonly renderer: ImageRenderer,
     @InjectRepository(ImageEntity) private readonly repo: Repository<ImageEntity>,
     @InjectDataSource() private readonly db: DataSource,
   ) {}
 
-  onModuleInit(): void {
-    this.images.onAfterDelete((image) => this.derived.removeAll(image.storagePath));
-  }
-
   /** Path (relative to UPLOAD_DIR) of the WebP thumbnail, made on first request. */
   async thumbnail(image: ImageEntity, requested: number): Promise<string> {
     const { width, height } = fitInside(image.width, image.height, requested);
     const longest = Math.max(width, height);
-    return this.ensure(image, `thumb-${longest}.webp`, (tmp) =>
-      this.renderer.thumbnail(this.source(image), longest, tmp),
+    return this.ensure(image, `thumb-${longest}.webp`, 'image/webp', (tmp) =>
+      this.withSource(image, (src) => this.renderer.thumbnail(src, longest, tmp)),
     );
   }
 
@@ -56,31 +53,43 @@ export class MediaService implements OnModuleInit {
     const { width, height } = fitInside(image.width, image.height, requested);
     const longest = Math.max(width, height);
     const name = overlayName(result.id, longest);
-    const rel = await this.ensure(image, name, (tmp) =>
-      this.renderer.overlay(
-        this.source(image),
-        result.polygons,
-        { width: result.imageWidth || image.width, height: result.imageHeight || image.height },
-        longest,
-        tmp,
+    const { rel, created } = await this.ensureFile(image, name, 'image/png', (tmp) =>
+      this.withSource(image, (src) =>
+        this.renderer.overlay(
+          src,
+          result.polygons,
+          { width: result.imageWidth || image.width, height: result.imageHeight || image.height },
+          longest,
+          tmp,
+        ),
       ),
     );
-    // Overlays of results that are no longer current are never served again.
-    await this.derived.prune(
-      image.storagePath,
-      (n) => !n.startsWith('overlay-') || n.startsWith(`overlay-r${result.id}-`),
-    );
+    // Overlays of results that are no longer current are never served again (looked for when a new
+    // overlay is made: the old result's overlays were all made before it).
+    if (created) {
+      await this.derived.prune(image.storagePath, (n) => !n.startsWith('overlay-') || n.startsWith(`overlay-r${result.id}-`));
+    }
     return rel;
   }
 
   private async ensure(
     image: ImageEntity,
     name: string,
+    contentType: string,
     make: (tmp: string) => Promise<void>,
   ): Promise<string> {
+    return (await this.ensureFile(image, name, contentType, make)).rel;
+  }
+
+  private async ensureFile(
+    image: ImageEntity,
+    name: string,
+    contentType: string,
+    make: (tmp: string) => Promise<void>,
+  ): Promise<{ rel: string; created: boolean }> {
     const stillThere = async () => (await this.repo.existsBy({ id: image.id })) as boolean;
     try {
-      return (await this.derived.ensure(image.storagePath, name, make, stillThere)).rel;
+      return await this.derived.ensure(image.storagePath, name, contentType, make, stillThere);
     } catch (err) {
       if (err instanceof DerivedFileGoneError || !(await stillThere()))
         throw new NotFoundException('image not found');
@@ -88,13 +97,11 @@ export class MediaService implements OnModuleInit {
     }
   }
 
-  private source(image: ImageEntity) {
-    return {
-      absPath: this.storage.resolve(image.storagePath),
-      mimeType: image.mimeType,
-      width: image.width,
-      height: image.height,
-    };
+  /** Runs `fn` on the stored original (a local file: the stored one, or a scratch copy with `s3`). */
+  private withSource(image: ImageEntity, fn: (src: RenderSource) => Promise<void>): Promise<void> {
+    return this.store.withLocalFile(image.storagePath, (absPath) =>
+      fn({ absPath, mimeType: image.mimeType, width: image.width, height: image.height }),
+    );
   }
 
   private async currentResult(imageId: number): Promise<CurrentResult | null> {

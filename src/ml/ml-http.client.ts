@@ -1,8 +1,9 @@
-import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, OnApplicationShutdown, Optional } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import http from 'node:http';
 import https from 'node:https';
 import { mlConfig } from '../config/configuration';
+import { ObjectStore } from '../storage/object-store';
 import { ML_FEATURE_KEYS, type MlHealthResponse, type MlPolygon, type MlSegmentRequest, type MlSegmentResults } from '../common/contracts';
 import {
   MlAbortedError,
@@ -39,7 +40,10 @@ export class MlHttpClient implements OnApplicationShutdown {
   /** `user:password` from the URL, sent as Basic auth (never quoted in messages). */
   private readonly auth?: string;
 
-  constructor(@Inject(mlConfig.KEY) private readonly cfg: ConfigType<typeof mlConfig>) {
+  constructor(
+    @Inject(mlConfig.KEY) private readonly cfg: ConfigType<typeof mlConfig>,
+    @Optional() private readonly store?: ObjectStore,
+  ) {
     this.base = new URL(cfg.url);
     const secure = this.base.protocol === 'https:';
     this.transport = secure ? https : http;
@@ -61,10 +65,21 @@ export class MlHttpClient implements OnApplicationShutdown {
    * any other reason becomes {@link MlAbortedError}.
    */
   async segment(req: MlSegmentRequest, signal: AbortSignal): Promise<MlSegmentResults> {
-    const body = await this.request('/segment', 'POST', signal, JSON.stringify({ image_path: req.image_path, task_id: req.task_id }));
+    const body = await this.request('/segment', 'POST', signal, JSON.stringify(await this.wireRequest(req)));
     const results = parseSegmentBody(body);
     if (!results) throw new MlServiceError('ML service returned a malformed segmentation response');
     return results;
+  }
+
+  /**
+   * The §8 body: `image_path` and `task_id`, and with STORAGE_DRIVER=s3 `image_url`, a presigned GET
+   * link to the object valid for ML_SERVICE_TIMEOUT plus a minute (signed locally: no request to the store).
+   */
+  private async wireRequest(req: MlSegmentRequest): Promise<MlSegmentRequest> {
+    const imageUrl = req.image_url ?? (await this.store?.presignGet(req.image_path, this.cfg.timeoutMs / 1000 + 60));
+    return imageUrl
+      ? { image_path: req.image_path, task_id: req.task_id, image_url: imageUrl }
+      : { image_path: req.image_path, task_id: req.task_id };
   }
 
   /** GET `/health`, bounded by `timeoutMs`. Resolves with the service's answer or throws a typed error. */

@@ -1,14 +1,13 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
-import { access } from 'node:fs/promises';
-import path from 'node:path';
-import { queueConfig, uploadsConfig } from '../config/configuration';
+import { queueConfig } from '../config/configuration';
 import { OPEN_TASK_STATUSES, SegmentJobData, TaskStatus } from '../common/contracts';
 import { MetricsService } from '../metrics/metrics.service';
 import { MlService } from '../ml/ml.service';
 import { MlAbortedError, MlBadInputError, MlCircuitOpenError } from '../ml/ml.errors';
 import { SegmentationQueue } from '../queue/segmentation-queue';
 import { RealtimePublisher } from '../realtime/realtime.publisher';
+import { ObjectStore } from '../storage/object-store';
 import { TaskStore } from './task.store';
 import type { TaskEntity } from './task.entity';
 
@@ -51,7 +50,7 @@ export class TaskRunner {
     private readonly realtime: RealtimePublisher,
     private readonly metrics: MetricsService,
     @Inject(queueConfig.KEY) private readonly cfg: ConfigType<typeof queueConfig>,
-    @Inject(uploadsConfig.KEY) private readonly uploads: ConfigType<typeof uploadsConfig>,
+    private readonly files: ObjectStore,
   ) {}
 
   /**
@@ -162,14 +161,9 @@ export class TaskRunner {
     return { call, cancel: () => local.abort() };
   }
 
-  private async isInsideUploads(storagePath: string): Promise<boolean> {
-    const root = this.uploads.dir;
-    const abs = path.resolve(root, storagePath);
-    if (!storagePath || !abs.startsWith(root + path.sep)) return false;
-    return access(abs).then(
-      () => true,
-      () => false,
-    );
+  /** Whether the ML service may be sent this path (ObjectStore.mayRead: with `local`, the file exists under UPLOAD_DIR). */
+  private isInsideUploads(storagePath: string): Promise<boolean> {
+    return this.files.mayRead(storagePath);
   }
 
   private async succeed(

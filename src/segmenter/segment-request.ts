@@ -3,13 +3,18 @@ import { SegmenterError } from './segmenter.errors';
 
 const MAX_FIELD_LENGTH = 4096;
 
-/** Checks a `POST /segment` body: `image_path` and `task_id`, non-empty strings. */
+/** Checks a `POST /segment` body: `image_path` and `task_id`, non-empty strings; `image_url` optional (a string). */
 export function parseSegmentRequest(body: unknown): MlSegmentRequest {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw new SegmenterError(400, 'body must be a JSON object { image_path, task_id }');
   }
-  const { image_path: imagePath, task_id: taskId } = body as Record<string, unknown>;
-  return { image_path: requiredString('image_path', imagePath), task_id: requiredString('task_id', taskId) };
+  const { image_path: imagePath, task_id: taskId, image_url: imageUrl } = body as Record<string, unknown>;
+  const req: MlSegmentRequest = {
+    image_path: requiredString('image_path', imagePath),
+    task_id: requiredString('task_id', taskId),
+  };
+  if (imageUrl !== undefined) req.image_url = requiredString('image_url', imageUrl);
+  return req;
 }
 
 function requiredString(name: string, value: unknown): string {

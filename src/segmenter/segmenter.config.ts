@@ -2,6 +2,7 @@ import { registerAs } from '@nestjs/config';
 import * as Joi from 'joi';
 import * as path from 'node:path';
 import { validateWithSchema } from '../config/validate';
+import { parseAllowlist } from './image-url';
 
 /**
  * The reference segmenter's own configuration (CONTRACT §1): it reads only these variables and needs
@@ -15,6 +16,19 @@ export const segmenterEnvSchema = Joi.object({
   UPLOAD_DIR: Joi.string().default('./uploads'),
   MAX_IMAGE_PIXELS: Joi.number().integer().min(1).default(100_000_000),
   SHUTDOWN_TIMEOUT: Joi.number().integer().min(0).default(30000),
+  SEGMENTER_URL_ALLOWLIST: Joi.string()
+    .allow('')
+    .default('')
+    .custom((v: string, helpers) => {
+      try {
+        parseAllowlist(v);
+        return v;
+      } catch {
+        return helpers.error('string.uri');
+      }
+    }),
+  SEGMENTER_MAX_FETCH_BYTES: Joi.number().integer().min(1).default(52428800),
+  SEGMENTER_FETCH_TIMEOUT: Joi.number().integer().min(1).default(60000),
 }).unknown(true);
 
 export interface SegmenterEnv {
@@ -25,6 +39,9 @@ export interface SegmenterEnv {
   UPLOAD_DIR: string;
   MAX_IMAGE_PIXELS: number;
   SHUTDOWN_TIMEOUT: number;
+  SEGMENTER_URL_ALLOWLIST: string;
+  SEGMENTER_MAX_FETCH_BYTES: number;
+  SEGMENTER_FETCH_TIMEOUT: number;
 }
 
 /** Throws ConfigValidationError (one line, no value echoed) when a segmenter variable is invalid. */
@@ -41,5 +58,9 @@ export const segmenterConfig = registerAs('segmenter', () => {
     maxPixels: e.MAX_IMAGE_PIXELS,
     threads: e.SEGMENTER_THREADS,
     logLevel: e.LOG_LEVEL,
+    /** Origins `image_url` may be fetched from (CONTRACT §9); empty: no URL is fetched. */
+    urlAllowlist: parseAllowlist(e.SEGMENTER_URL_ALLOWLIST),
+    maxFetchBytes: e.SEGMENTER_MAX_FETCH_BYTES,
+    fetchTimeoutMs: e.SEGMENTER_FETCH_TIMEOUT,
   };
 });

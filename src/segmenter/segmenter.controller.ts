@@ -7,6 +7,7 @@ import { parseSegmentRequest } from './segment-request';
 import { SegmentFailure, SegmenterPool } from './segmenter-pool';
 import { SegmenterError } from './segmenter.errors';
 import { resolveUploadPath } from './upload-path';
+import { withFetchedImage } from './image-url';
 
 const FAILURE_STATUS: Record<SegmentFailure['kind'], number> = {
   'bad-image': 400,
@@ -37,9 +38,20 @@ export class SegmenterController {
   @HttpCode(200)
   async segment(@Body() body: unknown): Promise<MlSegmentResponse> {
     const request = parseSegmentRequest(body);
-    const file = await resolveUploadPath(this.config.uploadDir, request.image_path);
+    // With `image_url` (STORAGE_DRIVER=s3) the image is fetched from an allowed origin; else read under UPLOAD_DIR.
+    const run = (file: string) => this.pool.run(file, this.config.maxPixels);
     try {
-      const results = await this.pool.run(file, this.config.maxPixels);
+      const results = request.image_url
+        ? await withFetchedImage(
+            request.image_url,
+            {
+              allowlist: this.config.urlAllowlist,
+              maxBytes: this.config.maxFetchBytes,
+              timeoutMs: this.config.fetchTimeoutMs,
+            },
+            run,
+          )
+        : await run(await resolveUploadPath(this.config.uploadDir, request.image_path));
       this.logger.log({
         msg: 'segmented',
         task_id: request.task_id,

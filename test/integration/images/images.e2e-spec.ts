@@ -1,8 +1,10 @@
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { HeadBucketCommand } from '@aws-sdk/client-s3';
+import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { DataSource } from 'typeorm';
 import { startTestApp, TestApp } from '../../support/app';
+import { S3TestServer } from '../../support/s3-server';
+import { STORAGE_DRIVERS, StorageUnderTest, storageFor } from '../../support/storage-drivers';
 import {
   executableHead,
   makeBmp,
@@ -33,15 +35,6 @@ interface ListBody {
   limit: number;
 }
 
-/** Every file under `dir` (recursive), relative; staging left-overs included. */
-function filesUnder(dir: string): string[] {
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir, { recursive: true, withFileTypes: true })
-    .filter((d) => d.isFile())
-    .map((d) => path.relative(dir, path.join(d.parentPath, d.name)))
-    .sort();
-}
-
 function upload(
   t: TestApp,
   token: string,
@@ -58,9 +51,12 @@ async function json<T>(res: Response): Promise<T> {
   return (await res.json()) as T;
 }
 
-describe('images (CONTRACT §3 Images)', () => {
+describe.each(STORAGE_DRIVERS)('images with STORAGE_DRIVER=%s (CONTRACT §3 Images, §9)', (driver) => {
   const MAX_UPLOAD_BYTES = 256 * 1024;
   let t: TestApp;
+  let s3: S3TestServer | undefined;
+  let st: StorageUnderTest;
+  let bomb: StorageUnderTest;
   let uploadDir: string;
   let db: DataSource;
   let token: string;
@@ -68,32 +64,41 @@ describe('images (CONTRACT §3 Images)', () => {
   // check, not the byte cap, is what refuses it.
   let bombApp: TestApp;
   let bombToken: string;
-  let bombDir: string;
 
   const counts = async () => {
     const [row] = (await db.query('SELECT count(*)::int AS n FROM images')) as Array<{ n: number }>;
-    return { rows: row.n, files: filesUnder(uploadDir).length, bombFiles: filesUnder(bombDir).length };
+    return { rows: row.n, files: (await st.files()).length, bombFiles: (await bomb.files()).length };
   };
 
   beforeAll(async () => {
-    // Upload directories of our own, so file counts are not disturbed by other suites.
-    uploadDir = path.join(mkdtempSync(path.join(tmpdir(), 'images-e2e-')), 'uploads');
-    bombDir = path.join(mkdtempSync(path.join(tmpdir(), 'images-bomb-')), 'uploads');
-    t = await startTestApp({ UPLOAD_DIR: uploadDir, MAX_UPLOAD_BYTES: String(MAX_UPLOAD_BYTES) });
+    // Storage of our own (a directory, or a bucket), so file counts are not disturbed by other suites.
+    if (driver === 's3') s3 = await new S3TestServer().start();
+    st = storageFor(driver, 'images-e2e', s3);
+    bomb = storageFor(driver, 'images-bomb', s3);
+    uploadDir = st.uploadDir;
+    t = await startTestApp({ ...st.env, MAX_UPLOAD_BYTES: String(MAX_UPLOAD_BYTES) });
     db = t.app.get(DataSource);
     ({ token } = await t.register());
-    bombApp = await startTestApp({ UPLOAD_DIR: bombDir, MAX_UPLOAD_BYTES: String(8 * 1024 * 1024) });
+    bombApp = await startTestApp({ ...bomb.env, MAX_UPLOAD_BYTES: String(8 * 1024 * 1024) });
     ({ token: bombToken } = await bombApp.register());
   });
   afterAll(async () => {
     await bombApp?.close();
     await t?.close();
-    rmSync(path.dirname(uploadDir), { recursive: true, force: true });
-    rmSync(path.dirname(bombDir), { recursive: true, force: true });
+    st?.cleanup();
+    bomb?.cleanup();
+    await s3?.stop();
   });
 
-  it('creates UPLOAD_DIR at start', () => {
-    expect(existsSync(uploadDir)).toBe(true);
+  it('creates UPLOAD_DIR (local) or the bucket (s3) at start', async () => {
+    if (driver === 'local') {
+      expect(existsSync(uploadDir)).toBe(true);
+    } else {
+      const client = s3!.client();
+      await expect(client.send(new HeadBucketCommand({ Bucket: st.bucket }))).resolves.toBeDefined();
+      client.destroy();
+      expect(existsSync(uploadDir)).toBe(false); // nothing is written under UPLOAD_DIR
+    }
   });
 
   it.each([
@@ -126,7 +131,7 @@ describe('images (CONTRACT §3 Images)', () => {
       storage_path: string;
     }>;
     expect(row.storage_path).toMatch(/^\d{4}\/\d{2}\/[0-9a-f-]{36}\.(png|jpg|tif|bmp)$/);
-    expect(existsSync(path.join(uploadDir, row.storage_path))).toBe(true);
+    expect(await st.read(row.storage_path)).toEqual(data);
   });
 
   it('decides the type by content: a JPEG named .png is stored as image/jpeg', async () => {
@@ -291,13 +296,12 @@ describe('images (CONTRACT §3 Images)', () => {
     const [row] = (await db.query('SELECT storage_path FROM images WHERE id = $1', [id])) as Array<{
       storage_path: string;
     }>;
-    const abs = path.join(uploadDir, row.storage_path);
-    expect(existsSync(abs)).toBe(true);
+    expect(await st.read(row.storage_path)).not.toBeNull();
 
     const del = await t.request(`/api/images/${id}`, { method: 'DELETE', token });
     expect(del.status).toBe(204);
     expect(await del.text()).toBe('');
-    expect(existsSync(abs)).toBe(false);
+    expect(await st.read(row.storage_path)).toBeNull();
     expect((await t.request(`/api/images/${id}`, { token })).status).toBe(404);
     expect((await t.request(`/api/images/${id}`, { method: 'DELETE', token })).status).toBe(404);
     expect(await db.query('SELECT 1 FROM images WHERE id = $1', [id])).toEqual([]);
@@ -340,8 +344,10 @@ describe('images (CONTRACT §3 Images)', () => {
     expect(await json(res)).toEqual(created);
   });
 
-  it('leaves nothing in the staging area', () => {
-    expect(filesUnder(path.join(uploadDir, '.incoming'))).toEqual([]);
-    expect(filesUnder(bombDir)).toEqual([]);
+  it('leaves nothing in the staging area (nor anything under UPLOAD_DIR with s3)', async () => {
+    expect(
+      (await st.files()).filter((f) => f.startsWith('.incoming/') || f.startsWith('UPLOAD_DIR/')),
+    ).toEqual([]);
+    expect(await bomb.files()).toEqual([]);
   });
 });

@@ -1,10 +1,10 @@
 import { parse as parseCsv } from 'csv-parse/sync';
 import { parse as parseDisposition } from 'content-disposition';
-import { rmSync } from 'node:fs';
-import path from 'node:path';
 import { DataSource } from 'typeorm';
 import type { MlPolygon } from '../../../src/common/contracts';
 import { makeImage } from '../../unit/images/image-fixtures';
+import { S3TestServer } from '../../support/s3-server';
+import { STORAGE_DRIVERS } from '../../support/storage-drivers';
 import { MediaEnv, ngon, polygon, results, segmentWith, startMediaApp, uploadBody } from './media-helpers';
 
 const COLUMNS = [
@@ -51,7 +51,8 @@ function inside(x: number, y: number, pts: [number, number][]): boolean {
   return c;
 }
 
-describe('GET /api/segmentation/export (CONTRACT §3 Segmentation)', () => {
+describe.each(STORAGE_DRIVERS)('GET /api/segmentation/export with STORAGE_DRIVER=%s (CONTRACT §3 Segmentation)', (driver) => {
+  let s3: S3TestServer | undefined;
   let env: MediaEnv;
   let token: string;
   let other: string;
@@ -70,7 +71,8 @@ describe('GET /api/segmentation/export (CONTRACT §3 Segmentation)', () => {
   let foreign: number;
 
   beforeAll(async () => {
-    env = await startMediaApp('export');
+    if (driver === 's3') s3 = await new S3TestServer().start();
+    env = await startMediaApp('export', {}, driver, s3);
     ({ token } = await env.t.register());
     ({ token: other } = await env.t.register());
     for (const [i, name] of awkward.entries()) {
@@ -108,9 +110,8 @@ describe('GET /api/segmentation/export (CONTRACT §3 Segmentation)', () => {
     foreign = f.id;
   });
   afterAll(async () => {
-    await env?.t.close();
-    await env?.stub.stop();
-    if (env) rmSync(path.dirname(env.uploadDir), { recursive: true, force: true });
+    await env?.stop();
+    await s3?.stop();
   });
 
   it('CSV: RFC 4180, one row per spheroid with the result’s values, formulas neutralised', async () => {

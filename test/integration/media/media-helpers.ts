@@ -1,38 +1,52 @@
-import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import type { MlPolygon, MlSegmentResults } from '../../../src/common/contracts';
 import { startTestApp, TestApp } from '../../support/app';
 import { MlStub } from '../../support/ml-stub';
+import type { S3TestServer } from '../../support/s3-server';
+import { StorageDriverName, storageFor, StorageUnderTest } from '../../support/storage-drivers';
 
-/** Every file under `dir` (recursive), relative. */
-export function filesUnder(dir: string): string[] {
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir, { recursive: true, withFileTypes: true })
-    .filter((d) => d.isFile())
-    .map((d) => path.relative(dir, path.join(d.parentPath, d.name)))
-    .sort();
-}
+export { filesUnder } from '../../support/storage-drivers';
 
 export interface MediaEnv {
   t: TestApp;
   stub: MlStub;
+  /** The app's storage (its own UPLOAD_DIR, or its own bucket with `s3`). */
+  storage: StorageUnderTest;
   uploadDir: string;
+  /** Stops the app and the stub and removes the storage. */
+  stop(): Promise<void>;
 }
 
-/** The app with synchronous segmentation (ENABLE_QUEUE=false) against an ML stub, and its own UPLOAD_DIR. */
-export async function startMediaApp(tag: string, env: Record<string, string> = {}): Promise<MediaEnv> {
+/**
+ * The app with synchronous segmentation (ENABLE_QUEUE=false) against an ML stub, with storage of its
+ * own under `driver` (with `s3`, a bucket on `s3`, the suite's server).
+ */
+export async function startMediaApp(
+  tag: string,
+  env: Record<string, string> = {},
+  driver: StorageDriverName = 'local',
+  s3?: S3TestServer,
+): Promise<MediaEnv> {
   const stub = new MlStub();
   await stub.start();
-  const uploadDir = path.join(mkdtempSync(path.join(tmpdir(), `${tag}-`)), 'uploads');
+  const storage = storageFor(driver, tag, s3);
   const t = await startTestApp({
-    QUEUE_NAME: `${process.env.QUEUE_NAME}_${tag}`,
+    QUEUE_NAME: `${process.env.QUEUE_NAME}_${tag}_${driver}`,
     ENABLE_QUEUE: 'false',
     ML_SERVICE_URL: stub.url,
-    UPLOAD_DIR: uploadDir,
+    ...storage.env,
     ...env,
   });
-  return { t, stub, uploadDir };
+  return {
+    t,
+    stub,
+    storage,
+    uploadDir: storage.uploadDir,
+    stop: async () => {
+      await t.close();
+      await stub.stop();
+      storage.cleanup();
+    },
+  };
 }
 
 /** An ML polygon with features derived from its points (area by the shoelace formula). */

@@ -1,30 +1,33 @@
 import { parse as parseDisposition } from 'content-disposition';
-import { rmSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
 import sharp from 'sharp';
 import { DataSource } from 'typeorm';
 import { LinkSigner } from '../../../src/media/links/link-signer';
 import { makeBmp, makeImage } from '../../unit/images/image-fixtures';
-import { filesUnder, MediaEnv, ngon, polygon, results, segmentWith, startMediaApp, uploadBody } from './media-helpers';
+import { S3TestServer } from '../../support/s3-server';
+import { STORAGE_DRIVERS } from '../../support/storage-drivers';
+import { MediaEnv, ngon, polygon, results, segmentWith, startMediaApp, uploadBody } from './media-helpers';
 
 const LINK_RE = (id: number, route: string) =>
   new RegExp(`^/api/images/${id}/${route}\\?exp=(\\d+)&sig=[A-Za-z0-9_-]{43}$`);
 
-describe('image variants: file, thumbnail, overlay, signed links (CONTRACT §3 Images)', () => {
+describe.each(STORAGE_DRIVERS)('image variants with STORAGE_DRIVER=%s: file, thumbnail, overlay, signed links (CONTRACT §3 Images, §9)', (driver) => {
+  let s3: S3TestServer | undefined;
   let env: MediaEnv;
   let token: string;
   let other: string;
   const get = (p: string, init: RequestInit & { token?: string } = {}) => env.t.request(p, init);
 
+  const files = () => env.storage.files();
+
   beforeAll(async () => {
-    env = await startMediaApp('media');
+    if (driver === 's3') s3 = await new S3TestServer().start();
+    env = await startMediaApp('media', {}, driver, s3);
     ({ token } = await env.t.register());
     ({ token: other } = await env.t.register());
   });
   afterAll(async () => {
-    await env?.t.close();
-    await env?.stub.stop();
-    if (env) rmSync(path.dirname(env.uploadDir), { recursive: true, force: true });
+    await env?.stop();
+    await s3?.stop();
   });
 
   describe('image.urls', () => {
@@ -50,7 +53,7 @@ describe('image variants: file, thumbnail, overlay, signed links (CONTRACT §3 I
     });
 
     it('honours FILE_URL_TTL_SECONDS', async () => {
-      const short = await startMediaApp('media_ttl', { FILE_URL_TTL_SECONDS: '120' });
+      const short = await startMediaApp('media-ttl', { FILE_URL_TTL_SECONDS: '120' }, driver, s3);
       try {
         const { token: tk } = await short.t.register();
         const img = await uploadBody(short.t, tk, await makeImage('png', 20, 20), 'ttl.png');
@@ -58,9 +61,7 @@ describe('image variants: file, thumbnail, overlay, signed links (CONTRACT §3 I
         expect(exp - Math.floor(Date.now() / 1000)).toBeGreaterThan(110);
         expect(exp - Math.floor(Date.now() / 1000)).toBeLessThanOrEqual(120);
       } finally {
-        await short.t.close();
-        await short.stub.stop();
-        rmSync(path.dirname(short.uploadDir), { recursive: true, force: true });
+        await short.stop();
       }
     });
   });
@@ -250,9 +251,9 @@ describe('image variants: file, thumbnail, overlay, signed links (CONTRACT §3 I
       const db = env.t.app.get(DataSource);
       const [{ storage_path }] = await db.query('SELECT storage_path FROM images WHERE id = $1', [img.id]);
       const stem = storage_path.replace(/\.[a-z]+$/, '');
-      expect(filesUnder(env.uploadDir).filter((f) => f.startsWith(`${stem}.d/`))).toEqual([`${stem}.d/thumb-80.webp`]);
+      expect((await files()).filter((f) => f.startsWith(`${stem}.d/`))).toEqual([`${stem}.d/thumb-80.webp`]);
       // Break the original: a cached thumbnail does not need it; a new size does.
-      writeFileSync(path.join(env.uploadDir, storage_path), 'not an image any more');
+      await env.storage.write(storage_path, Buffer.from('not an image any more'));
       const again = await get(`${img.urls.thumbnail}&size=80`);
       expect(again.status).toBe(200);
       expect(again.headers.get('etag')).toBe(etag);
@@ -267,7 +268,7 @@ describe('image variants: file, thumbnail, overlay, signed links (CONTRACT §3 I
       const [b1, b2] = [Buffer.from(await r1.arrayBuffer()), Buffer.from(await r2.arrayBuffer())];
       expect(b1.equals(b2)).toBe(true);
       expect(await sharp(b1).metadata()).toMatchObject({ width: 512, height: 398 });
-      expect(filesUnder(env.uploadDir).some((f) => f.includes('.tmp-'))).toBe(false);
+      expect((await files()).some((f) => f.includes('.tmp-') || f.startsWith('UPLOAD_DIR/'))).toBe(false);
     });
   });
 
@@ -374,7 +375,7 @@ describe('image variants: file, thumbnail, overlay, signed links (CONTRACT §3 I
         [img.id],
       );
       const dir = `${storage_path.replace(/\.[a-z]+$/, '')}.d/`;
-      const overlays = filesUnder(env.uploadDir).filter((f) => f.startsWith(`${dir}overlay-`));
+      const overlays = (await files()).filter((f) => f.startsWith(`${dir}overlay-`));
       expect(overlays).toEqual([`${dir}overlay-r${resultId}-640.png`]);
     });
   });
@@ -389,10 +390,10 @@ describe('image variants: file, thumbnail, overlay, signed links (CONTRACT §3 I
     const db = env.t.app.get(DataSource);
     const [{ storage_path }] = await db.query('SELECT storage_path FROM images WHERE id = $1', [img.id]);
     const stem = storage_path.replace(/\.[a-z]+$/, '');
-    const mine = () => filesUnder(env.uploadDir).filter((f) => f.startsWith(stem));
-    expect(mine().length).toBe(5); // original, 2 thumbnails, 2 overlays
+    const mine = async () => (await files()).filter((f) => f.startsWith(stem));
+    expect((await mine()).length).toBe(5); // original, 2 thumbnails, 2 overlays
     expect((await get(`/api/images/${img.id}`, { method: 'DELETE', token })).status).toBe(204);
-    expect(mine()).toEqual([]);
+    expect(await mine()).toEqual([]);
     for (const link of [urls.file, urls.thumbnail, urls.overlay]) expect((await get(link)).status).toBe(404);
   });
 });

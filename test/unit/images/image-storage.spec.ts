@@ -1,9 +1,10 @@
 import { HttpException } from '@nestjs/common';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { ImageStorage, SMALL_UPLOAD_BYTES, STAGING_DIR, StoragePathError } from '../../../src/images/image-storage';
+import { LocalObjectStore } from '../../../src/storage/local-object-store';
 
 /** A stream of `total` bytes in 1 KiB chunks (byte i is `fill`, or i mod 251 when fill is 'counting'). */
 function bytes(total: number, fill: number | 'counting' = 0x61): Readable {
@@ -46,7 +47,7 @@ describe('ImageStorage', () => {
 
   beforeEach(async () => {
     root = path.join(mkdtempSync(path.join(tmpdir(), 'storage-')), 'uploads');
-    storage = new ImageStorage({ dir: root, maxBytes: 10_000, maxPixels: 1_000_000 });
+    storage = new ImageStorage({ dir: root, maxBytes: 10_000, maxPixels: 1_000_000 }, new LocalObjectStore(root));
     await storage.onModuleInit();
   });
   afterEach(() => rmSync(path.dirname(root), { recursive: true, force: true }));
@@ -60,8 +61,7 @@ describe('ImageStorage', () => {
     expect(staged.bytes).toBe(5000);
     const stored = await storage.commit(staged, 'png', new Date(Date.UTC(2026, 2, 15)));
     expect(stored.storagePath).toMatch(/^2026\/03\/[0-9a-f-]{36}\.png$/);
-    expect(stored.absPath).toBe(path.join(root, stored.storagePath));
-    expect(readFileSync(stored.absPath).length).toBe(5000);
+        expect(readFileSync(path.join(root, stored.storagePath)).length).toBe(5000);
     expect(filesUnder(root)).toEqual([stored.storagePath]);
   });
 
@@ -87,27 +87,27 @@ describe('ImageStorage', () => {
   });
 
   it('holds an upload of up to SMALL_UPLOAD_BYTES in memory: nothing is on disk until commit writes it', async () => {
-    const big = new ImageStorage({ dir: root, maxBytes: 1_000_000, maxPixels: 1_000_000 });
+    const big = new ImageStorage({ dir: root, maxBytes: 1_000_000, maxPixels: 1_000_000 }, new LocalObjectStore(root));
     const staged = await big.stage(bytes(SMALL_UPLOAD_BYTES, 'counting'));
     expect(staged.tempPath).toBeUndefined();
     expect(staged.data?.equals(counting(SMALL_UPLOAD_BYTES))).toBe(true);
     expect(filesUnder(root)).toEqual([]);
     const stored = await big.commit(staged, 'png');
-    expect(readFileSync(stored.absPath).equals(counting(SMALL_UPLOAD_BYTES))).toBe(true);
+    expect(readFileSync(path.join(root, stored.storagePath)).equals(counting(SMALL_UPLOAD_BYTES))).toBe(true);
     expect(filesUnder(root)).toEqual([stored.storagePath]);
     await big.discard(staged); // nothing to delete; the stored file stays
     expect(filesUnder(root)).toEqual([stored.storagePath]);
   });
 
   it('streams a larger upload to the staging area, every byte in order', async () => {
-    const big = new ImageStorage({ dir: root, maxBytes: 1_000_000, maxPixels: 1_000_000 });
+    const big = new ImageStorage({ dir: root, maxBytes: 1_000_000, maxPixels: 1_000_000 }, new LocalObjectStore(root));
     for (const total of [SMALL_UPLOAD_BYTES + 1, 300_000]) {
       const staged = await big.stage(bytes(total, 'counting'));
       expect(staged.data).toBeUndefined();
       expect(path.dirname(staged.tempPath!)).toBe(path.join(root, STAGING_DIR));
       expect(staged.bytes).toBe(total);
       const stored = await big.commit(staged, 'png');
-      expect(readFileSync(stored.absPath).equals(counting(total))).toBe(true);
+      expect(readFileSync(path.join(root, stored.storagePath)).equals(counting(total))).toBe(true);
       expect(existsSync(staged.tempPath!)).toBe(false);
     }
   });
@@ -165,19 +165,23 @@ describe('ImageStorage', () => {
       'a\0.png',
       '.',
     ]) {
-      expect(() => storage.resolve(bad)).toThrow(StoragePathError);
+      expect(() => new LocalObjectStore(root).resolve(bad)).toThrow(StoragePathError);
     }
-    expect(storage.resolve('2026/01/a.png')).toBe(path.join(root, '2026/01/a.png'));
+    expect(new LocalObjectStore(root).resolve('2026/01/a.png')).toBe(path.join(root, '2026/01/a.png'));
   });
 
   it('a sibling directory sharing the prefix is outside too', () => {
-    expect(() => storage.resolve(`../${path.basename(root)}-evil/x.png`)).toThrow(StoragePathError);
+    expect(() => new LocalObjectStore(root).resolve(`../${path.basename(root)}-evil/x.png`)).toThrow(StoragePathError);
   });
 
-  it('remove deletes a stored file and is idempotent; refuses traversal', async () => {
+  it('remove deletes a stored file and its variants, is idempotent; refuses traversal', async () => {
     const stored = await storage.save(bytes(10), 'png');
-    await expect(storage.remove(stored.storagePath)).resolves.toBe(true);
-    await expect(storage.remove(stored.storagePath)).resolves.toBe(false);
+    const variant = path.join(root, stored.storagePath.replace(/\.png$/, '.d'), 'thumb-64.webp');
+    mkdirSync(path.dirname(variant));
+    writeFileSync(variant, 'x');
+    await storage.remove(stored.storagePath);
+    expect(filesUnder(root).filter((f) => !f.startsWith(STAGING_DIR))).toEqual([]);
+    await expect(storage.remove(stored.storagePath)).resolves.toBeUndefined();
     await expect(storage.remove('../../etc/passwd')).rejects.toBeInstanceOf(StoragePathError);
   });
 
