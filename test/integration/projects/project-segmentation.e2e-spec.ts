@@ -89,6 +89,26 @@ describe('project-wide segmentation', () => {
     expect(list.items).toHaveLength(5);
     // The owner queued none of them: their own list is empty.
     expect((await (await t.request('/api/segmentation/tasks', { token: owner.token })).json()).total).toBe(0);
+    // A project's task list holds its own images' tasks only: one task in another project is not in it.
+    const other = await project('Other tasks');
+    const [otherImage] = await images(other, 1);
+    expect(
+      (
+        await t.request(`/api/images/${otherImage}/segmentation`, {
+          method: 'POST',
+          token: owner.token,
+          json: {},
+        })
+      ).status,
+    ).toBe(202);
+    const totalOf = async (id: number): Promise<number> =>
+      (
+        await (
+          await t.request(`/api/segmentation/tasks?projectId=${id}&limit=5`, { token: owner.token })
+        ).json()
+      ).total as number;
+    expect(await totalOf(p)).toBe(10_000);
+    expect(await totalOf(other)).toBe(1);
     console.log(`project segmentation of 10 000 images: ${ms} ms`);
   });
 
