@@ -2,7 +2,7 @@ import { startTestApp, TestApp } from '../support/app';
 import { TaskBody, uploadImage } from '../support/fixtures';
 import { Reconciler } from '../../src/segmentation/reconciler';
 import { SegmentationQueue } from '../../src/queue/segmentation-queue';
-import { Client } from 'pg';
+import { ownDatabase } from '../support/own-database';
 
 const ADMIN = { email: `admin_fair_${Date.now()}@example.org`, password: 'admin-password-1' };
 
@@ -13,30 +13,15 @@ const ADMIN = { email: `admin_fair_${Date.now()}@example.org`, password: 'admin-
 describe('queued tasks in the user lists, seen by the rest of the application', () => {
   let t: TestApp;
   let admin: string;
-  // A database of its own: the reconciler looks at every open task of its database, and the other
-  // files of this run leave open tasks (some inserted without a Bull job) that it would rightly queue.
-  const dbUrl = new URL(process.env.DATABASE_URL!);
-  const dbName = `${dbUrl.pathname.slice(1)}_fairapp`;
-  const adminClient = () => {
-    const u = new URL(dbUrl);
-    u.pathname = '/postgres';
-    return new Client({ connectionString: u.toString() });
-  };
+  // A database of its own: the reconciler looks at every open task of its database (see ownDatabase).
+  const db = ownDatabase('fairapp');
   beforeAll(async () => {
-    const c = adminClient();
-    await c.connect();
-    await c.query(`CREATE DATABASE "${dbName}"`);
-    await c.end();
-    dbUrl.pathname = `/${dbName}`;
-    t = await startTestApp({ DATABASE_URL: dbUrl.toString(), QUEUE_NAME: `${process.env.QUEUE_NAME}_fairapp`, ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password, RECONCILE_GRACE_MS: '0' }, 'api');
+    t = await startTestApp({ DATABASE_URL: await db.create(), QUEUE_NAME: `${process.env.QUEUE_NAME}_fairapp`, ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password, RECONCILE_GRACE_MS: '0' }, 'api');
     admin = (await (await t.request('/api/auth/login', { method: 'POST', json: ADMIN })).json()).accessToken;
   });
   afterAll(async () => {
     await t.close();
-    const c = adminClient();
-    await c.connect();
-    await c.query(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
-    await c.end();
+    await db.drop();
   });
 
   const metrics = async () => (await t.request('/api/queue/metrics', { token: admin })).json();

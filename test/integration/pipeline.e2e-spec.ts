@@ -6,6 +6,7 @@ import { eventually, uploadImage, waitForTask, TaskBody } from '../support/fixtu
 import { Reconciler } from '../../src/segmentation/reconciler';
 import { SegmentationQueue } from '../../src/queue/segmentation-queue';
 import { TaskRunner } from '../../src/segmentation/task-runner';
+import { ownDatabase } from '../support/own-database';
 
 const ADMIN = { email: `admin_pipe_${Date.now()}@example.org`, password: 'admin-password-1' };
 
@@ -20,9 +21,14 @@ describe('segmentation pipeline (one all-role process, ML test server)', () => {
   let admin: string;
   let ds: DataSource;
 
+  // A database of its own: the reconciler test below runs a pass over every open task of the database,
+  // and the other files of this run leave open tasks there (see ownDatabase).
+  const db = ownDatabase('pipe');
+
   beforeAll(async () => {
     await stub.start();
     t = await startTestApp({
+      DATABASE_URL: await db.create(),
       QUEUE_NAME: `${process.env.QUEUE_NAME}_pipe`,
       ML_SERVICE_URL: stub.url,
       QUEUE_CONCURRENCY: '1',
@@ -40,6 +46,7 @@ describe('segmentation pipeline (one all-role process, ML test server)', () => {
   afterAll(async () => {
     await t.close();
     await stub.stop();
+    await db.drop();
   });
   beforeEach(() => stub.reset());
 
