@@ -49,8 +49,11 @@ export class Reconciler implements OnApplicationBootstrap, OnApplicationShutdown
     try {
       return await this.store.withReconcileLock(async () => {
         let requeued = 0;
-        for (const task of await this.store.staleOpenTasks(this.cfg.reconcileGraceMs)) {
-          if (await this.requeueIfLost(task)) requeued++;
+        // Page by page through every candidate. A task queued again here is touched now, so it is
+        // after the cursor and comes back at most once, with a live job then (left alone).
+        for (let page = await this.store.staleOpenTasks(this.cfg.reconcileGraceMs); page.length > 0; ) {
+          for (const task of page) if (await this.requeueIfLost(task)) requeued++;
+          page = await this.store.staleOpenTasks(this.cfg.reconcileGraceMs, page[page.length - 1]);
         }
         if (requeued > 0) this.logger.warn({ requeued }, 'reconciler queued lost tasks again');
         return requeued;

@@ -416,15 +416,21 @@ export class TaskStore {
     }
   }
 
-  /** Open tasks not touched for `graceMs`: candidates whose Bull job may be gone or stuck. */
-  staleOpenTasks(graceMs: number, limit = 500): Promise<TaskEntity[]> {
-    return this.tasks
+  /**
+   * Open tasks not touched for `graceMs`: candidates whose Bull job may be gone or stuck. One page in
+   * (updated_at, task_id) order after `after`, so a pass walks every candidate: a backlog of live jobs
+   * older than a lost one must not hide it.
+   */
+  staleOpenTasks(graceMs: number, after?: Pick<TaskEntity, 'updatedAt' | 'taskId'>, limit = 500): Promise<TaskEntity[]> {
+    const q = this.tasks
       .createQueryBuilder('t')
       .where('t.status IN (:...open)', { open: [...OPEN_TASK_STATUSES] })
-      .andWhere(`t.updatedAt < now() - make_interval(secs => :secs)`, { secs: graceMs / 1000 })
-      .orderBy('t.updatedAt', 'ASC')
-      .take(limit)
-      .getMany();
+      .andWhere(`t.updatedAt < now() - make_interval(secs => :secs)`, { secs: graceMs / 1000 });
+    // Keyed on the millisecond JavaScript's Date keeps (both truncate), so the cursor compares exactly:
+    // a batch of tasks shares one updated_at to the microsecond.
+    const at = `date_trunc('milliseconds', t.updated_at)`;
+    if (after) q.andWhere(`(${at}, t.task_id) > (:at, :id)`, { at: after.updatedAt, id: after.taskId });
+    return q.orderBy(at, 'ASC').addOrderBy('t.task_id', 'ASC').limit(limit).getMany();
   }
 }
 
