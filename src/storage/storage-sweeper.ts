@@ -22,6 +22,7 @@ export class StorageSweeper implements StorageJournal, OnModuleInit, OnApplicati
   private readonly logger = new Logger(StorageSweeper.name);
   private timer?: NodeJS.Timeout;
   private running?: Promise<number>;
+  private again?: Promise<number>;
 
   constructor(
     @InjectDataSource() private readonly db: DataSource,
@@ -46,10 +47,23 @@ export class StorageSweeper implements StorageJournal, OnModuleInit, OnApplicati
     );
   }
 
-  /** One pass (also called by tests and the copy command): returns how many objects' sets were deleted. */
+  /**
+   * One pass (also called by tests and the copy command): returns how many objects' sets were deleted.
+   * Asked for while a pass is under way (the timer's), it runs once more after that one, which may have
+   * read the journal before the caller's entries were due; callers waiting meanwhile share that pass.
+   */
   sweep(): Promise<number> {
-    this.running ??= this.pass().finally(() => (this.running = undefined));
-    return this.running;
+    if (!this.running) {
+      this.running = this.pass().finally(() => (this.running = undefined));
+      return this.running;
+    }
+    this.again ??= this.running
+      .catch(() => 0)
+      .then(() => {
+        this.again = undefined;
+        return this.sweep();
+      });
+    return this.again;
   }
 
   private async pass(): Promise<number> {

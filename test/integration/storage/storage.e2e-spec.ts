@@ -4,6 +4,7 @@ import path from 'node:path';
 import { DataSource } from 'typeorm';
 import { ObjectStore } from '../../../src/storage/object-store';
 import { StorageSweeper } from '../../../src/storage/storage-sweeper';
+import { S3ObjectStore } from '../../../src/storage/s3-object-store';
 import { makeImage } from '../../unit/images/image-fixtures';
 import { S3TestServer } from '../../support/s3-server';
 import { storageFor } from '../../support/storage-drivers';
@@ -149,6 +150,43 @@ describe('STORAGE_DRIVER=s3 when the store fails (CONTRACT §9)', () => {
     expect((await mine()).length).toBe(2);
     await env.t.app.get(StorageSweeper).sweep();
     expect(await mine()).toEqual([]);
+  });
+
+  it('a sweep asked for while a pass is under way runs again after it: a deletion recorded meanwhile is finished', async () => {
+    const sweeper = env.t.app.get(StorageSweeper);
+    const store = env.t.app.get(ObjectStore) as S3ObjectStore;
+    // A pass (the timer's, in real life) holds on its first removal until released.
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let held!: () => void;
+    const heldNow = new Promise<void>((r) => (held = r));
+    const removeNow = store.removeNow.bind(store);
+    const spy = jest.spyOn(store, 'removeNow').mockImplementationOnce(async (key: string) => {
+      held();
+      await gate;
+      return removeNow(key);
+    });
+    try {
+      await sweeper.record(`held-by-a-pass/${Date.now()}.png`, 0);
+      const first = sweeper.sweep();
+      await heldNow;
+      // Meanwhile an image is deleted while the store refuses: its objects are left to the sweeper.
+      const img = await uploadBody(env.t, token, await makeImage('png', 40, 30), 'late.png');
+      const [{ storage_path: key }] = await db.query('SELECT storage_path FROM images WHERE id = $1', [img.id]);
+      const mine = async () => (await env.storage.files()).filter((f) => f.startsWith(key as string));
+      expect(await mine()).toEqual([key]);
+      s3.mode = 'refuse';
+      expect((await env.t.request(`/api/images/${img.id}`, { method: 'DELETE', token })).status).toBe(204);
+      s3.mode = 'pass';
+      const second = sweeper.sweep();
+      release();
+      await first;
+      await second;
+      expect(await mine()).toEqual([]);
+    } finally {
+      release();
+      spy.mockRestore();
+    }
   });
 
   it('the ML call carries a presigned image_url valid for ML_SERVICE_TIMEOUT; presigned links expire', async () => {
