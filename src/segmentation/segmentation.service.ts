@@ -164,10 +164,9 @@ export class SegmentationService implements OnModuleInit {
         REDIS_ENQUEUE_TIMEOUT_MS,
         'queue did not accept the jobs in time',
       );
-      // Bookkeeping only (queue wait statistics); not awaited: the answer does not wait for a commit flush.
-      this.store
-        .markEnqueued(tasks.map((t) => t.taskId))
-        .catch((err: Error) => this.logger.warn({ err: err.message }, 'enqueued_at not recorded'));
+      // No `enqueued_at` write here: the queue wait of a task queued at once counts from its `created_at`
+      // (the same instant), and a second statement per enqueue cost one more commit (issue 24). Only a
+      // task queued later by the reconciler records when it reached Bull.
     } catch (err) {
       this.logger.warn(
         { tasks: tasks.length, err: (err as Error).message },

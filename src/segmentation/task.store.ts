@@ -35,10 +35,15 @@ export type EnqueueOutcome =
  */
 @Injectable()
 export class TaskStore {
-  /** Worker claims and completions, coalesced into multi-row statements under load (see StatementBatcher). */
-  private readonly claims = new StatementBatcher<string, (TaskEntity & { storagePath?: string }) | null>(
-    (ids) => this.claimMany(ids),
-    (id) => this.claimOne(id),
+  /**
+   * A worker's claims and completions, coalesced into one statement under load (see StatementBatcher):
+   * a slot whose ML call returned completes its job and claims its next one in the same turn of the
+   * event loop, so with a slow ML service (few calls answered at once) a claim and a completion still
+   * share one statement, one transaction and one commit (`writeMany`).
+   */
+  private readonly writes = new StatementBatcher<WorkerWrite, (TaskEntity & { storagePath?: string }) | null>(
+    (items) => this.writeMany(items),
+    (item) => (item.kind === 'claim' ? this.claimOne(item.taskId) : this.completeOne(item.taskId, item.results)),
   );
   private readonly peeks = new StatementBatcher<string, { status: TaskStatus; storagePath: string } | null>(
     (ids) => this.peekMany(ids),
@@ -50,13 +55,6 @@ export class TaskStore {
     async (id) => (await this.findWithImageMany([id]))[0],
     1,
     200,
-  );
-  private readonly completions = new StatementBatcher<
-    { taskId: string; results: MlSegmentResults },
-    TaskEntity | null
-  >(
-    (items) => this.completeMany(items),
-    (item) => this.completeOne(item.taskId, item.results),
   );
 
   constructor(
@@ -308,7 +306,7 @@ export class TaskStore {
    * claims of this process share one statement (one commit).
    */
   claim(taskId: string): Promise<(TaskEntity & { storagePath?: string }) | null> {
-    return this.claims.run(taskId);
+    return this.writes.run({ kind: 'claim', taskId });
   }
 
   private claimOne(taskId: string) {
@@ -320,18 +318,55 @@ export class TaskStore {
     });
   }
 
-  private async claimMany(taskIds: string[]) {
-    const rows = await this.prepared.rows(
-      `WITH t AS (UPDATE queue_jobs SET updated_at = now(), status = 'processing', progress = 10,
-                         processing_started_at = COALESCE(processing_started_at, now())
-                   WHERE task_id = ANY($1::uuid[]) AND status = ANY($2::varchar[]) RETURNING *),
-            i AS (UPDATE images SET segmentation_status = 'processing', updated_at = now()
-                    FROM t WHERE images.id = t.image_id RETURNING images.id, images.storage_path, images.project_id)
-       SELECT t.*, i.storage_path, i.project_id FROM t LEFT JOIN i ON i.id = t.image_id`,
-      [taskIds, [...OPEN_TASK_STATUSES]],
-    );
-    const byId = new Map(rows.map((r) => [r.task_id as string, fromRow(r)]));
-    return taskIds.map((id) => byId.get(id) ?? null);
+  /**
+   * One statement for a batch of claims and completions: the claims' conditional UPDATEs (task, then its
+   * image) as data-modifying CTEs beside the completions' `spheroseg_complete_task` calls. They touch
+   * different rows (a task being claimed has no result yet, and an image has one open task at a time).
+   * Rows are matched back by position (`batch_ord`: 0 for claims, matched by task id).
+   */
+  private async writeMany(items: WorkerWrite[]) {
+    const claimIds = items.flatMap((it) => (it.kind === 'claim' ? [it.taskId] : []));
+    const completions = items.flatMap((it) => (it.kind === 'complete' ? [it] : []));
+    const cols: unknown[][] = [[], [], [], [], [], []];
+    for (const it of completions) completeArgs(it.results, it.taskId).forEach((v, k) => cols[k].push(v));
+    const parts: string[] = [];
+    const params: unknown[] = [];
+    const ctes: string[] = [];
+    if (claimIds.length > 0) {
+      params.push(claimIds, [...OPEN_TASK_STATUSES]);
+      ctes.push(
+        `t AS (UPDATE queue_jobs SET updated_at = now(), status = 'processing', progress = 10,
+                      processing_started_at = COALESCE(processing_started_at, now())
+                WHERE task_id = ANY($1::uuid[]) AND status = ANY($2::varchar[]) RETURNING *)`,
+        `i AS (UPDATE images SET segmentation_status = 'processing', updated_at = now()
+                 FROM t WHERE images.id = t.image_id RETURNING images.id, images.storage_path, images.project_id)`,
+      );
+      parts.push('SELECT 0::bigint AS batch_ord, t.*, i.storage_path, i.project_id FROM t LEFT JOIN i ON i.id = t.image_id');
+    }
+    if (completions.length > 0) {
+      const n = params.length;
+      params.push(...cols);
+      const p = (k: number) => `$${n + k}`;
+      parts.push(
+        `SELECT x.ord AS batch_ord, c.*, NULL::varchar AS storage_path, NULL::int AS project_id
+           FROM unnest(${p(1)}::uuid[], ${p(2)}::int[], ${p(3)}::int[], ${p(4)}::int[], ${p(5)}::int[], ${p(6)}::text[]) WITH ORDINALITY AS x(id, w, h, ms, n, p, ord)
+           CROSS JOIN LATERAL spheroseg_complete_task(x.id, x.w, x.h, x.ms, x.n, x.p::json) c`,
+      );
+    }
+    const rows = await this.prepared.rows(`${ctes.length ? `WITH ${ctes.join(', ')} ` : ''}${parts.join(' UNION ALL ')}`, params);
+    const claimed = new Map<string, Row>();
+    const completed = new Map<number, Row>();
+    for (const r of rows) {
+      const ord = Number(r.batch_ord);
+      if (ord === 0) claimed.set(r.task_id as string, r);
+      else completed.set(ord, r);
+    }
+    // Completions by position, not by id: of two completions of one task in a batch only the first completes it.
+    let ord = 0;
+    return items.map((it) => {
+      const r = it.kind === 'claim' ? claimed.get(it.taskId) : completed.get(++ord);
+      return r ? fromRow(r) : null;
+    });
   }
 
   /**
@@ -342,7 +377,7 @@ export class TaskStore {
    * statement (one transaction, one commit); a failed batch is retried task by task.
    */
   complete(taskId: string, results: MlSegmentResults): Promise<TaskEntity | null> {
-    return this.completions.run({ taskId, results });
+    return this.writes.run({ kind: 'complete', taskId, results });
   }
 
   private async completeOne(taskId: string, results: MlSegmentResults): Promise<TaskEntity | null> {
@@ -351,21 +386,6 @@ export class TaskStore {
       completeArgs(results, taskId),
     );
     return rows.length ? fromRow(rows[0]) : null;
-  }
-
-  private async completeMany(
-    items: Array<{ taskId: string; results: MlSegmentResults }>,
-  ): Promise<Array<TaskEntity | null>> {
-    const cols: unknown[][] = [[], [], [], [], [], []];
-    for (const it of items) completeArgs(it.results, it.taskId).forEach((v, k) => cols[k].push(v));
-    const rows = await this.prepared.rows(
-      `SELECT x.ord AS batch_ord, c.* FROM unnest($1::uuid[], $2::int[], $3::int[], $4::int[], $5::int[], $6::text[]) WITH ORDINALITY AS x(id, w, h, ms, n, p, ord)
-       CROSS JOIN LATERAL spheroseg_complete_task(x.id, x.w, x.h, x.ms, x.n, x.p::json) c ORDER BY x.ord`,
-      cols,
-    );
-    // By position, not by id: of two completions of one task in a batch only the first completes it.
-    const byOrd = new Map(rows.map((r) => [Number(r.batch_ord), fromRow(r)]));
-    return items.map((_, i) => byOrd.get(i + 1) ?? null);
   }
 
   /** Aggregates of recent history for the queue metrics (from the primary: admins expect fresh figures). */
@@ -435,6 +455,9 @@ export class TaskStore {
 }
 
 type Row = Record<string, unknown>;
+
+/** What a worker writes for a task: its claim, or its completion with the ML results. */
+type WorkerWrite = { kind: 'claim'; taskId: string } | { kind: 'complete'; taskId: string; results: MlSegmentResults };
 
 /** The arguments of `spheroseg_complete_task` for one task (polygons as JSON text). */
 function completeArgs(results: MlSegmentResults, taskId: string): unknown[] {
