@@ -24,7 +24,7 @@ export async function startBenchServers(): Promise<BenchServers> {
   const pg = await startPostgres({
     settings: {
       fsync: 'on',
-      synchronous_commit: 'on',
+      synchronous_commit: process.env.BENCH_PG_SYNCHRONOUS_COMMIT ?? 'on', // 'off' only to find where latency goes, never for a reported figure
       full_page_writes: 'on',
       shared_buffers: "'128MB'",
       shared_preload_libraries: "'pg_stat_statements'",

@@ -92,12 +92,29 @@ describe.each<Fairness>(['none', 'user'])('BandConsumer (real Redis), QUEUE_FAIR
     await consumer.start(async (job: Job<{ n: number }>) => {
       seen.push(job.data.n);
     });
-    await new Promise((r) => setTimeout(r, 300)); // every slot parked
+    const parked = () => (consumer as unknown as { parked: unknown[] }).parked.length;
+    await until('every slot parked', () => parked() === 1);
     await band(4).add('segment', { n: 1 });
     await until('the job added to an idle consumer', () => seen.length === 1, 10_000);
     await band(9).add('segment', { n: 2 });
     await until('a second one', () => seen.length === 2, 10_000);
     expect(seen).toEqual([1, 2]);
+  });
+
+  it('a job added to ten idle slots wakes one of them, not all: a couple of pops, not one per slot', async () => {
+    const seen: number[] = [];
+    consumer = new BandConsumer(bands, client, { ...opts, concurrency: 10 });
+    await consumer.start(async (job: Job<{ n: number }>) => {
+      seen.push(job.data.n);
+    });
+    const internals = consumer as unknown as { parked: unknown[]; next: () => Promise<unknown> };
+    await until('every slot parked', () => internals.parked.length === 10);
+    const pops = jest.spyOn(internals, 'next');
+    await band(3).add('segment', { n: 7 });
+    await until('the job is done and every slot parked again', () => seen.length === 1 && internals.parked.length === 10);
+    // The woken slot pops the job and wakes one more, which finds nothing and parks (each wake-up of all ten cost ten pops and more).
+    expect(pops.mock.calls.length).toBeLessThanOrEqual(3);
+    expect(seen).toEqual([7]);
   });
 
   it('retries a failing job with Bull backoff in its band, and the retry is taken when due', async () => {

@@ -125,7 +125,9 @@ export class BandConsumer<T> extends EventEmitter {
       // Bull subscribes to a global event on first listener; wait until Redis confirmed both
       // subscriptions, so a job added right after start() wakes a slot.
       const subscribed = ['global:waiting', 'global:resumed'].map((ev) => new Promise((r) => q.once(`registered:${ev}`, r)));
-      q.on('global:waiting', () => this.wakeAll());
+      // One new job: one idle slot looks (it wakes the next if it found work), not all of them: with every
+      // slot of every worker woken per job, all but one popped nothing, for each job queued.
+      q.on('global:waiting', () => this.wakeOne());
       q.on('global:resumed', () => this.wakeAll());
       await Promise.all(subscribed);
       q.on('stalled', () => this.wakeAll()); // this process's stalled check moved a job back to `wait`
@@ -193,7 +195,7 @@ export class BandConsumer<T> extends EventEmitter {
         continue;
       }
       this.stopKeepingLocked(job); // processJob renews its lock from now on
-      this.wakeAll(); // there was work: idle slots look too
+      this.wakeOne(); // there was work: another idle slot looks too (and so on while there is)
       const bull = job.queue as unknown as BullInternals<T>;
       let releaseSlot!: () => void;
       const released = new Promise<void>((r) => (releaseSlot = r));
@@ -266,7 +268,7 @@ export class BandConsumer<T> extends EventEmitter {
       // Left locked in `active`: Bull's stalled check returns it to `wait` once the lock expires.
       this.emit('error', err);
     }
-    this.wakeAll();
+    this.wakeOne(); // one job is back
   }
 
   /**
@@ -280,6 +282,12 @@ export class BandConsumer<T> extends EventEmitter {
     const job = await bull.nextJobFromJobData(Object.keys(hit.fields).length ? hit.fields : undefined, hit.jobId);
     if (job && hit.fromLines) this.fromLines.add(job);
     return job;
+  }
+
+  /** Wakes one idle slot; a slot that is looking right now looks again rather than parking (see loop). */
+  private wakeOne(): void {
+    this.wakeups += 1;
+    this.parked.shift()?.();
   }
 
   private wakeAll(): void {
