@@ -162,3 +162,13 @@ export const ML_STATUS_READER = Symbol('ML_STATUS_READER');
 export interface MlStatusReader {
   current(): Promise<MlStatusSnapshot>;
 }
+
+/**
+ * A message for a Redis channel, encoded ahead: a Socket.IO event as the Redis emitter would publish it
+ * (RealtimePublisher.taskEventPublication), sent by another module in the same round trip as its own
+ * commands (SegmentationQueue.addBulk).
+ */
+export interface Publication {
+  channel: string;
+  message: Buffer | string;
+}

@@ -1,5 +1,6 @@
 import type { JobOptions, Queue } from 'bull';
 import type { RedisClient } from '../redis/redis.factory';
+import type { Publication } from '../common/contracts';
 
 /**
  * QUEUE_FAIRNESS=user: fair turns between users inside one priority band.
@@ -212,15 +213,32 @@ function addArgs(q: Queue, job: FairJob, now: number): Array<string | number> {
 }
 
 /** Adds jobs to the back of their users' lists in band `q`, atomically as one batch. */
-export async function fairAdd(client: RedisClient, q: Queue, jobs: FairJob[]): Promise<void> {
+/** Adds jobs to band `q` (see {@link fairAddAll}). */
+export function fairAdd(client: RedisClient, q: Queue, jobs: FairJob[]): Promise<void> {
+  return fairAddAll(client, jobs.map((job) => ({ q, job })));
+}
+
+/**
+ * Adds jobs (each to its band `q`) and then publishes `publications`, in one round trip: a single call
+ * alone, else one MULTI (every band's keys share the queue's hash tag: one Redis Cluster slot).
+ */
+export async function fairAddAll(
+  client: RedisClient,
+  jobs: Array<{ q: Queue; job: FairJob }>,
+  publications: readonly Publication[] = [],
+): Promise<void> {
   const c = withFairScripts(client);
   const now = Date.now();
-  if (jobs.length === 1) {
-    await c[CMD.add](...(addArgs(q, jobs[0], now) as [number, ...string[]]));
+  if (jobs.length === 1 && publications.length === 0) {
+    await c[CMD.add](...(addArgs(jobs[0].q, jobs[0].job, now) as [number, ...string[]]));
     return;
   }
-  const multi = c.multi() as unknown as Record<string, Cmd> & { exec(): Promise<Array<[Error | null, unknown]> | null> };
-  for (const j of jobs) void multi[CMD.add](...(addArgs(q, j, now) as [number, ...string[]]));
+  const multi = c.multi() as unknown as Record<string, Cmd> & {
+    publish(channel: string, message: Buffer | string): unknown;
+    exec(): Promise<Array<[Error | null, unknown]> | null>;
+  };
+  for (const { q, job } of jobs) void multi[CMD.add](...(addArgs(q, job, now) as [number, ...string[]]));
+  for (const p of publications) multi.publish(p.channel, p.message);
   const res = await multi.exec();
   const failed = res?.find(([err]) => err);
   if (failed) throw failed[0];

@@ -3,10 +3,10 @@ import type { ConfigType } from '@nestjs/config';
 import { InjectQueue } from '@nestjs/bull';
 import type { Job, JobCounts, JobOptions, JobStatus, Queue } from 'bull';
 import { queueConfig } from '../config/configuration';
-import { SEGMENT_JOB, SegmentJobData } from '../common/contracts';
+import { Publication, SEGMENT_JOB, SegmentJobData } from '../common/contracts';
 import type { RedisClient } from '../redis/redis.factory';
 import { DEAD_LETTER_QUEUE, PRIORITY_BANDS, bandOf } from './queue.constants';
-import { fairAdd, fairCount, fairHolds, fairPeek, fairRemove } from './fair-lines';
+import { fairAddAll, fairCount, fairHolds, fairPeek, fairRemove } from './fair-lines';
 
 const bandKeys = (q: Queue) => (q as unknown as { keys: Record<'wait' | 'paused', string> }).keys;
 
@@ -68,20 +68,29 @@ export class SegmentationQueue {
     await this.addBulk([req]);
   }
 
-  /** One atomic batch per band concerned (all bands' keys share one hash tag, but each band is its own queue). */
-  async addBulk(reqs: EnqueueRequest[]): Promise<void> {
-    const groups = new Map<Queue<SegmentJobData>, EnqueueRequest[]>();
-    for (const r of reqs) {
-      const q = this.bandFor(r.priority);
-      groups.set(q, [...(groups.get(q) ?? []), r]);
+  /**
+   * Adds the jobs, then publishes `publications` (e.g. their `segmentation:queued` events) once they are
+   * queued. With QUEUE_FAIRNESS=user that is one round trip (one MULTI across the bands concerned, or one
+   * script call); returns false when the publications were not sent (`none`: Bull's own add), so the
+   * caller sends them itself.
+   */
+  async addBulk(reqs: EnqueueRequest[], publications: readonly Publication[] = []): Promise<boolean> {
+    const jobs = reqs.map((r) => ({
+      q: this.bandFor(r.priority),
+      job: { jobId: r.jobId, name: SEGMENT_JOB, data: r.data, opts: this.jobOptions(r) },
+    }));
+    if (this.cfg.fairness === 'user') {
+      await fairAddAll(this.client, jobs, publications);
+      return true;
     }
+    const groups = new Map<Queue<SegmentJobData>, typeof jobs>();
+    for (const j of jobs) groups.set(j.q, [...(groups.get(j.q) ?? []), j]);
     await Promise.all(
-      [...groups].map(([q, rs]) => {
-        const jobs = rs.map((r) => ({ jobId: r.jobId, name: SEGMENT_JOB, data: r.data, opts: this.jobOptions(r) }));
-        if (this.cfg.fairness === 'user') return fairAdd(this.client, q, jobs);
-        return jobs.length === 1 ? q.add(SEGMENT_JOB, jobs[0].data, jobs[0].opts) : q.addBulk(jobs);
-      }),
+      [...groups].map(([q, js]) =>
+        js.length === 1 ? q.add(SEGMENT_JOB, js[0].job.data as SegmentJobData, js[0].job.opts) : q.addBulk(js.map((j) => j.job) as never),
+      ),
     );
+    return publications.length === 0;
   }
 
   /**

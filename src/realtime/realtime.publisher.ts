@@ -4,6 +4,7 @@ import { Emitter } from '@socket.io/redis-emitter';
 import { queueConfig } from '../config/configuration';
 import {
   MlStatusSnapshot,
+  Publication,
   projectRoom,
   ServerEventPayload,
   TaskEventTarget,
@@ -30,6 +31,9 @@ export class RealtimePublisher implements OnApplicationShutdown {
   private readonly warner = new RateLimitedWarner(this.logger);
   private readonly client: RedisClient;
   private readonly emitter: Emitter;
+  /** The same emitter over a sink that keeps the last message instead of sending it (taskEventPublication). */
+  private readonly encoder: Emitter;
+  private encoded?: Publication;
   private stopped = false;
 
   constructor(redis: RedisFactory, @Inject(queueConfig.KEY) queue: ConfigType<typeof queueConfig>) {
@@ -48,6 +52,8 @@ export class RealtimePublisher implements OnApplicationShutdown {
         this.client.publish(channel, message).catch((err: unknown) => this.dropped(err)),
     };
     this.emitter = new Emitter(sink, { key: socketIoKey(queue.name) });
+    const keep = { publish: (channel: string, message: Buffer | string) => void (this.encoded = { channel, message }) };
+    this.encoder = new Emitter(keep, { key: socketIoKey(queue.name) });
   }
 
   /** Sends `event` to every socket of `userId`, on whichever api process it is connected to. */
@@ -65,6 +71,45 @@ export class RealtimePublisher implements OnApplicationShutdown {
     payload: Omit<ServerEventPayload<E>, 'taskId' | 'imageId' | 'projectId'>,
   ): void {
     if (this.stopped) return;
+    try {
+      this.emitTask(this.emitter, task, event, payload);
+    } catch (err) {
+      this.dropped(err);
+    }
+  }
+
+  /**
+   * The message {@link toTask} would publish, encoded but not sent: for a caller that sends it with its
+   * own Redis commands in one round trip (the `segmentation:queued` events go with their jobs).
+   * Undefined once shut down or when the payload cannot be encoded.
+   */
+  taskEventPublication<E extends UserEventName>(
+    task: TaskEventTarget,
+    event: E,
+    payload: Omit<ServerEventPayload<E>, 'taskId' | 'imageId' | 'projectId'>,
+  ): Publication | undefined {
+    if (this.stopped) return undefined;
+    this.encoded = undefined;
+    try {
+      this.emitTask(this.encoder, task, event, payload);
+    } catch (err) {
+      this.dropped(err);
+    }
+    const out = this.encoded;
+    this.encoded = undefined;
+    return out;
+  }
+
+  /**
+   * An event of `task` to the user who queued it and, when its image is in a project, to the project's
+   * room (with `projectId` in the payload); a socket in both rooms gets it once.
+   */
+  private emitTask(
+    via: Emitter,
+    task: TaskEventTarget,
+    event: string,
+    payload: object,
+  ): void {
     const pid = task.projectId ?? null;
     const body = {
       taskId: task.taskId,
@@ -72,15 +117,8 @@ export class RealtimePublisher implements OnApplicationShutdown {
       ...(pid !== null ? { projectId: pid } : {}),
       ...payload,
     };
-    try {
-      const target =
-        pid !== null
-          ? this.emitter.to(userRoom(task.userId)).to(projectRoom(pid))
-          : this.emitter.to(userRoom(task.userId));
-      target.emit(event, body);
-    } catch (err) {
-      this.dropped(err);
-    }
+    const target = pid !== null ? via.to(userRoom(task.userId)).to(projectRoom(pid)) : via.to(userRoom(task.userId));
+    target.emit(event, body);
   }
 
   /**

@@ -149,17 +149,23 @@ export class SegmentationService implements OnModuleInit {
     );
   }
 
-  /** Hands new tasks to Bull. A Redis failure is logged, not returned: the task is recorded and will be queued. */
+  /**
+   * Hands new tasks to Bull, with their `segmentation:queued` events in the same Redis round trip. A Redis
+   * failure is logged, not returned: the task is recorded and will be queued (the events still go out).
+   */
   async dispatch(tasks: TaskEntity[]): Promise<void> {
     if (tasks.length === 0) return;
+    const queued = (t: TaskEntity) => ({ priority: t.priority });
+    let sent = false;
     try {
-      await withTimeout(
+      sent = await withTimeout(
         this.queue.addBulk(
           tasks.map((t) => ({
             jobId: t.jobId,
             priority: t.priority,
             data: { taskId: t.taskId, imageId: t.imageId, userId: t.userId },
           })),
+          tasks.flatMap((t) => this.realtime.taskEventPublication(t, 'segmentation:queued', queued(t)) ?? []),
         ),
         REDIS_ENQUEUE_TIMEOUT_MS,
         'queue did not accept the jobs in time',
@@ -173,7 +179,7 @@ export class SegmentationService implements OnModuleInit {
         'jobs not queued now; the reconciler will queue them',
       );
     }
-    for (const t of tasks) this.realtime.toTask(t, 'segmentation:queued', { priority: t.priority });
+    if (!sent) for (const t of tasks) this.realtime.toTask(t, 'segmentation:queued', queued(t));
   }
 
   /** The tasks of a project (any member), or without `projectId` the tasks the caller queued. */

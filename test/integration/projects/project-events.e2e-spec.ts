@@ -1,6 +1,7 @@
 import { io, Socket } from 'socket.io-client';
 import { startTestApp, TestApp, TestResponse } from '../../support/app';
 import { MlStub } from '../../support/ml-stub';
+import { RealtimePublisher } from '../../../src/realtime/realtime.publisher';
 import { makePng, uploadImage } from '../../support/fixtures';
 import type {
   ClientToServerEvents,
@@ -136,5 +137,40 @@ describe('project rooms: every event of a project task, with projectId', () => {
     const done = await waitFor(o.events, 'segmentation:completed', t3.taskId);
     expect(done.projectId).toBeUndefined();
     expect(v.events.some((e) => e.payload.taskId === t3.taskId)).toBe(false);
+  });
+  it('the queued event of a new task leaves with its job, in one Redis round trip, and reaches the owner and the project room once each', async () => {
+    const owner = await t.register();
+    const p = (
+      await (await t.request('/api/projects', { method: 'POST', token: owner.token, json: { name: 'One trip' } })).json()
+    ).id as number;
+    const o = await connect(owner.token);
+    expect(await new Promise((resolve) => o.socket.emit('project:subscribe', { projectId: p }, resolve))).toEqual({ ok: true });
+    const form = new FormData();
+    form.append('file', new Blob([await makePng()]), 'one.png');
+    const up = (await fetch(`${t.url}/api/projects/${p}/images`, {
+      method: 'POST',
+      body: form,
+      headers: { authorization: `Bearer ${owner.token}` },
+    })) as TestResponse;
+    const imageId = (await up.json()).id as number;
+    const realtime = t.app.get(RealtimePublisher);
+    const sentApart = jest.spyOn(realtime, 'toTask');
+    try {
+      const task = await (
+        await t.request(`/api/images/${imageId}/segmentation`, { method: 'POST', token: owner.token, json: {} })
+      ).json();
+      expect(await waitFor(o.events, 'segmentation:queued', task.taskId)).toEqual({
+        taskId: task.taskId,
+        imageId,
+        projectId: p,
+        priority: task.priority,
+      });
+      expect(sentApart.mock.calls.filter(([, ev]) => ev === 'segmentation:queued')).toEqual([]);
+      await waitFor(o.events, 'segmentation:completed', task.taskId);
+      // In the user's room and the project's: one delivery, as for every task event.
+      expect(o.events.filter((e) => e.event === 'segmentation:queued' && e.payload.taskId === task.taskId)).toHaveLength(1);
+    } finally {
+      sentApart.mockRestore();
+    }
   });
 });
