@@ -7,6 +7,7 @@ import path from 'node:path';
 import { finished, Readable, Transform, TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { uploadsConfig } from '../config/configuration';
+import { countBodyBytes } from '../common/young-gc';
 import { insufficientStorage, isNoSpace, ObjectStore } from '../storage/object-store';
 
 export { STAGING_DIR } from '../storage/local-object-store';
@@ -49,6 +50,7 @@ class ByteCap extends Transform {
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.bytes += chunk.length;
+    countBodyBytes(chunk.length);
     if (this.exceeded || this.bytes > this.max) {
       this.exceeded = true;
       cb();

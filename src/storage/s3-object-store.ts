@@ -7,12 +7,12 @@ import {
   HeadBucketCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
+  PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { randomUUID } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { mkdir, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -32,6 +32,7 @@ import {
   StoreSource,
   variantsDirOf,
 } from './object-store';
+import { putObjectFromFile } from './s3-put-file';
 
 export interface S3StoreOptions {
   endpoint?: string;
@@ -54,9 +55,6 @@ const OP_TIMEOUT_MS = 8000;
 export const UPLOAD_DEADLINE_MS = 20_000;
 /** When the sweeper looks at a recorded upload (after the deadline, so never at one in progress). */
 export const PENDING_DUE_MS = UPLOAD_DEADLINE_MS + 10_000;
-/** Multipart part size and parts in flight: the memory an upload holds, whatever its size. */
-const PART_BYTES = 5 * 1024 * 1024;
-const PARTS_IN_FLIGHT = 2;
 
 /** Error names (S3, MinIO, Ceph RGW) that mean "no room": 507, not 503. */
 const FULL_CODES = new Set([
@@ -95,7 +93,7 @@ const SINGLE_RANGE = /^bytes=(\d+-\d*|-\d+)$/;
  * `STORAGE_DRIVER=s3`: objects in S3_BUCKET under S3_PREFIX, keys the same relative paths as with
  * `local` (`<yyyy>/<mm>/<uuid>.<ext>`, variants under `<…>/<uuid>.d/`), so rows never change between
  * drivers. Nothing is written under UPLOAD_DIR: uploads are staged in a process-local scratch
- * directory (inspected there, then streamed to the store in parts of {@link PART_BYTES}).
+ * directory (inspected there, then sent to the store in 5 MiB parts: {@link putObjectFromFile}).
  *
  * Every request is bounded ({@link CONNECT_TIMEOUT_MS}, {@link SOCKET_IDLE_MS}, {@link OP_TIMEOUT_MS},
  * one retry), so a store that is down or hangs gives 503 in bounded time. Checksums are computed only
@@ -183,26 +181,9 @@ export class S3ObjectStore extends ObjectStore implements OnModuleInit {
     }
     // Recorded first: if this process dies from here on, the sweeper removes the object.
     await this.journal?.record(key, PENDING_DUE_MS);
-    const upload = new Upload({
-      client: this.client,
-      params: {
-        Bucket: this.bucket,
-        Key: objectKey,
-        Body: source.data ?? createReadStream(source.tempPath, { highWaterMark: PART_BYTES }),
-        ContentType: contentType,
-      },
-      partSize: PART_BYTES,
-      queueSize: PARTS_IN_FLIGHT,
-      leavePartsOnError: false,
-    });
     let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      void upload.abort().catch(() => undefined);
-    }, UPLOAD_DEADLINE_MS);
-    timer.unref();
     try {
-      await upload.done();
+      await this.upload(objectKey, source, contentType, () => (timedOut = true));
     } catch (err) {
       // Whatever reached the store goes now when the store answers (a refusal such as a quota), else it
       // is left to the sweeper (due at once), so the answer is not held up by a store that is gone.
@@ -210,8 +191,6 @@ export class S3ObjectStore extends ObjectStore implements OnModuleInit {
         await this.journal?.record(key, 0).catch(() => undefined);
       else await this.removeOrDefer(key);
       throw timedOut ? storageUnavailable() : this.failure(err, 'upload');
-    } finally {
-      clearTimeout(timer);
     }
     if (source.tempPath !== undefined) await unlink(source.tempPath).catch(() => undefined);
   }
@@ -308,26 +287,10 @@ export class S3ObjectStore extends ObjectStore implements OnModuleInit {
     const temp = await this.scratchPath();
     try {
       await make(temp);
-      const upload = new Upload({
-        client: this.client,
-        params: {
-          Bucket: this.bucket,
-          Key: objectKey,
-          Body: createReadStream(temp, { highWaterMark: PART_BYTES }),
-          ContentType: contentType,
-        },
-        partSize: PART_BYTES,
-        queueSize: PARTS_IN_FLIGHT,
-        leavePartsOnError: false,
-      });
-      const timer = setTimeout(() => void upload.abort().catch(() => undefined), UPLOAD_DEADLINE_MS);
-      timer.unref();
       try {
-        await upload.done();
+        await this.upload(objectKey, { tempPath: temp }, contentType);
       } catch (err) {
         throw this.failure(err, 'upload');
-      } finally {
-        clearTimeout(timer);
       }
     } finally {
       await unlink(temp).catch(() => undefined);
@@ -418,6 +381,37 @@ export class S3ObjectStore extends ObjectStore implements OnModuleInit {
 
   onApplicationShutdown(): void {
     this.client.destroy();
+  }
+
+  /**
+   * Sends an object: in one PUT when held in memory, else from its file in reused part buffers
+   * ({@link putObjectFromFile}), so the memory held does not depend on the file's size. Aborted (and
+   * `onDeadline` called) after {@link UPLOAD_DEADLINE_MS}.
+   */
+  private async upload(
+    objectKey: string,
+    source: StoreSource,
+    contentType: string,
+    onDeadline?: () => void,
+  ): Promise<void> {
+    const ctl = new AbortController();
+    const timer = setTimeout(() => {
+      onDeadline?.();
+      ctl.abort();
+    }, UPLOAD_DEADLINE_MS);
+    timer.unref();
+    const target = { Bucket: this.bucket, Key: objectKey, ContentType: contentType };
+    try {
+      if (source.data) {
+        await this.client.send(new PutObjectCommand({ ...target, Body: source.data }), {
+          abortSignal: ctl.signal,
+        });
+      } else {
+        await putObjectFromFile(this.client, target, source.tempPath, ctl.signal, OP_TIMEOUT_MS);
+      }
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private async removeOrDefer(key: string): Promise<void> {
