@@ -46,6 +46,18 @@ describe('project rooms: every event of a project task, with projectId', () => {
     throw new Error(`no ${event} for ${taskId}`);
   };
 
+  /** Uploads a PNG into project `projectId`; its image id. */
+  const uploadTo = async (token: string, projectId: number, name: string): Promise<number> => {
+    const form = new FormData();
+    form.append('file', new Blob([await makePng()]), name);
+    const up = (await fetch(`${t.url}/api/projects/${projectId}/images`, {
+      method: 'POST',
+      body: form,
+      headers: { authorization: `Bearer ${token}` },
+    })) as TestResponse;
+    return (await up.json()).id as number;
+  };
+
   beforeAll(async () => {
     await stub.start();
     t = await startTestApp({
@@ -79,14 +91,7 @@ describe('project rooms: every event of a project task, with projectId', () => {
     );
     expect(ack).toEqual({ ok: true });
 
-    const form = new FormData();
-    form.append('file', new Blob([await makePng()]), 'p.png');
-    const up = (await fetch(`${t.url}/api/projects/${p}/images`, {
-      method: 'POST',
-      body: form,
-      headers: { authorization: `Bearer ${owner.token}` },
-    })) as TestResponse;
-    const imageId = (await up.json()).id as number;
+    const imageId = await uploadTo(owner.token, p, 'p.png');
     const task = await (
       await t.request(`/api/images/${imageId}/segmentation`, { method: 'POST', token: owner.token, json: {} })
     ).json();
@@ -99,17 +104,7 @@ describe('project rooms: every event of a project task, with projectId', () => {
     }
     // A cancel: a second image, the worker held by a slow stub so the task stays open.
     stub.behave({ latencyMs: 3000 });
-    const form2 = new FormData();
-    form2.append('file', new Blob([await makePng()]), 'q.png');
-    const img2 = (
-      await (
-        (await fetch(`${t.url}/api/projects/${p}/images`, {
-          method: 'POST',
-          body: form2,
-          headers: { authorization: `Bearer ${owner.token}` },
-        })) as TestResponse
-      ).json()
-    ).id;
+    const img2 = await uploadTo(owner.token, p, 'q.png');
     const t2 = await (
       await t.request(`/api/images/${img2}/segmentation`, { method: 'POST', token: owner.token, json: {} })
     ).json();
@@ -145,14 +140,7 @@ describe('project rooms: every event of a project task, with projectId', () => {
     ).id as number;
     const o = await connect(owner.token);
     expect(await new Promise((resolve) => o.socket.emit('project:subscribe', { projectId: p }, resolve))).toEqual({ ok: true });
-    const form = new FormData();
-    form.append('file', new Blob([await makePng()]), 'one.png');
-    const up = (await fetch(`${t.url}/api/projects/${p}/images`, {
-      method: 'POST',
-      body: form,
-      headers: { authorization: `Bearer ${owner.token}` },
-    })) as TestResponse;
-    const imageId = (await up.json()).id as number;
+    const imageId = await uploadTo(owner.token, p, 'one.png');
     const realtime = t.app.get(RealtimePublisher);
     const sentApart = jest.spyOn(realtime, 'toTask');
     try {
