@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
-import { DataSource, EntityManager, In, Repository } from 'typeorm';
+import { DataSource, EntityManager, In, Repository, SelectQueryBuilder } from 'typeorm';
 import { OPEN_TASK_STATUSES, TaskStatus, ImageSegmentationStatus } from '../common/contracts';
 import type { MlSegmentResults } from '../common/contracts';
 import { TaskEntity } from './task.entity';
@@ -171,30 +171,28 @@ export class TaskStore {
   }
 
   /** The tasks of a project's images, newest first (lag-tolerant: a replica when configured). */
-  async listProject(projectId: number, status: TaskStatus | undefined, page: number, limit: number) {
-    const runner = this.ds.createQueryRunner('slave');
-    try {
-      const qb = this.ds
-        .createQueryBuilder(TaskEntity, 't', runner)
-        .innerJoin('images', 'i', 'i.id = t.image_id')
-        .where('i.project_id = :projectId', { projectId });
-      if (status) qb.andWhere('t.status = :status', { status });
-      const [items, total] = await qb
-        .orderBy('t.createdAt', 'DESC')
-        .addOrderBy('t.taskId', 'DESC')
-        .skip((page - 1) * limit)
-        .take(limit)
-        .getManyAndCount();
-      return { items, total };
-    } finally {
-      await runner.release();
-    }
+  /** The tasks of a project's images (any member's), newest first. */
+  listProject(projectId: number, status: TaskStatus | undefined, page: number, limit: number) {
+    return this.listPage(status, page, limit, (qb) =>
+      qb.innerJoin('images', 'i', 'i.id = t.image_id').where('i.project_id = :projectId', { projectId }),
+    );
   }
 
-  async listOwned(userId: number, status: TaskStatus | undefined, page: number, limit: number) {
-    const runner = this.ds.createQueryRunner('slave'); // lag-tolerant: a replica when configured
+  /** The tasks a user queued, newest first. */
+  listOwned(userId: number, status: TaskStatus | undefined, page: number, limit: number) {
+    return this.listPage(status, page, limit, (qb) => qb.where('t.userId = :userId', { userId }));
+  }
+
+  /** One page of tasks in `scope`, optionally of one status, from a replica when configured (lag-tolerant). */
+  private async listPage(
+    status: TaskStatus | undefined,
+    page: number,
+    limit: number,
+    scope: (qb: SelectQueryBuilder<TaskEntity>) => SelectQueryBuilder<TaskEntity>,
+  ) {
+    const runner = this.ds.createQueryRunner('slave');
     try {
-      const qb = this.ds.createQueryBuilder(TaskEntity, 't', runner).where('t.userId = :userId', { userId });
+      const qb = scope(this.ds.createQueryBuilder(TaskEntity, 't', runner));
       if (status) qb.andWhere('t.status = :status', { status });
       const [items, total] = await qb
         .orderBy('t.createdAt', 'DESC')
