@@ -102,33 +102,43 @@ export function fitIllumination(
   const { width, height, values } = cells;
   const sx = 2 / Math.max(1, width - 1);
   const sy = 2 / Math.max(1, height - 1);
-  const terms = (x: number, y: number) => {
+  const n = 6;
+  const polynomial = (c: number[]) => (x: number, y: number) => {
     const u = x * sx - 1;
     const v = y * sy - 1;
-    return [1, u, v, u * u, u * v, v * v];
+    return c[0] + c[1] * u + c[2] * v + c[3] * u * u + c[4] * u * v + c[5] * v * v;
   };
-  let estimate = (x: number, y: number) => closed[y * width + x];
+  const terms = new Float64Array(width * height * n);
+  for (let y = 0, i = 0; y < height; y++)
+    for (let x = 0; x < width; x++, i += n) {
+      const u = x * sx - 1;
+      const v = y * sy - 1;
+      terms.set([1, u, v, u * u, u * v, v * v], i);
+    }
+  const estimate = Float64Array.from(closed);
   let surface: ((x: number, y: number) => number) | undefined;
   for (let round = 0; round < FIT_ROUNDS; round++) {
-    const n = 6;
     const normal = Array.from({ length: n }, () => new Float64Array(n + 1));
     let count = 0;
-    for (let y = 0; y < height; y++)
-      for (let x = 0; x < width; x++) {
-        const value = values[y * width + x];
-        if (value < (1 - margin) * estimate(x, y)) continue;
-        count++;
-        const t = terms(x, y);
-        for (let i = 0; i < n; i++) {
-          for (let j = 0; j < n; j++) normal[i][j] += t[i] * t[j];
-          normal[i][n] += t[i] * value;
-        }
+    for (let cell = 0; cell < values.length; cell++) {
+      const value = values[cell];
+      if (value < (1 - margin) * estimate[cell]) continue;
+      count++;
+      const t = cell * n;
+      for (let i = 0; i < n; i++) {
+        const ti = terms[t + i];
+        const row = normal[i];
+        for (let j = i; j < n; j++) row[j] += ti * terms[t + j];
+        row[n] += ti * value;
       }
+    }
     if (count < MIN_BACKGROUND_SHARE * width * height) return undefined;
+    for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) normal[i][j] = normal[j][i];
     const c = solve(normal);
     if (!c) return undefined;
-    surface = (x, y) => terms(x, y).reduce((s, t, i) => s + c[i] * t, 0);
-    estimate = surface;
+    surface = polynomial(c);
+    for (let y = 0, cell = 0; y < height; y++)
+      for (let x = 0; x < width; x++, cell++) estimate[cell] = surface(x, y);
   }
   return surface;
 }
