@@ -100,7 +100,13 @@ class BitMask {
     for (let y = 0; y < this.height; y++) {
       const row = y * width;
       const base = y * words;
-      for (let x = 0; x < width; x++) if ((bits[base + (x >> 5)] >>> (x & 31)) & 1) out[row + x] = 255;
+      for (let k = 0, x0 = 0; x0 < width; k++, x0 += 32) {
+        const w = bits[base + k];
+        if (w === 0) continue;
+        const x1 = Math.min(width, x0 + 32);
+        if (w === -1) out.fill(255, row + x0, row + x1);
+        else for (let x = x0; x < x1; x++) if ((w >>> (x & 31)) & 1) out[row + x] = 255;
+      }
     }
     return out;
   }

@@ -102,45 +102,65 @@ export function fitIllumination(
   const { width, height, values } = cells;
   const sx = 2 / Math.max(1, width - 1);
   const sy = 2 / Math.max(1, height - 1);
-  const n = 6;
   const polynomial = (c: number[]) => (x: number, y: number) => {
     const u = x * sx - 1;
     const v = y * sy - 1;
     return c[0] + c[1] * u + c[2] * v + c[3] * u * u + c[4] * u * v + c[5] * v * v;
   };
-  const terms = new Float64Array(width * height * n);
-  for (let y = 0, i = 0; y < height; y++)
-    for (let x = 0; x < width; x++, i += n) {
-      const u = x * sx - 1;
-      const v = y * sy - 1;
-      terms.set([1, u, v, u * u, u * v, v * v], i);
-    }
   const estimate = Float64Array.from(closed);
   let surface: ((x: number, y: number) => number) | undefined;
   for (let round = 0; round < FIT_ROUNDS; round++) {
-    const normal = Array.from({ length: n }, () => new Float64Array(n + 1));
+    // The normal equations' sums, the terms being 1, u, v, u², uv, v².
+    const sum = new Float64Array(N_SUMS);
     let count = 0;
-    for (let cell = 0; cell < values.length; cell++) {
-      const value = values[cell];
-      if (value < (1 - margin) * estimate[cell]) continue;
-      count++;
-      const t = cell * n;
-      for (let i = 0; i < n; i++) {
-        const ti = terms[t + i];
-        const row = normal[i];
-        for (let j = i; j < n; j++) row[j] += ti * terms[t + j];
-        row[n] += ti * value;
+    for (let y = 0, cell = 0; y < height; y++) {
+      const v = y * sy - 1;
+      for (let x = 0; x < width; x++, cell++) {
+        const value = values[cell];
+        if (value < (1 - margin) * estimate[cell]) continue;
+        count++;
+        accumulate(sum, x * sx - 1, v, value);
       }
     }
     if (count < MIN_BACKGROUND_SHARE * width * height) return undefined;
-    for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) normal[i][j] = normal[j][i];
-    const c = solve(normal);
+    const c = solve(normalEquations(sum));
     if (!c) return undefined;
     surface = polynomial(c);
     for (let y = 0, cell = 0; y < height; y++)
       for (let x = 0; x < width; x++, cell++) estimate[cell] = surface(x, y);
   }
   return surface;
+}
+
+const TERMS = 6;
+/** The upper triangle of the terms' products (21), then the terms times the value (6). */
+const N_SUMS = (TERMS * (TERMS + 1)) / 2 + TERMS;
+
+function accumulate(sum: Float64Array, u: number, v: number, value: number): void {
+  const t0 = 1;
+  const t1 = u;
+  const t2 = v;
+  const t3 = u * u;
+  const t4 = u * v;
+  const t5 = v * v;
+  const t = [t0, t1, t2, t3, t4, t5];
+  let k = 0;
+  for (let i = 0; i < TERMS; i++) {
+    const ti = t[i];
+    for (let j = i; j < TERMS; j++) sum[k++] += ti * t[j];
+    sum[k++] += ti * value;
+  }
+}
+
+/** The augmented symmetric system from `accumulate`'s sums. */
+function normalEquations(sum: Float64Array): Float64Array[] {
+  const rows = Array.from({ length: TERMS }, () => new Float64Array(TERMS + 1));
+  let k = 0;
+  for (let i = 0; i < TERMS; i++) {
+    for (let j = i; j < TERMS; j++) rows[i][j] = rows[j][i] = sum[k++];
+    rows[i][TERMS] = sum[k++];
+  }
+  return rows;
 }
 
 /** Gaussian elimination with partial pivoting on an augmented n × (n + 1) system; undefined if singular. */
