@@ -744,22 +744,21 @@ function minAlongSegment(from: number, to: number, width: number, distance: Floa
   return min;
 }
 
-/** The object pixels, highest distance first (a counting sort on quantised distance; each pixel's level computed once). */
+/** The object pixels, highest distance first (a counting sort on quantised distance). */
 function pixelsByDescendingDistance(labels: Int32Array, distance: Float32Array): Int32Array {
-  const level = new Int32Array(labels.length);
   let maxLevel = 0;
   let total = 0;
   for (let i = 0; i < labels.length; i++) {
     if (labels[i] === 0) continue;
     total++;
-    const l = Math.floor(distance[i] * LEVELS_PER_PIXEL);
-    level[i] = l;
-    if (l > maxLevel) maxLevel = l;
+    maxLevel = Math.max(maxLevel, Math.floor(distance[i] * LEVELS_PER_PIXEL));
   }
   const start = new Int32Array(maxLevel + 2);
-  for (let i = 0; i < labels.length; i++) if (labels[i] !== 0) start[maxLevel - level[i] + 1]++;
+  for (let i = 0; i < labels.length; i++)
+    if (labels[i] !== 0) start[maxLevel - Math.floor(distance[i] * LEVELS_PER_PIXEL) + 1]++;
   for (let l = 1; l < start.length; l++) start[l] += start[l - 1];
   const order = new Int32Array(total);
-  for (let i = 0; i < labels.length; i++) if (labels[i] !== 0) order[start[maxLevel - level[i]]++] = i;
+  for (let i = 0; i < labels.length; i++)
+    if (labels[i] !== 0) order[start[maxLevel - Math.floor(distance[i] * LEVELS_PER_PIXEL)]++] = i;
   return order;
 }
