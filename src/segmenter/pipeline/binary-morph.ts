@@ -48,40 +48,31 @@ class BitMask {
   /** One 3-pixel step along each row (the horizontal half of a 3×3 square). */
   rowStep(erode: boolean): void {
     const { words, bits, spare } = this;
-    for (let y = 0; y < this.height; y++) {
-      const base = y * words;
+    this.eachRow((base) => {
       for (let k = 0; k < words; k++) {
         const w = bits[base + k];
         const east = (w >>> 1) | (k + 1 < words ? bits[base + k + 1] << 31 : 0);
         const west = (w << 1) | (k > 0 ? bits[base + k - 1] >>> 31 : w & 1);
         spare[base + k] = erode ? w & east & west : w | east | west;
       }
-    }
-    this.swap();
+    });
   }
 
   /** One 3-pixel step along each column (the vertical half of a 3×3 square). */
   columnStep(erode: boolean): void {
-    const { words, bits, spare, height } = this;
-    for (let y = 0; y < height; y++) {
-      const base = y * words;
-      const up = y > 0 ? base - words : base;
-      const down = y + 1 < height ? base + words : base;
+    const { words, bits, spare } = this;
+    this.eachRow((base, up, down) => {
       for (let k = 0; k < words; k++) {
         const w = bits[base + k];
         spare[base + k] = erode ? w & bits[up + k] & bits[down + k] : w | bits[up + k] | bits[down + k];
       }
-    }
-    this.swap();
+    });
   }
 
   /** One 3×3 cross. */
   crossStep(erode: boolean): void {
-    const { words, bits, spare, height } = this;
-    for (let y = 0; y < height; y++) {
-      const base = y * words;
-      const up = y > 0 ? base - words : base;
-      const down = y + 1 < height ? base + words : base;
+    const { words, bits, spare } = this;
+    this.eachRow((base, up, down) => {
       for (let k = 0; k < words; k++) {
         const w = bits[base + k];
         const east = (w >>> 1) | (k + 1 < words ? bits[base + k + 1] << 31 : 0);
@@ -90,6 +81,15 @@ class BitMask {
           ? w & east & west & bits[up + k] & bits[down + k]
           : w | east | west | bits[up + k] | bits[down + k];
       }
+    });
+  }
+
+  /** Runs `step` on every row (the word offsets of the row, the one above and the one below, the edge row repeated), writing `spare`, then swaps. */
+  private eachRow(step: (base: number, up: number, down: number) => void): void {
+    const { words, height } = this;
+    for (let y = 0; y < height; y++) {
+      const base = y * words;
+      step(base, y > 0 ? base - words : base, y + 1 < height ? base + words : base);
     }
     this.swap();
   }
