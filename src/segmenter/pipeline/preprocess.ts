@@ -59,7 +59,8 @@ function estimateBackground(scope: MatScope, work: Mat, g: Geometry, p: SegmentP
         if (!inside) values[y * width + x] = clampGrey(surface(x - radius, y - radius));
       }
     closeDisc(scope, padded, padded, radius);
-    padded.roi(new cv.Rect(radius, radius, grid.width, grid.height)).copyTo(closed);
+    // A view of the padded grid (freed with the scope: it holds a reference to the grid's pixels).
+    scope.track(padded.roi(new cv.Rect(radius, radius, grid.width, grid.height))).copyTo(closed);
   }
   cv.GaussianBlur(closed, closed, new cv.Size(0, 0), radius / 2, radius / 2, cv.BORDER_REPLICATE);
 
