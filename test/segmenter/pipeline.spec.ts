@@ -1,6 +1,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import sharp from 'sharp';
 import type { MlPolygon } from '../../src/common/contracts';
 import { ImageDecodeError, decodeToGrey } from '../../src/segmenter/pipeline/decode';
 import { contourFeatures } from '../../src/segmenter/pipeline/features';
@@ -125,6 +126,26 @@ describe('decoding', () => {
     const decoded = await decodeBytes(name, await encode());
     expect({ width: decoded.width, height: decoded.height }).toEqual({ width: 200, height: 200 });
     expect(meanAbsDiff(decoded.data, image.data)).toBeLessThanOrEqual(tolerance);
+  });
+
+  it.each([
+    ['8-bit grey PNG (one channel)', 'g.png', { channels: 1, colour: false }],
+    ['RGB PNG with equal channels', 'h.png', { channels: 3, colour: false }],
+    ['colour PNG', 'i.png', { channels: 3, colour: true }],
+    ['PNG with alpha', 'j.png', { channels: 4, colour: false }],
+  ] as const)('reads a %s to exactly the grey of the full sharp conversion', async (_label, name, kind) => {
+    const pixels = image.width * image.height;
+    const raw = Buffer.alloc(pixels * kind.channels);
+    for (let i = 0; i < pixels; i++)
+      for (let c = 0; c < kind.channels; c++)
+        raw[i * kind.channels + c] =
+          c === 3 ? (i % 3 ? 255 : 90) : kind.colour ? (image.data[i] * (c + 1)) & 255 : image.data[i];
+    let encoder = sharp(raw, { raw: { width: image.width, height: image.height, channels: kind.channels } });
+    if (kind.channels === 1) encoder = encoder.toColourspace('b-w');
+    const png = await encoder.png().toBuffer();
+    const want = await sharp(png).flatten({ background: '#ffffff' }).greyscale().raw().toBuffer();
+    const decoded = await decodeBytes(name, png);
+    expect(Buffer.compare(Buffer.from(decoded.data), want)).toBe(0);
   });
 
   it.each([

@@ -24,8 +24,11 @@ function isBmp(bytes: Buffer): boolean {
 }
 
 async function decodeWithSharp(bytes: Buffer, maxPixels: number): Promise<GreyImage> {
+  const options = { limitInputPixels: maxPixels, failOn: 'error' } as const;
   try {
-    const { data, info } = await sharp(bytes, { limitInputPixels: maxPixels, failOn: 'error' })
+    const plain = await decodePlainGrey(bytes, options);
+    if (plain) return plain;
+    const { data, info } = await sharp(bytes, options)
       .flatten({ background: '#ffffff' })
       .greyscale()
       .raw({ depth: 'uchar' })
@@ -43,6 +46,37 @@ async function decodeWithSharp(bytes: Buffer, maxPixels: number): Promise<GreyIm
     if (/pixel limit/i.test(message)) throw new ImageDecodeError(`image has more than ${maxPixels} pixels`);
     throw new ImageDecodeError('file is not a decodable PNG, JPEG, TIFF or BMP image');
   }
+}
+
+/**
+ * The fast path for what microscopes mostly write: 8-bit grey, or 8-bit RGB whose three channels are
+ * equal, without alpha or an embedded colour profile. Such pixels are already the grey the conversion
+ * above would give (libvips maps (v, v, v) to v for every v), so they are taken as decoded: the colour
+ * conversion cost about 8 of the 18 ms of a 1000×1000 RGB PNG. Anything else: undefined (the full path).
+ */
+async function decodePlainGrey(
+  bytes: Buffer,
+  options: { limitInputPixels: number; failOn: 'error' },
+): Promise<GreyImage | undefined> {
+  const meta = await sharp(bytes, options).metadata();
+  if (meta.depth !== 'uchar' || meta.hasAlpha || meta.icc || (meta.channels !== 1 && meta.channels !== 3))
+    return undefined;
+  const { data, info } = await sharp(bytes, options).raw().toBuffer({ resolveWithObject: true });
+  const pixels = info.width * info.height;
+  if (info.channels === 1 && data.length === pixels)
+    return {
+      width: info.width,
+      height: info.height,
+      data: new Uint8Array(data.buffer, data.byteOffset, pixels),
+    };
+  if (info.channels !== 3 || data.length !== 3 * pixels) return undefined;
+  const grey = new Uint8Array(pixels);
+  for (let i = 0, j = 0; i < pixels; i++, j += 3) {
+    const v = data[j];
+    if (data[j + 1] !== v || data[j + 2] !== v) return undefined;
+    grey[i] = v;
+  }
+  return { width: info.width, height: info.height, data: grey };
 }
 
 function decodeBmpToGrey(bytes: Buffer, maxPixels: number): GreyImage {

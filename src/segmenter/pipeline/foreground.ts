@@ -1,4 +1,5 @@
-import { type Mat, type MatScope, morphDisc } from './opencv';
+import { type MorphStep, morphBinary } from './binary-morph';
+import { type Mat, type MatScope, copyU8, morphDisc } from './opencv';
 import { type Geometry, type SegmentParams, refArea, refLength } from './params';
 
 export interface Foreground {
@@ -25,13 +26,21 @@ export function segmentForeground(scope: MatScope, flat: Mat, g: Geometry, p: Se
  */
 export function cleanMask(scope: MatScope, mask: Mat, g: Geometry, p: SegmentParams): void {
   const close = refLength(g, p.closeRadius);
-  morphDisc(scope, mask, mask, 'dilate', close);
-  morphDisc(scope, mask, mask, 'erode', close);
-  fillSmallHoles(scope, mask, refArea(g, p.holeFillArea));
-
   const open = refLength(g, p.openRadius);
-  morphDisc(scope, mask, mask, 'erode', open);
-  morphDisc(scope, mask, mask, 'dilate', open);
+  if (close > 0)
+    morphMask(mask, g, [
+      { op: 'dilate', radius: close },
+      { op: 'erode', radius: close },
+    ]);
+  fillSmallHoles(scope, mask, refArea(g, p.holeFillArea));
+  morphMask(mask, g, [
+    { op: 'erode', radius: open },
+    { op: 'dilate', radius: open },
+  ]);
+}
+
+function morphMask(mask: Mat, g: Geometry, steps: MorphStep[]): void {
+  mask.data.set(morphBinary(copyU8(mask), g.workWidth, g.workHeight, steps));
 }
 
 /**

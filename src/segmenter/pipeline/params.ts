@@ -9,6 +9,8 @@ export interface SegmentParams {
   /** Background grid cell, and the radius of the largest dark object the background estimate ignores. */
   backgroundCell: number;
   backgroundRadius: number;
+  /** Background cells for the illumination surface: at most this fraction darker than the estimate. */
+  backgroundMargin: number;
   /** Grey level the background is mapped to by flattening (image / background × flatLevel). */
   flatLevel: number;
   /** Otsu's threshold on the flattened image is clamped to this range. */
@@ -48,6 +50,7 @@ export const DEFAULT_PARAMS: Readonly<SegmentParams> = Object.freeze({
   workLongSide: 500,
   backgroundCell: 16,
   backgroundRadius: 240,
+  backgroundMargin: 0.12,
   flatLevel: 200,
   thresholdMin: 60,
   thresholdMax: 160,

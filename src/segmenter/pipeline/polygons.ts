@@ -1,7 +1,8 @@
 import type { MlPolygon } from '../../common/contracts';
 import { contourFeatures } from './features';
 import type { RegionStats } from './objects';
-import { type Mat, type MatScope, morphDisc } from './opencv';
+import { morphBinary } from './binary-morph';
+import { type Mat, type MatScope } from './opencv';
 import type { Geometry } from './params';
 import type { LabelImage } from './split';
 
@@ -82,10 +83,10 @@ function cropMask(
     mat.data.set(own);
     return { mat, x, y };
   }
-  mat.data.set(any);
-  morphDisc(scope, mat, mat, 'erode', openRadius);
-  morphDisc(scope, mat, mat, 'dilate', openRadius);
-  const opened = mat.data.slice();
+  const opened = morphBinary(any, width, height, [
+    { op: 'erode', radius: openRadius },
+    { op: 'dilate', radius: openRadius },
+  ]);
   for (let k = 0; k < own.length; k++) own[k] &= opened[k];
   mat.data.set(own);
   return { mat, x, y };

@@ -141,8 +141,9 @@ export function splitTouching(
         if ((dx === 0 && dy === 0) || xx < 0 || xx >= width) continue;
         const j = yy * width + xx;
         if (basin[j] < 0) continue;
-        const rj = find(basin[j]);
-        if (best >= 0) {
+        // The same stored basin as `best` has the same root: nothing to decide (the usual case).
+        if (best >= 0 && basin[j] !== best) {
+          const rj = find(basin[j]);
           const rb = find(best);
           if (rb !== rj) {
             // Along a boundary the same pair meets pixel after pixel: remember the last one.
