@@ -39,7 +39,7 @@ import { BenchServers, parseCommandStats, postgresCpuSeconds, processCpuSeconds,
 const TASKS = Number(process.env.BENCH_TASKS ?? 2000);
 const WORKERS = 2;
 const CONCURRENCY = 10;
-const LATENCY_MS = 50;
+const LATENCY_MS = Number(process.env.BENCH_ML_LATENCY_MS ?? 50); // other values only to see how costs scale, never for the reported figures
 const IDEAL = (WORKERS * CONCURRENCY) / (LATENCY_MS / 1000);
 const DRAIN_TIMEOUT_MS = 90_000;
 /** BENCH_PROFILE=1: the workers run with --cpu-prof; the profile's self time is summarised. */
