@@ -53,6 +53,8 @@ interface WorkerFigures {
   dbQueries: number;
   dbQueryAvgMs: number;
   poolAcquireAvgMs: number;
+  /** The worker's share of ML answer → event: `segmentation_completion_publish_seconds` buckets (le ms → count). */
+  publishBuckets: Array<[number, number]>;
 }
 
 function workerFigures(before: string, after: string): WorkerFigures {
@@ -65,6 +67,10 @@ function workerFigures(before: string, after: string): WorkerFigures {
     dbQueries: d('db_query_duration_seconds_count'),
     dbQueryAvgMs: (d('db_query_duration_seconds_sum') / d('db_query_duration_seconds_count')) * 1000,
     poolAcquireAvgMs: (d('db_pool_acquire_seconds_sum') / Math.max(1, d('db_pool_acquire_seconds_count'))) * 1000,
+    publishBuckets: [1, 2, 5, 10, 20, 30, 50, 75, 100, 200, 500, 1000].map((ms) => [
+      ms,
+      d('segmentation_completion_publish_seconds_bucket', { le: String(ms / 1000) }),
+    ]),
   };
 }
 
@@ -308,6 +314,19 @@ async function bare(redisUrl: string) {
 const BENCH_SELF = 'bench process (ML stub, Socket.IO client; not in the system)';
 const SYSTEM = (k: string) => k !== 'machine total (busy)' && k !== BENCH_SELF;
 
+/**
+ * The workers' share of that latency (`segmentation_completion_publish_seconds`: ML answer at the worker →
+ * event published, the result written first), from their histograms: the bucket holding p50 and p99.
+ */
+function workerShare(p: Phase): string {
+  const merged = p.perWorker[0].publishBuckets.map(([le], k) => [le, p.perWorker.reduce((a, w) => a + w.publishBuckets[k][1], 0)] as const);
+  const total = merged[merged.length - 1][1];
+  if (total === 0) return 'Worker share: no completion observed.';
+  const at = (q: number) => merged.find(([, n]) => n >= q * total)?.[0];
+  const share = (ms: number) => (100 * (merged.find(([le]) => le === ms)?.[1] ?? 0)) / total;
+  return `Of that, in the workers (ML answer at the worker → event published, result written first; histogram buckets): p50 ≤ ${at(0.5)} ms, p99 ≤ ${at(0.99) ?? '> 1000'} ms; ${f1(share(10))} % within 10 ms, ${f1(share(50))} % within 50 ms.`;
+}
+
 function phaseReport(p: Phase, ideal?: number): string {
   const rate = p.completed / p.seconds;
   const perTask = (v: number) => f2((v * 1000) / TASKS);
@@ -329,6 +348,7 @@ function phaseReport(p: Phase, ideal?: number): string {
     `${p.completed} completed, ${p.failed} failed/cancelled in ${f2(p.seconds)} s = **${f1(rate)} tasks/s**${ideal ? ` = **${f3(rate / ideal)} of ideal** (${ideal} tasks/s)` : ''}. Machine load by others just before: ${f2(p.busyOthers)} busy cores.`,
     '',
     `ML answer sent → \`segmentation:completed\` at the client: p50 **${f1(pct(p.latencies, 50))} ms**, p99 **${f1(pct(p.latencies, 99))} ms**, max ${f1(pct(p.latencies, 100))} ms (${p.latencies.length} tasks, ${p.noEvent} without an event); without the first ${2 * WORKERS * CONCURRENCY} answers of the drain p50 ${f1(pct(p.warmLatencies, 50))} ms, p99 ${f1(pct(p.warmLatencies, 99))} ms (the slowest 1 % start at answer #${p.worstFirst + 1}). api RSS max during the drain: **${f1(p.apiRssMaxMiB)} MiB**.`,
+    workerShare(p),
     '',
     'CPU during the drain, from /proc:',
     '',

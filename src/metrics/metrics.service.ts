@@ -38,6 +38,14 @@ export class MetricsService {
     registers: [this.registry],
   });
 
+  /** The worker's share of the ML answer → `segmentation:completed` latency (CONTRACT §6 events). */
+  readonly completionPublish = new Histogram({
+    name: 'segmentation_completion_publish_seconds',
+    help: 'Time from the ML answer reaching the worker to its completed event being published (result written first)',
+    buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1],
+    registers: [this.registry],
+  });
+
   readonly jobsTotal = new Counter({
     name: 'segmentation_jobs_total',
     help: 'Finished job attempts by result',

@@ -1,4 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
+import { performance } from 'node:perf_hooks';
 import type { ConfigType } from '@nestjs/config';
 import { queueConfig } from '../config/configuration';
 import { OPEN_TASK_STATUSES, SegmentJobData, TaskStatus } from '../common/contracts';
@@ -123,8 +124,9 @@ export class TaskRunner {
           this.ml.segment({ image_path: storagePath, task_id: task.taskId }, { signal: ctx.signal });
         pending = undefined;
         const results = await call;
+        const answered = performance.now();
         ctx.releaseSlot?.();
-        return await this.succeed(task, results);
+        return await this.succeed(task, results, answered);
       } catch (err) {
         pending = undefined;
         if (!(err instanceof MlCircuitOpenError)) ctx.releaseSlot?.(); // else it calls again below
@@ -169,6 +171,7 @@ export class TaskRunner {
   private async succeed(
     task: TaskEntity,
     results: Parameters<TaskStore['complete']>[1],
+    answered: number,
   ): Promise<RunOutcome> {
     // No `progress: 90` event: it went out just before `completed`, with only the completion write
     // between them (one more Redis publish and Socket.IO fan-out per job that no user could see).
@@ -183,6 +186,7 @@ export class TaskRunner {
       spheroidCount: results.polygons.filter((p) => p.type === 'external').length,
       processingTimeMs: Math.round(results.processing_time_ms),
     });
+    this.metrics.completionPublish.observe((performance.now() - answered) / 1000);
     return 'completed';
   }
 

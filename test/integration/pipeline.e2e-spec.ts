@@ -259,6 +259,7 @@ describe('segmentation pipeline (one all-role process, ML test server)', () => {
       'segmentation_jobs_total{result="completed"}',
       'segmentation_job_duration_seconds_bucket',
       'segmentation_job_wait_seconds_bucket',
+      'segmentation_completion_publish_seconds_bucket',
       'ml_circuit_state',
       'ml_requests_total{result="success"}',
       'ml_request_duration_seconds_bucket',
