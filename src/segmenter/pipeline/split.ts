@@ -674,7 +674,7 @@ function reassignByEllipses(
     if (r === 0) continue;
     const x = i % width;
     const y = (i - x) / width;
-    const o = r * 6;
+    const o = r * 6; // addMoments, written out: this loop visits every pixel of the split components
     m[o]++;
     m[o + 1] += x;
     m[o + 2] += y;
