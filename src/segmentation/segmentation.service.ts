@@ -179,6 +179,8 @@ export class SegmentationService implements OnModuleInit {
         'jobs not queued now; the reconciler will queue them',
       );
     }
+    // Not sent with the jobs (QUEUE_FAIRNESS=none, Redis failed or was slow): sent on their own. After a
+    // timeout the late MULTI may still deliver them, so a client can then see `queued` twice.
     if (!sent) for (const t of tasks) this.realtime.toTask(t, 'segmentation:queued', queued(t));
   }
 
