@@ -257,6 +257,43 @@ export async function fairHolds(client: RedisClient, q: Queue, jobId: string, da
   return pos !== null;
 }
 
+/**
+ * A job's state in band `q`, read in one MULTI (atomic): Bull's lists and sets and the job's user list.
+ * Bull's own `getState` asks list after list, so a job moving between them (a pop taking it from `wait`
+ * to its user's list to `active`) can be in none of them at each look and read as `stuck`.
+ */
+export async function fairState(
+  client: RedisClient,
+  q: Queue,
+  jobId: string,
+  data: unknown,
+): Promise<'completed' | 'failed' | 'delayed' | 'active' | 'waiting' | 'paused' | 'stuck'> {
+  const k = (q as unknown as { keys: Record<'completed' | 'failed' | 'delayed' | 'active' | 'wait' | 'paused' | 'meta-paused', string> }).keys;
+  const res = await client
+    .multi()
+    .zscore(k.completed, jobId)
+    .zscore(k.failed, jobId)
+    .zscore(k.delayed, jobId)
+    .lpos(k.active, jobId)
+    .lpos(k.wait, jobId)
+    .lpos(k.paused, jobId)
+    .lpos(fairKeys(q).user(fairUserOf(data)), jobId)
+    .exists(k['meta-paused'])
+    .exec();
+  if (!res) throw new Error('the job state was not read');
+  const failed = res.find(([err]) => err);
+  if (failed) throw failed[0];
+  const [completed, failedAt, delayed, active, wait, paused, inLine, isPaused] = res.map(([, v]) => v);
+  if (completed !== null) return 'completed';
+  if (failedAt !== null) return 'failed';
+  if (delayed !== null) return 'delayed';
+  if (active !== null) return 'active';
+  if (wait !== null) return 'waiting';
+  if (paused !== null) return 'paused';
+  if (inLine !== null) return Number(isPaused) === 1 ? 'paused' : 'waiting';
+  return 'stuck';
+}
+
 /** Jobs held in band `q`'s user lists (O(1)). */
 export async function fairCount(client: RedisClient, q: Queue): Promise<number> {
   return Math.max(0, Number((await client.get(fairKeys(q).count)) ?? 0));

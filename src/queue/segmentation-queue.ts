@@ -6,7 +6,7 @@ import { queueConfig } from '../config/configuration';
 import { Publication, SEGMENT_JOB, SegmentJobData } from '../common/contracts';
 import type { RedisClient } from '../redis/redis.factory';
 import { DEAD_LETTER_QUEUE, PRIORITY_BANDS, bandOf } from './queue.constants';
-import { fairAddAll, fairCount, fairHolds, fairPeek, fairRemove } from './fair-lines';
+import { fairAddAll, fairCount, fairPeek, fairRemove, fairState } from './fair-lines';
 
 const bandKeys = (q: Queue) => (q as unknown as { keys: Record<'wait' | 'paused', string> }).keys;
 
@@ -139,11 +139,11 @@ export class SegmentationQueue {
 
   /**
    * Bull's state of a job, where a job in its user's list (QUEUE_FAIRNESS=user) is `waiting` (`paused`
-   * while its band is paused), as it would be in Bull's wait list.
+   * while its band is paused), as it would be in Bull's wait list; read atomically (`fairState`), so a
+   * job being taken by a worker is never seen as `stuck` and queued a second time by the reconciler.
    */
   async stateOf(job: Job<SegmentJobData>): Promise<JobStatus | 'stuck'> {
-    if (await fairHolds(this.client, job.queue, String(job.id), job.data)) return (await job.queue.isPaused()) ? 'paused' : 'waiting';
-    return job.getState();
+    return fairState(this.client, job.queue, String(job.id), job.data);
   }
 
   /**
