@@ -47,6 +47,8 @@ const CONNECTIONS = 50;
 const POOL = 10;
 const ENQ_IMAGES = Number(process.env.BENCH_API_IMAGES ?? 40_000);
 const PROFILE = process.env.BENCH_CPU_PROF === '1';
+/** Alternating slices of the bare app and /live (BENCH_API_ROUNDS, 3 by default), summed. */
+const ROUNDS = Math.max(1, Number(process.env.BENCH_API_ROUNDS ?? 3));
 /** Comma list of phases to run (bare,live,tasks,pg,enqueue); all by default (profiling one phase). */
 const ONLY = (process.env.BENCH_API_PHASES ?? 'bare,live,tasks,pg,enqueue').split(',');
 const MB = 1024 * 1024;
@@ -161,8 +163,33 @@ runMain(async () => {
   await autocannon({ url: `${api.url}/api/health/live`, connections: CONNECTIONS, duration: 1 });
   await autocannon({ url: `${api.url}/api/segmentation/tasks/${task.taskId}`, connections: CONNECTIONS, duration: 1, headers: { authorization: `Bearer ${user.token}` } });
 
-  const bareP = await cannon('bare', 'bare NestJS+Fastify GET /hello', { url: `${bare.url}/hello` });
-  const liveP = await cannon('live', 'GET /api/health/live', { url: `${api.url}/api/health/live` });
+  // The bare app and /live alternate in ROUNDS slices, so that the host's drift over the run (up to
+  // 30 % here) falls on both sides of their ratio instead of on one phase.
+  const merge = (parts: Phase[]): Phase => {
+    const cpu = new Map<string, number>();
+    for (const q of parts) for (const [k, v] of q.cpu) cpu.set(k, (cpu.get(k) ?? 0) + v);
+    return {
+      name: parts[0].name,
+      requests: parts.reduce((n, q) => n + q.requests, 0),
+      seconds: parts.reduce((n, q) => n + q.seconds, 0),
+      p50: Math.max(...parts.map((q) => q.p50)),
+      p99: Math.max(...parts.map((q) => q.p99)),
+      errors: parts.map((q) => q.errors).join(' · '),
+      cpu: [...cpu],
+      rss: Math.max(...parts.map((q) => q.rss)),
+    };
+  };
+  const bareParts: Phase[] = [];
+  const liveParts: Phase[] = [];
+  const slicesAt = phases.length;
+  for (let r = 0; r < ROUNDS; r++) {
+    bareParts.push(await cannon('bare', 'bare NestJS+Fastify GET /hello', { url: `${bare.url}/hello`, duration: SECONDS / ROUNDS }));
+    liveParts.push(await cannon('live', 'GET /api/health/live', { url: `${api.url}/api/health/live`, duration: SECONDS / ROUNDS }));
+  }
+  phases.splice(slicesAt);
+  const bareP = merge(bareParts);
+  const liveP = merge(liveParts);
+  phases.push(bareP, liveP);
   const taskP = await cannon('tasks', 'GET /api/segmentation/tasks/:id', {
     url: `${api.url}/api/segmentation/tasks/${task.taskId}`,
     headers: { authorization: `Bearer ${user.token}` },
@@ -272,7 +299,7 @@ runMain(async () => {
     ],
   );
   const body = [
-    `One \`api\` (LOG_LEVEL=info, NODE_ENV=production, DATABASE_POOL_MAX=${POOL}) with the enqueuing user's Socket.IO client connected (it received ${eventsDuringEnqueue} events during the enqueue phase), two \`worker\` processes (QUEUE_CONCURRENCY=10; the queue is paused so the measured requests are the only load), the bare app in its own process, autocannon in the bench process; ${SECONDS} s per phase after a 1 s warm-up of each HTTP target. Rate limit counted on every request (RATE_LIMIT_PER_MINUTE=10⁹ so nothing is refused). The enqueue phase posts to a different image of one (non-premium) user per request (${created} tasks recorded for the user); the pg baseline inserts a task and updates its image for a different user's images in the same database. CPU per request: CPU seconds from /proc per process over the phase / requests (postgres: all backends on the machine; machine: all busy CPU, others' included).`,
+    `One \`api\` (LOG_LEVEL=info, NODE_ENV=production, DATABASE_POOL_MAX=${POOL}) with the enqueuing user's Socket.IO client connected (it received ${eventsDuringEnqueue} events during the enqueue phase), two \`worker\` processes (QUEUE_CONCURRENCY=10; the queue is paused so the measured requests are the only load), the bare app in its own process, autocannon in the bench process; ${SECONDS} s per phase after a 1 s warm-up of each HTTP target; the bare app and \`/live\` alternate in ${ROUNDS} slices of ${f1(SECONDS / ROUNDS)} s (summed; p50 and p99 are the worst slice's). Rate limit counted on every request (RATE_LIMIT_PER_MINUTE=10⁹ so nothing is refused). The enqueue phase posts to a different image of one (non-premium) user per request (${created} tasks recorded for the user); the pg baseline inserts a task and updates its image for a different user's images in the same database. CPU per request: CPU seconds from /proc per process over the phase / requests (postgres: all backends on the machine; machine: all busy CPU, others' included).`,
     '',
     mainTable,
     '',

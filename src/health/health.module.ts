@@ -3,6 +3,7 @@ import { DiscoveryModule } from '@nestjs/core';
 import { TerminusModule } from '@nestjs/terminus';
 import { HealthController } from './health.controller';
 import { HealthRegistry } from './health.registry';
+import { EventLoopLag } from './event-loop-lag';
 
 /**
  * Health routes over every @HealthContributor the application provides (database, redis, queue, ml):
@@ -11,6 +12,6 @@ import { HealthRegistry } from './health.registry';
 @Module({
   imports: [TerminusModule.forRoot({ errorLogStyle: 'json', logger: false }), DiscoveryModule],
   controllers: [HealthController],
-  providers: [HealthRegistry],
+  providers: [HealthRegistry, EventLoopLag],
 })
 export class HealthModule {}

@@ -17,11 +17,13 @@ export class HttpMetricsHook implements OnModuleInit {
   onModuleInit(): void {
     const fastify = this.adapterHost.httpAdapter?.getInstance?.() as FastifyInstance | undefined;
     if (!fastify?.addHook) return;
-    fastify.addHook('onResponse', async (req, reply) => {
-      this.metrics.httpRequestDuration.observe(
-        { method: req.method, route: req.routeOptions?.url ?? 'unmatched', status: String(reply.statusCode) },
-        reply.elapsedTime / 1000,
-      );
+    const histogram = this.metrics.httpRequestDuration;
+    fastify.addHook('onResponse', (req, reply, done) => {
+      const route = req.routeOptions?.url ?? 'unmatched';
+      const method = req.method;
+      const status = reply.statusCode;
+      histogram.observe(`${method} ${status} ${route}`, () => ({ method, route, status: String(status) }), reply.elapsedTime / 1000);
+      done();
     });
   }
 }

@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { KeyedHistogram } from './keyed-histogram';
 
 /**
  * Owns the Prometheus registry and every series of CONTRACT §5. Other modules inject this service
@@ -9,13 +10,13 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export class MetricsService {
   readonly registry = new Registry();
 
-  readonly httpRequestDuration = new Histogram({
-    name: 'http_request_duration_seconds',
-    help: 'HTTP request duration by method, route and status',
-    labelNames: ['method', 'route', 'status'] as const,
-    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-    registers: [this.registry],
-  });
+  /** Labels method, route, status (see HttpMetricsHook). */
+  readonly httpRequestDuration = new KeyedHistogram(
+    'http_request_duration_seconds',
+    'HTTP request duration by method, route and status',
+    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    this.registry,
+  );
 
   readonly queueJobs = new Gauge({
     name: 'segmentation_queue_jobs',
