@@ -103,7 +103,7 @@ export class Projects1765100000000 implements MigrationInterface {
  * editable project ids are a parameter, an image may be the caller's personal image or in one of
  * them, and every row carries the image's project (`o_project`). Without, the previous definition.
  */
-function enqueueFunction(projects: boolean): string {
+export function enqueueFunction(projects: boolean): string {
   const params = projects
     ? 'p_user integer, p_projects integer[], p_req integer[], p_image integer[], p_task uuid[], p_prio smallint[], p_max integer'
     : 'p_user integer, p_req integer[], p_image integer[], p_task uuid[], p_prio smallint[], p_max integer';

@@ -5,6 +5,7 @@ import { SessionsAndApiKeys1765000000000 } from './1765000000000-SessionsAndApiK
 import { Projects1765100000000 } from './1765100000000-Projects';
 import { ResultVersions1765200000000 } from './1765200000000-ResultVersions';
 import { StorageSweep1765300000000 } from './1765300000000-StorageSweep';
+import { EnqueueBudget1765400000000 } from './1765400000000-EnqueueBudget';
 
 /** Every migration, in order. Listed explicitly so ts (tests) and js (build) load the same set. */
 export const ALL_MIGRATIONS = [
@@ -15,4 +16,5 @@ export const ALL_MIGRATIONS = [
   Projects1765100000000,
   ResultVersions1765200000000,
   StorageSweep1765300000000,
+  EnqueueBudget1765400000000,
 ];

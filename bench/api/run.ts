@@ -196,7 +196,7 @@ runMain(async () => {
   });
 
   // pg baseline: the smallest enqueue transaction, 50 callers over a Pool of the same size.
-  const pool = new Pool({ connectionString: env.databaseUrl, max: POOL });
+  const pool = new Pool({ connectionString: env.databaseUrl, max: POOL, application_name: 'bench-pg-baseline' });
   pool.on('error', () => undefined); // connections terminated by the cleanup's DROP DATABASE
   let bi = 0;
   const lat: number[] = [];
@@ -237,6 +237,10 @@ runMain(async () => {
   phases.push(pgP);
   console.log(`${pgP.name}: ${f1(lat.length / pgSeconds)} tx/s, p99 ${pgP.p99} ms`);
   await pool.end();
+  // The baseline's backends must be gone before the next phase's CPU snapshot: postgres CPU is summed
+  // over the live postgres processes, and a backend exiting inside a phase took its CPU out of the sum.
+  while (Number((await pg.query(`SELECT count(*) FROM pg_stat_activity WHERE application_name = 'bench-pg-baseline'`)).rows[0].count) > 0) await sleep(50);
+  await sleep(200); // the process outlives its pg_stat_activity row by a moment
 
   let next = 0;
   const eventsBefore = events;
