@@ -3,7 +3,8 @@
  * with a Socket.IO client subscribed (receiving the user's events), two `worker` processes
  * (QUEUE_CONCURRENCY=10), DATABASE_POOL_MAX=10, PostgreSQL and Redis on the same cores. Side by side
  * in one run, autocannon with 50 connections:
- *  - a bare NestJS-on-Fastify one-route app (bench/api/bare-app.ts) vs `GET /api/health/live`;
+ *  - a bare NestJS-on-Fastify one-route app (bench/api/bare-app.ts) vs `GET /api/health/live`, alternating
+ *    in BENCH_API_ROUNDS (3) slices each, so that the host's drift during the run falls on both;
  *  - `GET /api/segmentation/tasks/:id` vs `/live`;
  *  - `POST /api/images/:id/segmentation` (distinct images of one user) vs the smallest transaction an
  *    enqueue must make (BEGIN; INSERT a task row; UPDATE its image row; COMMIT) through a `pg` Pool of
