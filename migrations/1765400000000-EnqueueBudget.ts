@@ -146,7 +146,9 @@ const ENQUEUE_WITH_BUDGET = `
         END LOOP;
         IF v_store THEN
           IF v_pending <= p_max THEN
-            INSERT INTO enqueue_budget (user_id, open_upper) VALUES (p_user, v_pending)
+            -- (No row for an id that names no user: such a call only ever answers 'missing'.)
+            INSERT INTO enqueue_budget (user_id, open_upper)
+              SELECT p_user, v_pending WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = p_user)
               ON CONFLICT (user_id) DO UPDATE SET open_upper = EXCLUDED.open_upper;
           ELSE
             -- A count stopped at p_max + 1 is not a bound.
