@@ -12,7 +12,11 @@ import { enqueueFunction } from './1765100000000-Projects';
  *   then stores the exact figure. Tasks that finish never touch it (no hot row for the workers): the
  *   bound only drifts up, and a drift that reaches the limit costs one exact count, as before.
  * - Anything else that opens a task (an admin's dead-letter retry, a row inserted by other SQL) drops the
- *   user's bound (triggers below), so the next enqueue counts exactly: the bound is never below the truth.
+ *   user's bound (triggers below), so the next enqueue counts exactly. With a stored bound this holds
+ *   against concurrency too (the enqueue locks the row, the trigger's DELETE waits). One race is left:
+ *   a task re-opened and committed while an enqueue of a user *without* a stored bound is counting can
+ *   be missed by that count, and the bound it stores is then one low until the next exact count. Only
+ *   the admin's dead-letter retry opens tasks outside an enqueue, and it ignores the limit anyway.
  * - A user without a row has no bound yet (every user, right after this migration).
  */
 export class EnqueueBudget1765400000000 implements MigrationInterface {
