@@ -57,7 +57,7 @@ export class EnqueueBudget1765400000000 implements MigrationInterface {
     await q.query(
       'DROP FUNCTION IF EXISTS spheroseg_enqueue(integer, integer[], integer[], integer[], uuid[], smallint[], integer)',
     );
-    await q.query(ENQUEUE_WITH_BUDGET);
+    await q.query(enqueueWithBudget(false));
   }
 
   async down(q: QueryRunner): Promise<void> {
@@ -76,16 +76,17 @@ export class EnqueueBudget1765400000000 implements MigrationInterface {
 /**
  * `spheroseg_enqueue` as in migration Projects (see EnqueueFunction for the algorithm), with the pending
  * figure taken from `enqueue_budget` when it allows the request. `o_pending` is exact whenever the
- * outcome is `limit` (the only outcome that reports it).
+ * outcome is `limit` (the only outcome that reports it). `withPath` (migration EnqueuePath): each task row
+ * also carries its image's storage key, `o_path` (the job payload's hint); without it, this migration's text.
  */
-const ENQUEUE_WITH_BUDGET = `
+export const enqueueWithBudget = (withPath: boolean) => `
       CREATE OR REPLACE FUNCTION spheroseg_enqueue(p_user integer, p_projects integer[], p_req integer[], p_image integer[], p_task uuid[], p_prio smallint[], p_max integer)
       RETURNS TABLE (
         o_req integer, o_outcome text, o_created boolean, o_pending integer,
         task_id uuid, job_id varchar, image_id integer, user_id integer, status varchar, priority smallint,
         progress smallint, attempts integer, error_message text, dead_lettered boolean, enqueued_at timestamptz,
         processing_started_at timestamptz, processing_completed_at timestamptz, created_at timestamptz,
-        updated_at timestamptz, o_project integer)
+        updated_at timestamptz, o_project integer${withPath ? ', o_path varchar' : ''})
       LANGUAGE plpgsql AS $$
       #variable_conflict use_column
       DECLARE
@@ -109,7 +110,7 @@ const ENQUEUE_WITH_BUDGET = `
                       WHERE x.r = v_req AND NOT EXISTS (SELECT 1 FROM images i WHERE i.id = x.img AND ((i.project_id IS NULL AND i.user_id = p_user) OR i.project_id = ANY(p_projects)))) THEN
             RETURN QUERY SELECT v_req, 'missing'::text, FALSE, v_pending, NULL::uuid, NULL::varchar, NULL::integer,
               NULL::integer, NULL::varchar, NULL::smallint, NULL::smallint, NULL::integer, NULL::text, NULL::boolean,
-              NULL::timestamptz, NULL::timestamptz, NULL::timestamptz, NULL::timestamptz, NULL::timestamptz, NULL::integer;
+              NULL::timestamptz, NULL::timestamptz, NULL::timestamptz, NULL::timestamptz, NULL::timestamptz, NULL::integer${withPath ? ', NULL::varchar' : ''};
             CONTINUE;
           END IF;
           SELECT count(*)::int INTO v_need FROM unnest(p_req, p_image) AS x(r, img)
@@ -125,7 +126,7 @@ const ENQUEUE_WITH_BUDGET = `
           IF v_need > 0 AND v_pending + v_need > p_max THEN
             RETURN QUERY SELECT v_req, 'limit'::text, FALSE, v_pending, NULL::uuid, NULL::varchar, NULL::integer,
               NULL::integer, NULL::varchar, NULL::smallint, NULL::smallint, NULL::integer, NULL::text, NULL::boolean,
-              NULL::timestamptz, NULL::timestamptz, NULL::timestamptz, NULL::timestamptz, NULL::timestamptz, NULL::integer;
+              NULL::timestamptz, NULL::timestamptz, NULL::timestamptz, NULL::timestamptz, NULL::timestamptz, NULL::integer${withPath ? ', NULL::varchar' : ''};
             CONTINUE;
           END IF;
           IF v_need > 0 THEN
@@ -143,9 +144,10 @@ const ENQUEUE_WITH_BUDGET = `
           RETURN QUERY SELECT v_req, 'ok'::text, q.task_id = ANY(p_task), v_pending, q.task_id, q.job_id, q.image_id,
               q.user_id, q.status, q.priority, q.progress, q.attempts, q.error_message, q.dead_lettered, q.enqueued_at,
               q.processing_started_at, q.processing_completed_at, q.created_at, q.updated_at,
-              (SELECT i.project_id FROM images i WHERE i.id = q.image_id)
+              ${withPath ? 'i.project_id, i.storage_path' : '(SELECT i.project_id FROM images i WHERE i.id = q.image_id)'}
             FROM unnest(p_req, p_image) AS x(r, img)
-            JOIN queue_jobs q ON q.image_id = x.img AND q.status IN ('queued', 'processing')
+            JOIN queue_jobs q ON q.image_id = x.img AND q.status IN ('queued', 'processing')${withPath ? `
+            JOIN images i ON i.id = q.image_id` : ''}
            WHERE x.r = v_req;
         END LOOP;
         IF v_store THEN

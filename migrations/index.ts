@@ -6,6 +6,7 @@ import { Projects1765100000000 } from './1765100000000-Projects';
 import { ResultVersions1765200000000 } from './1765200000000-ResultVersions';
 import { StorageSweep1765300000000 } from './1765300000000-StorageSweep';
 import { EnqueueBudget1765400000000 } from './1765400000000-EnqueueBudget';
+import { EnqueuePath1765500000000 } from './1765500000000-EnqueuePath';
 
 /** Every migration, in order. Listed explicitly so ts (tests) and js (build) load the same set. */
 export const ALL_MIGRATIONS = [
@@ -17,4 +18,5 @@ export const ALL_MIGRATIONS = [
   ResultVersions1765200000000,
   StorageSweep1765300000000,
   EnqueueBudget1765400000000,
+  EnqueuePath1765500000000,
 ];

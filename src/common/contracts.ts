@@ -13,12 +13,21 @@ export type ImageSegmentationStatus = (typeof IMAGE_SEGMENTATION_STATUSES)[numbe
 
 export type UserRole = 'user' | 'admin';
 
-/** Bull job names and payloads. The payload carries ids only: the worker re-reads everything else. */
+/**
+ * Bull job names and payloads. The payload carries ids, and the image's storage key as a hint only: the
+ * worker's claim reads the task's state and the key from PostgreSQL, and that answer decides.
+ */
 export const SEGMENT_JOB = 'segment' as const;
 export interface SegmentJobData {
   taskId: string;
   imageId: number;
   userId: number;
+  /**
+   * The image's storage key when the job was queued (absent in jobs queued before it was added, or by a
+   * path that did not read it). Lets a worker start the ML call alongside its claim without a read of its
+   * own; a claim that answers another key (or none) cancels that call.
+   */
+  storagePath?: string;
 }
 export interface JobDataMap {
   [SEGMENT_JOB]: SegmentJobData;

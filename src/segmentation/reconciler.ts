@@ -5,7 +5,7 @@ import { withTimeout } from '../common/with-timeout';
 import { MetricsService } from '../metrics/metrics.service';
 import { SegmentationQueue } from '../queue/segmentation-queue';
 import { TaskStore } from './task.store';
-import type { TaskEntity } from './task.entity';
+import { segmentJobData, type TaskEntity } from './task.entity';
 
 /** Bull states in which a job will still be run (or is running). */
 const LIVE_STATES = new Set(['waiting', 'active', 'delayed', 'paused']);
@@ -72,7 +72,7 @@ export class Reconciler implements OnApplicationBootstrap, OnApplicationShutdown
     const jobId = job ? `${task.taskId}:q${Date.now().toString(36)}` : task.jobId;
     const updated = await this.store.transition(task.taskId, ['queued', 'processing'], { status: 'queued', progress: 0, jobId });
     if (!updated) return false;
-    await this.queue.add({ jobId, priority: updated.priority, data: { taskId: task.taskId, imageId: task.imageId, userId: task.userId } });
+    await this.queue.add({ jobId, priority: updated.priority, data: segmentJobData(updated) });
     await this.store.markEnqueued([task.taskId]);
     this.metrics.jobsTotal.inc({ result: 'reconciled' });
     return true;

@@ -23,7 +23,7 @@ import { MlService } from '../ml/ml.service';
 import { MlBadInputError, MlCircuitOpenError } from '../ml/ml.errors';
 import { TaskStore } from './task.store';
 import { EnqueueBatcher } from './enqueue-batcher';
-import { TaskEntity } from './task.entity';
+import { segmentJobData, TaskEntity } from './task.entity';
 import { toTaskView, TaskView } from './views';
 import { AccessPolicy, MAX_IDS_PER_REQUEST } from '../access';
 
@@ -163,7 +163,7 @@ export class SegmentationService implements OnModuleInit {
           tasks.map((t) => ({
             jobId: t.jobId,
             priority: t.priority,
-            data: { taskId: t.taskId, imageId: t.imageId, userId: t.userId },
+            data: segmentJobData(t),
           })),
           tasks.flatMap((t) => this.realtime.taskEventPublication(t, 'segmentation:queued', queued(t)) ?? []),
         ),

@@ -37,8 +37,8 @@ export interface PreparedTask {
 export type RunOutcome = 'completed' | 'dropped';
 
 /**
- * Runs one segmentation job on a worker: re-reads task and image from PostgreSQL (the payload carries
- * ids only), checks the file lies under UPLOAD_DIR, waits while the ML circuit is open (attempts are
+ * Runs one segmentation job on a worker: claims the task in PostgreSQL, which answers its image's
+ * storage key (the payload's key is only a hint to start the call early), checks the file lies under UPLOAD_DIR, waits while the ML circuit is open (attempts are
  * kept), calls the ML service and records the outcome. Every state change is written to PostgreSQL
  * before the matching event is published.
  */
@@ -56,10 +56,13 @@ export class TaskRunner {
 
   /**
    * Read-only look-ahead the worker may run while the job before this one on the same slot still waits
-   * for the ML service: the image's path, read from PostgreSQL by the task id (never from the payload),
-   * and whether the file lies under UPLOAD_DIR. Nothing is written: the task stays `queued` until run().
+   * for the ML service: the image's path (the payload's hint, else read from PostgreSQL by the task id)
+   * and whether the file lies under UPLOAD_DIR. Nothing is written: the task stays `queued` until run(),
+   * whose claim reads the path from PostgreSQL and decides.
    */
   async prepare(data: SegmentJobData): Promise<PreparedTask> {
+    // The payload's key (a hint, see SegmentJobData): no read here; the claim's answer decides in run().
+    if (data.storagePath) return { storagePath: data.storagePath, fileOk: await this.isInsideUploads(data.storagePath) };
     const row = await this.store.peekForRun(data.taskId);
     if (!row || !OPEN_TASK_STATUSES.includes(row.status)) return { storagePath: null, fileOk: false };
     return { storagePath: row.storagePath, fileOk: await this.isInsideUploads(row.storagePath) };
@@ -68,8 +71,8 @@ export class TaskRunner {
   async run(data: SegmentJobData, ctx: RunContext): Promise<RunOutcome> {
     // With a look-ahead that found the file, the first ML call starts alongside the claim (the claim's
     // round trip is then hidden behind the call); a claim that finds the task no longer open cancels it.
-    const ahead = ctx.prepared ? await ctx.prepared.catch(() => undefined) : undefined;
-    const early =
+    const ahead = await (ctx.prepared ?? (data.storagePath ? this.prepare(data) : undefined))?.catch(() => undefined);
+    let early =
       ahead?.fileOk && ahead.storagePath && this.ml.isCallable()
         ? this.startEarly(data, ahead.storagePath, ctx.signal)
         : undefined;
@@ -85,6 +88,12 @@ export class TaskRunner {
       return 'dropped';
     }
     const storagePath = task.storagePath ?? '';
+    if (early && ahead?.storagePath !== storagePath) {
+      // The call went out with a key PostgreSQL no longer gives (a stale payload hint): drop it, check
+      // and call again with the key read now.
+      early.cancel();
+      early = undefined;
+    }
     if (!early && !(await this.isInsideUploads(storagePath))) {
       return this.fail(task, 'image file is missing or outside the upload directory', false);
     }

@@ -1,5 +1,5 @@
 import { Column, CreateDateColumn, Entity, PrimaryColumn, UpdateDateColumn } from 'typeorm';
-import type { TaskStatus } from '../common/contracts';
+import type { SegmentJobData, TaskStatus } from '../common/contracts';
 
 /** One row per segmentation task: PostgreSQL is the record of every task (CONTRACT §7). */
 @Entity('queue_jobs')
@@ -18,6 +18,9 @@ export class TaskEntity {
 
   /** Not a column: the image's project, when a statement read it with the task (events, access). */
   projectId?: number | null;
+
+  /** Not a column: the image's storage key, when a statement read it with the task (the job's hint). */
+  storagePath?: string;
 
   @Column({ type: 'varchar', length: 16 })
   status!: TaskStatus;
@@ -51,4 +54,11 @@ export class TaskEntity {
 
   @UpdateDateColumn({ name: 'updated_at', type: 'timestamptz' })
   updatedAt!: Date;
+}
+
+/** The Bull payload of a task: its ids, and its image's storage key when it was read with the task. */
+export function segmentJobData(t: TaskEntity): SegmentJobData {
+  const data: SegmentJobData = { taskId: t.taskId, imageId: t.imageId, userId: t.userId };
+  if (t.storagePath) data.storagePath = t.storagePath;
+  return data;
 }

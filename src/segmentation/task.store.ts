@@ -503,5 +503,6 @@ function fromRow(r: Row): TaskEntity & { storagePath?: string } {
     ...(r.storage_path !== undefined ? { storagePath: r.storage_path as string } : {}),
     ...(r.project_id !== undefined ? { projectId: (r.project_id as number | null) ?? null } : {}),
     ...(r.o_project !== undefined ? { projectId: (r.o_project as number | null) ?? null } : {}),
+    ...(r.o_path !== undefined && r.o_path !== null ? { storagePath: r.o_path as string } : {}),
   });
 }

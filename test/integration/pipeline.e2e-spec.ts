@@ -324,4 +324,31 @@ describe('segmentation pipeline (one all-role process, ML test server)', () => {
       await t.request('/api/queue/resume', { method: 'POST', token: admin });
     }
   });
+
+  it("puts the image's storage key in the job as a hint, and a stale hint is not trusted: the call goes out with PostgreSQL's key", async () => {
+    await t.request('/api/queue/pause', { method: 'POST', token: admin });
+    try {
+      const { token, user } = await t.register();
+      const imageId = await uploadImage(t, token);
+      const otherImage = await uploadImage(t, token); // an existing file, so the stale hint passes the file check
+      const task = (await (await enqueue(token, imageId)).json()) as TaskBody;
+      const [{ storage_path: key }] = await ds.query('SELECT storage_path FROM images WHERE id = $1', [imageId]);
+      const [{ storage_path: otherKey }] = await ds.query('SELECT storage_path FROM images WHERE id = $1', [otherImage]);
+      const job = await t.app.get(SegmentationQueue).getJob(task.taskId);
+      expect(job!.data).toEqual({ taskId: task.taskId, imageId, userId: user.id, storagePath: key });
+
+      const runner = t.app.get(TaskRunner);
+      const stale = { taskId: task.taskId, imageId, userId: user.id, storagePath: otherKey };
+      stub.behave({ latencyMs: 200 }); // the early call with the stale key is still out when the claim answers
+      const outcome = await runner.run(stale, { signal: new AbortController().signal });
+      expect(outcome).toBe('completed');
+      const mine = stub.calls.filter((c) => (c.body as { task_id: string }).task_id === task.taskId);
+      expect(mine.map((c) => (c.body as { image_path: string }).image_path).at(-1)).toBe(key);
+      const rows = await ds.query('SELECT count(*)::int AS n FROM segmentation_results WHERE task_id = $1', [task.taskId]);
+      expect(rows[0].n).toBe(1);
+    } finally {
+      stub.behave({});
+      await t.request('/api/queue/resume', { method: 'POST', token: admin });
+    }
+  });
 });
