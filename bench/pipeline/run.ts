@@ -34,7 +34,7 @@ import os from 'node:os';
 import { Client } from 'pg';
 import { io, Socket } from 'socket.io-client';
 import { cpuDelta, cpuSnapshot, machineCpu, metric, scrape, summariseCpuProfile, waitForQuiet } from '../common/probe';
-import { BenchServers, parseCommandStats, postgresCpuSeconds, processCpuSeconds, rssMiB, withBenchServers } from './servers';
+import { BenchServers, parseCommandStats, postgresCpuSeconds, postgresWakeCounts, processCpuSeconds, rssMiB, wakeCounts, withBenchServers, type WakeCounts } from './servers';
 
 const TASKS = Number(process.env.BENCH_TASKS ?? 2000);
 const WORKERS = 2;
@@ -80,6 +80,8 @@ interface Phase {
   failed: number;
   seconds: number;
   cpu: Array<[string, number]>;
+  /** Syscalls and context switches during the drain, per process. */
+  wakes: Array<[string, WakeCounts]>;
   perWorker: Array<WorkerFigures & { name: string }>;
   /** ML answer sent → `segmentation:completed` at the client, ms, per task of the phase. */
   latencies: number[];
@@ -92,6 +94,15 @@ interface Phase {
   statements: Array<{ query: string; calls: number; ms: number }>;
   redisCalls: Array<[string, number]>;
   busyOthers: number;
+}
+
+/** Syscalls and context switches of every process of the system under test (PostgreSQL: the whole server). */
+function systemWakes(s: BenchServers, pids: Record<string, number>): Map<string, WakeCounts> {
+  const m = new Map<string, WakeCounts>();
+  for (const [k, pid] of Object.entries(pids)) m.set(k, wakeCounts(pid));
+  m.set('postgres (all processes)', postgresWakeCounts(s.postmasterPid));
+  m.set('redis-server', wakeCounts(s.redisPid));
+  return m;
 }
 
 /** Every process of the system under test (and the bench's own, reported apart): api, workers, PostgreSQL (whole server), Redis (the server). */
@@ -168,6 +179,7 @@ async function pipeline(servers: BenchServers) {
     const cmd0 = parseCommandStats(await redis.info('commandstats'));
     const before = await Promise.all(workers.map((w) => scrape(w.url)));
     const cpu0 = systemCpu(servers, pids);
+    const wakes0 = systemWakes(servers, pids);
     let apiRssMaxMiB = rssMiB(api.pid);
     const rssTimer = setInterval(() => (apiRssMaxMiB = Math.max(apiRssMaxMiB, rssMiB(api.pid))), 50);
 
@@ -207,6 +219,7 @@ async function pipeline(servers: BenchServers) {
     socket.offAny(onCompleted);
     const seconds = (performance.now() - t0) / 1000;
     const cpu1 = systemCpu(servers, pids);
+    const wakes1 = systemWakes(servers, pids);
     clearInterval(rssTimer);
     await json(api.request('/api/queue/pause', { method: 'POST', token: admin }), 200);
     const after = await Promise.all(workers.map((w) => scrape(w.url)));
@@ -237,6 +250,10 @@ async function pipeline(servers: BenchServers) {
       failed,
       seconds,
       cpu: [...cpu1.entries()].map(([k, v]) => [k, v - (cpu0.get(k) ?? 0)] as [string, number]),
+      wakes: [...wakes1.entries()].map(([k, w]) => {
+        const w0 = wakes0.get(k)!;
+        return [k, { reads: w.reads - w0.reads, writes: w.writes - w0.writes, voluntary: w.voluntary - w0.voluntary, involuntary: w.involuntary - w0.involuntary }];
+      }),
       perWorker: workers.map((w, i) => ({ name: w.name, ...workerFigures(before[i], after[i]) })),
       latencies,
       warmLatencies,
@@ -353,6 +370,13 @@ function phaseReport(p: Phase, ideal?: number): string {
     'CPU during the drain, from /proc:',
     '',
     table(['process', 'CPU s', 'CPU ms per task'], cpuRows),
+    '',
+    'System calls and context switches per task during the drain, from /proc (`io` syscr/syscw; every thread\'s `status`; PostgreSQL without children that exited meanwhile):',
+    '',
+    table(
+      ['process', 'read syscalls', 'write syscalls', 'voluntary switches (woken)', 'involuntary switches (preempted)'],
+      p.wakes.map(([k, w]) => [k, f1(w.reads / TASKS), f1(w.writes / TASKS), f1(w.voluntary / TASKS), f1(w.involuntary / TASKS)]),
+    ),
     '',
     wk,
     '',

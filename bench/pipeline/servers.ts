@@ -100,6 +100,48 @@ export function processCpuSeconds(pid: number): number {
   return f ? (Number(f[11]) + Number(f[12])) / TICK : NaN;
 }
 
+/** What wakes a process, counted by the kernel: read and write system calls (`/proc/<pid>/io`, every thread) and context switches (every thread's `status`). */
+export interface WakeCounts {
+  reads: number;
+  writes: number;
+  /** Voluntary context switches: the process slept (waiting for I/O) and was woken. */
+  voluntary: number;
+  /** Involuntary ones: preempted while it had work (the cores were busy). */
+  involuntary: number;
+}
+
+const ZERO_WAKES: WakeCounts = { reads: 0, writes: 0, voluntary: 0, involuntary: 0 };
+
+export function wakeCounts(pid: number): WakeCounts {
+  const out = { ...ZERO_WAKES };
+  try {
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+    out.reads = Number(/^syscr:\s+(\d+)/m.exec(io)?.[1] ?? 0);
+    out.writes = Number(/^syscw:\s+(\d+)/m.exec(io)?.[1] ?? 0);
+    for (const t of readdirSync(`/proc/${pid}/task`)) {
+      const st = readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8');
+      out.voluntary += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(st)?.[1] ?? 0);
+      out.involuntary += Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(st)?.[1] ?? 0);
+    }
+  } catch {
+    // gone (an exited PostgreSQL child): counts nothing
+  }
+  return out;
+}
+
+/** {@link wakeCounts} of a PostgreSQL server: the postmaster and every live child (children that exited meanwhile are not counted). */
+export function postgresWakeCounts(postmasterPid: number): WakeCounts {
+  const sum = wakeCounts(postmasterPid);
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    const f = statFields(Number(d));
+    if (!f || Number(f[1]) !== postmasterPid) continue;
+    const c = wakeCounts(Number(d));
+    for (const k of Object.keys(sum) as Array<keyof WakeCounts>) sum[k] += c[k];
+  }
+  return sum;
+}
+
 /** Resident set size of a process in MiB (VmRSS). */
 export function rssMiB(pid: number): number {
   try {

@@ -9,6 +9,7 @@ import { sanitizeOriginalName } from './original-name';
 import { PreparedQueries } from '../database/prepared-queries';
 import { AccessPolicy, AccessSubject } from '../access';
 import type { ImageSegmentationStatus } from '../common/contracts';
+import { StatementBatcher } from '../common/statement-batcher';
 
 /**
  * One statement, autocommit (TypeORM's save() costs BEGIN + INSERT + COMMIT: three round trips). Into a
@@ -18,8 +19,11 @@ const INSERT_IMAGE = `INSERT INTO images (user_id, original_name, storage_path, 
   SELECT $1, $2, $3, $4, $5, $6, $7, $8::int
    WHERE $8::int IS NULL OR EXISTS (SELECT 1 FROM projects p WHERE p.id = $8::int AND p.deleting_at IS NULL)
   RETURNING *`;
-/** The access loader's read (the route's one read of the image); an image of a project being deleted is gone. */
-const SELECT_IMAGE = `SELECT i.* FROM images i WHERE i.id = $1
+/**
+ * The access loader's read (the route's one read of the image), for the ids of concurrent requests at
+ * once; an image of a project being deleted is gone.
+ */
+const SELECT_IMAGES = `SELECT i.* FROM images i WHERE i.id = ANY($1::int[])
   AND NOT EXISTS (SELECT 1 FROM projects p WHERE p.id = i.project_id AND p.deleting_at IS NOT NULL)`;
 
 /** Runs before an image row is deleted (e.g. to cancel its open segmentation task). */
@@ -56,6 +60,17 @@ const isDbId = (id: number): boolean => Number.isInteger(id) && id >= 1 && id <=
 export class ImagesService implements OnModuleInit {
   private readonly logger = new Logger(ImagesService.name);
   private readonly beforeDelete: BeforeDeleteHook[] = [];
+  /**
+   * The access reads of concurrent requests (any users, any image routes) share one prepared statement
+   * while the previous one is at PostgreSQL; a read always leaves after it was asked for, so it sees
+   * every earlier commit (as TaskStore's task reads).
+   */
+  private readonly accessReads = new StatementBatcher<number, ImageEntity | null>(
+    (ids) => this.findForAccessMany(ids),
+    async (id) => (await this.findForAccessMany([id]))[0],
+    1,
+    200,
+  );
   private readonly afterDelete: AfterDeleteHook[] = [];
 
   constructor(
@@ -69,10 +84,8 @@ export class ImagesService implements OnModuleInit {
   /** Images are found for the access rule here: one read, handed to the route (`@Granted('image')`). */
   onModuleInit(): void {
     this.access.registerLoader('image', async (id) => {
-      const rows = await this.prepared.rows(SELECT_IMAGE, [id]);
-      if (!rows.length) return null;
-      const image = this.fromRow(rows[0]);
-      return { subject: { ownerId: image.userId, projectId: image.projectId }, entity: image };
+      const image = await this.accessReads.run(Number(id));
+      return image && { subject: { ownerId: image.userId, projectId: image.projectId }, entity: image };
     });
     this.access.registerImagesLoader(async (ids) => {
       const rows = await this.prepared.rows<{ id: number; user_id: number; project_id: number | null }>(
@@ -148,6 +161,16 @@ export class ImagesService implements OnModuleInit {
       await this.storage.remove(stored.storagePath).catch(() => undefined);
       throw err;
     }
+  }
+
+  /** One entity (or null) per id, in order; each row is its own entity, even for an id asked twice. */
+  private async findForAccessMany(ids: number[]): Promise<Array<ImageEntity | null>> {
+    const rows = await this.prepared.rows(SELECT_IMAGES, [[...new Set(ids)]]);
+    const byId = new Map(rows.map((r) => [r.id as number, r]));
+    return ids.map((id) => {
+      const r = byId.get(id);
+      return r ? this.fromRow(r) : null;
+    });
   }
 
   /** A raw `images` row as an entity. */

@@ -6,7 +6,7 @@ import type { MlSegmentResults } from '../common/contracts';
 import { TaskEntity } from './task.entity';
 import { fromWirePolygon } from './views';
 import { PreparedQueries } from '../database/prepared-queries';
-import { StatementBatcher } from './statement-batcher';
+import { StatementBatcher } from '../common/statement-batcher';
 
 export interface EnqueueItem {
   /** Ordinal of the request this item belongs to (requests are decided in this order). */

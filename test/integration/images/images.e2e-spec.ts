@@ -290,6 +290,27 @@ describe.each(STORAGE_DRIVERS)('images with STORAGE_DRIVER=%s (CONTRACT §3 Imag
     expect((await t.request(`/api/images/${id}`, { token: owner.token })).status).toBe(200);
   });
 
+  it('reads of concurrent requests (shared statements) each get their own image and their own verdict', async () => {
+    const owner = await t.register();
+    const other = await t.register();
+    const ids: number[] = [];
+    for (let i = 0; i < 3; i++) ids.push((await json<ImageBody>(await upload(t, owner.token, await makeImage('png'), `c${i}.png`))).id);
+    const asks = [
+      ...ids.map((id) => ({ id, token: owner.token, status: 200 })),
+      ...ids.map((id) => ({ id, token: other.token, status: 404 })),
+      { id: ids[0], token: owner.token, status: 200 }, // the same id twice in one batch
+      { id: 2147483646, token: owner.token, status: 404 },
+    ];
+    for (let round = 0; round < 3; round++) {
+      const answers = await Promise.all(asks.map((a) => t.request(`/api/images/${a.id}`, { token: a.token })));
+      expect(answers.map((r) => r.status)).toEqual(asks.map((a) => a.status));
+      const bodies = await Promise.all(answers.map((r) => r.json() as Promise<{ id?: number; originalName?: string }>));
+      asks.forEach((a, i) => {
+        if (a.status === 200) expect(bodies[i]).toMatchObject({ id: a.id, originalName: `c${ids.indexOf(a.id)}.png` });
+      });
+    }
+  });
+
   it('delete → 204, the file is gone, then 404', async () => {
     const res = await upload(t, token, await makeImage('jpeg'), 'gone.jpg');
     const { id } = await json<ImageBody>(res);

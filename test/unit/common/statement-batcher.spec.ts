@@ -1,4 +1,4 @@
-import { StatementBatcher } from '../../../src/segmentation/statement-batcher';
+import { StatementBatcher } from '../../../src/common/statement-batcher';
 
 /** A statement the test answers by hand: records every call, resolves when told. */
 function controllable() {
