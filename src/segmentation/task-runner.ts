@@ -71,7 +71,9 @@ export class TaskRunner {
   async run(data: SegmentJobData, ctx: RunContext): Promise<RunOutcome> {
     // With a look-ahead that found the file, the first ML call starts alongside the claim (the claim's
     // round trip is then hidden behind the call); a claim that finds the task no longer open cancels it.
-    const ahead = await (ctx.prepared ?? (data.storagePath ? this.prepare(data) : undefined))?.catch(() => undefined);
+    // Only a job fetched ahead starts early: a job taken by an idle slot claims first, so the task reads
+    // `processing` before its ML call arrives (the order a client watching one task sees).
+    const ahead = ctx.prepared ? await ctx.prepared.catch(() => undefined) : undefined;
     let early =
       ahead?.fileOk && ahead.storagePath && this.ml.isCallable()
         ? this.startEarly(data, ahead.storagePath, ctx.signal)

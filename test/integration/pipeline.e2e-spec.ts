@@ -340,7 +340,7 @@ describe('segmentation pipeline (one all-role process, ML test server)', () => {
       const runner = t.app.get(TaskRunner);
       const stale = { taskId: task.taskId, imageId, userId: user.id, storagePath: otherKey };
       stub.behave({ latencyMs: 200 }); // the early call with the stale key is still out when the claim answers
-      const outcome = await runner.run(stale, { signal: new AbortController().signal });
+      const outcome = await runner.run(stale, { signal: new AbortController().signal, prepared: runner.prepare(stale) });
       expect(outcome).toBe('completed');
       const mine = stub.calls.filter((c) => (c.body as { task_id: string }).task_id === task.taskId);
       expect(mine.map((c) => (c.body as { image_path: string }).image_path).at(-1)).toBe(key);
