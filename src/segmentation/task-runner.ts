@@ -38,9 +38,9 @@ export type RunOutcome = 'completed' | 'dropped';
 
 /**
  * Runs one segmentation job on a worker: claims the task in PostgreSQL, which answers its image's
- * storage key (the payload's key is only a hint to start the call early), checks the file lies under UPLOAD_DIR, waits while the ML circuit is open (attempts are
- * kept), calls the ML service and records the outcome. Every state change is written to PostgreSQL
- * before the matching event is published.
+ * storage key (the payload's key is only a hint to start the call early), checks the file lies under
+ * UPLOAD_DIR, waits while the ML circuit is open (attempts are kept), calls the ML service and records
+ * the outcome. Every state change is written to PostgreSQL before the matching event is published.
  */
 @Injectable()
 export class TaskRunner {
