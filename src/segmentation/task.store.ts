@@ -41,7 +41,7 @@ export class TaskStore {
    * event loop, so with a slow ML service (few calls answered at once) a claim and a completion still
    * share one statement, one transaction and one commit (`writeMany`).
    */
-  private readonly writes = new StatementBatcher<WorkerWrite, (TaskEntity & { storagePath?: string }) | null>(
+  private readonly writes = new StatementBatcher<WorkerWrite, TaskEntity | null>(
     (items) => this.writeMany(items),
     (item) => (item.kind === 'claim' ? this.claimOne(item.taskId) : this.completeOne(item.taskId, item.results)),
   );
@@ -261,7 +261,7 @@ export class TaskStore {
       imageStatus?: ImageSegmentationStatus;
     },
     m?: EntityManager,
-  ): Promise<(TaskEntity & { storagePath?: string }) | null> {
+  ): Promise<TaskEntity | null> {
     const sets: string[] = ['updated_at = now()'];
     const params: unknown[] = [taskId, [...from]];
     const param = (v: unknown) => {
@@ -303,7 +303,7 @@ export class TaskStore {
    * returns the task with its image's storage path, or null when it is no longer open. Concurrent
    * claims of this process share one statement (one commit).
    */
-  claim(taskId: string): Promise<(TaskEntity & { storagePath?: string }) | null> {
+  claim(taskId: string): Promise<TaskEntity | null> {
     return this.writes.run({ kind: 'claim', taskId });
   }
 
@@ -483,7 +483,7 @@ function rowsOf(result: unknown): Row[] {
 }
 
 /** A raw `queue_jobs` row (snake_case) as an entity, plus the image's storage path when joined. */
-function fromRow(r: Row): TaskEntity & { storagePath?: string } {
+function fromRow(r: Row): TaskEntity {
   return Object.assign(new TaskEntity(), {
     taskId: r.task_id as string,
     jobId: r.job_id as string,
