@@ -28,7 +28,10 @@ export interface RunContext {
   prepared?: Promise<PreparedTask>;
 }
 
-/** A look-ahead's finding: the image's path (null: the task is no longer open) and whether the file lies under UPLOAD_DIR. */
+/**
+ * A look-ahead's finding: the image's path (the payload's hint, or read from PostgreSQL, where null means
+ * the task is no longer open) and whether the file lies under UPLOAD_DIR.
+ */
 export interface PreparedTask {
   storagePath: string | null;
   fileOk: boolean;
