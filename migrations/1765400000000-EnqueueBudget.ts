@@ -19,6 +19,10 @@ import { enqueueFunction } from './1765100000000-Projects';
  *   the admin's dead-letter retry opens tasks outside an enqueue, and it ignores the limit anyway.
  * - A user without a row has no bound yet (every user, right after this migration).
  */
+/** Drops `spheroseg_enqueue` with the signature it has since migration Projects (its result type changes here and in EnqueuePath). */
+export const DROP_ENQUEUE =
+  'DROP FUNCTION IF EXISTS spheroseg_enqueue(integer, integer[], integer[], integer[], uuid[], smallint[], integer)';
+
 export class EnqueueBudget1765400000000 implements MigrationInterface {
   name = 'EnqueueBudget1765400000000';
 
@@ -54,16 +58,12 @@ export class EnqueueBudget1765400000000 implements MigrationInterface {
       CREATE TRIGGER trg_queue_jobs_insert_budget AFTER INSERT ON queue_jobs
         REFERENCING NEW TABLE AS inserted
         FOR EACH STATEMENT EXECUTE FUNCTION spheroseg_forget_budget_insert()`);
-    await q.query(
-      'DROP FUNCTION IF EXISTS spheroseg_enqueue(integer, integer[], integer[], integer[], uuid[], smallint[], integer)',
-    );
+    await q.query(DROP_ENQUEUE);
     await q.query(enqueueWithBudget(false));
   }
 
   async down(q: QueryRunner): Promise<void> {
-    await q.query(
-      'DROP FUNCTION IF EXISTS spheroseg_enqueue(integer, integer[], integer[], integer[], uuid[], smallint[], integer)',
-    );
+    await q.query(DROP_ENQUEUE);
     await q.query(enqueueFunction(true));
     await q.query('DROP TRIGGER IF EXISTS trg_queue_jobs_insert_budget ON queue_jobs');
     await q.query('DROP TRIGGER IF EXISTS trg_queue_jobs_reopen_budget ON queue_jobs');

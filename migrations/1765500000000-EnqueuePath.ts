@@ -1,8 +1,5 @@
 import { MigrationInterface, QueryRunner } from 'typeorm';
-import { enqueueWithBudget } from './1765400000000-EnqueueBudget';
-
-const DROP_ENQUEUE =
-  'DROP FUNCTION IF EXISTS spheroseg_enqueue(integer, integer[], integer[], integer[], uuid[], smallint[], integer)';
+import { DROP_ENQUEUE, enqueueWithBudget } from './1765400000000-EnqueueBudget';
 
 /**
  * `spheroseg_enqueue` also answers each task's image storage key (`o_path`), so the Bull job can carry it
