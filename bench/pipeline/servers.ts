@@ -87,12 +87,19 @@ export function postgresCpuSeconds(postmasterPid: number): number {
   if (!pm) return NaN;
   const ticks = (f: string[], from: number, to: number) => f.slice(from, to + 1).reduce((a, x) => a + (Number(x) || 0), 0);
   let sum = ticks(pm, 11, 14);
+  for (const [, f] of postgresChildren(postmasterPid)) sum += ticks(f, 11, 12);
+  return sum / TICK;
+}
+
+/** The live children of a postmaster: pid and `/proc/<pid>/stat` fields. */
+function postgresChildren(postmasterPid: number): Array<[number, string[]]> {
+  const out: Array<[number, string[]]> = [];
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     const f = statFields(Number(d));
-    if (f && Number(f[1]) === postmasterPid) sum += ticks(f, 11, 12);
+    if (f && Number(f[1]) === postmasterPid) out.push([Number(d), f]);
   }
-  return sum / TICK;
+  return out;
 }
 
 export function processCpuSeconds(pid: number): number {
@@ -132,11 +139,8 @@ export function wakeCounts(pid: number): WakeCounts {
 /** {@link wakeCounts} of a PostgreSQL server: the postmaster and every live child (children that exited meanwhile are not counted). */
 export function postgresWakeCounts(postmasterPid: number): WakeCounts {
   const sum = wakeCounts(postmasterPid);
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    const f = statFields(Number(d));
-    if (!f || Number(f[1]) !== postmasterPid) continue;
-    const c = wakeCounts(Number(d));
+  for (const [pid] of postgresChildren(postmasterPid)) {
+    const c = wakeCounts(pid);
     for (const k of Object.keys(sum) as Array<keyof WakeCounts>) sum[k] += c[k];
   }
   return sum;
