@@ -24,7 +24,7 @@ const bullQueue = (name: string) =>
       // by the band consumer, but it must never give up if something opens it.
       createClient: (type) =>
         (type === 'client'
-          ? redis.shared('bull-client', { enableAutoPipelining: true })
+          ? redis.commands()
           : type === 'subscriber'
             ? redis.shared('bull-subscriber', { maxRetriesPerRequest: null, enableReadyCheck: false })
             : redis.create(`bull-${name}-${type}`, { maxRetriesPerRequest: null, enableReadyCheck: false })) as never,

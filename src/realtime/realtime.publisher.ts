@@ -20,10 +20,12 @@ import { RateLimitedWarner } from './rate-limited-logger';
  * Sends Socket.IO events (CONTRACT §6) from any process: `api`, `worker` or `all`. There is one code
  * path for every role: events are published to Redis with `@socket.io/redis-emitter` on the channel
  * key of this deployment (`socket.io#<QUEUE_NAME>`), and every `api` process's Redis adapter delivers
- * them to the sockets it holds. Events published from one process keep their order (one connection).
+ * them to the sockets it holds. Events published from one process keep their order (one connection:
+ * the process's command connection, shared with Bull, see RedisFactory.commands).
  *
  * Best-effort: publishing never throws into the caller and never blocks it. While Redis is
- * unreachable events are queued briefly by the client, then dropped with a (rate-limited) warning.
+ * unreachable events wait in the client's offline queue, as Bull's commands do, and are dropped with a
+ * (rate-limited) warning once the client gives up on them (ioredis' maxRetriesPerRequest).
  */
 @Injectable()
 export class RealtimePublisher implements OnApplicationShutdown {
@@ -37,15 +39,9 @@ export class RealtimePublisher implements OnApplicationShutdown {
   private stopped = false;
 
   constructor(redis: RedisFactory, @Inject(queueConfig.KEY) queue: ConfigType<typeof queueConfig>) {
-    this.client = redis.create('socket.io-emitter', {
-      // Keep the offline queue (events published during start-up or a short blip are sent once
-      // connected, in order) but fail queued commands after a few reconnection attempts, so an
-      // outage cannot grow memory without bound.
-      maxRetriesPerRequest: 2,
-      connectTimeout: 2000,
-      enableAutoPipelining: true, // the events of one tick leave in one write
-      retryStrategy: (times) => Math.min(times * 200, 2000),
-    });
+    // The process's command connection, Bull's too (RedisFactory.commands): an event and the Bull
+    // commands of the same tick (a job's completion) leave in one write.
+    this.client = redis.commands();
     // The emitter calls `publish` without handling its promise: give it a sink that does.
     const sink = {
       publish: (channel: string, message: string | Buffer): Promise<unknown> =>
