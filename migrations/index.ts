@@ -7,6 +7,7 @@ import { ResultVersions1765200000000 } from './1765200000000-ResultVersions';
 import { StorageSweep1765300000000 } from './1765300000000-StorageSweep';
 import { EnqueueBudget1765400000000 } from './1765400000000-EnqueueBudget';
 import { EnqueuePath1765500000000 } from './1765500000000-EnqueuePath';
+import { WorkerWrites1765600000000 } from './1765600000000-WorkerWrites';
 
 /** Every migration, in order. Listed explicitly so ts (tests) and js (build) load the same set. */
 export const ALL_MIGRATIONS = [
@@ -19,4 +20,5 @@ export const ALL_MIGRATIONS = [
   StorageSweep1765300000000,
   EnqueueBudget1765400000000,
   EnqueuePath1765500000000,
+  WorkerWrites1765600000000,
 ];

@@ -317,41 +317,21 @@ export class TaskStore {
   }
 
   /**
-   * One statement for a batch of claims and completions: the claims' conditional UPDATEs (task, then its
-   * image) as data-modifying CTEs beside the completions' `spheroseg_complete_task` calls. They touch
-   * different rows (a task being claimed has no result yet, and an image has one open task at a time).
-   * Rows are matched back by position (`batch_ord`: 0 for claims, matched by task id).
+   * One statement for a batch of claims and completions (`spheroseg_worker_writes`, migration
+   * WorkerWrites: planned once per connection): the claims' conditional UPDATEs (task, then its image)
+   * and the completions' `spheroseg_complete_task` calls, in one transaction. They touch different rows
+   * (a task being claimed has no result yet, and an image has one open task at a time). Rows are
+   * matched back by position (`batch_ord`: 0 for claims, matched by task id).
    */
   private async writeMany(items: WorkerWrite[]) {
     const claimIds = items.flatMap((it) => (it.kind === 'claim' ? [it.taskId] : []));
-    const completions = items.flatMap((it) => (it.kind === 'complete' ? [it] : []));
     const cols: unknown[][] = [[], [], [], [], [], []];
-    for (const it of completions) completeArgs(it.results, it.taskId).forEach((v, k) => cols[k].push(v));
-    const parts: string[] = [];
-    const params: unknown[] = [];
-    const ctes: string[] = [];
-    if (claimIds.length > 0) {
-      params.push(claimIds, [...OPEN_TASK_STATUSES]);
-      ctes.push(
-        `t AS (UPDATE queue_jobs SET updated_at = now(), status = 'processing', progress = 10,
-                      processing_started_at = COALESCE(processing_started_at, now())
-                WHERE task_id = ANY($1::uuid[]) AND status = ANY($2::varchar[]) RETURNING *)`,
-        `i AS (UPDATE images SET segmentation_status = 'processing', updated_at = now()
-                 FROM t WHERE images.id = t.image_id RETURNING images.id, images.storage_path, images.project_id)`,
-      );
-      parts.push('SELECT 0::bigint AS batch_ord, t.*, i.storage_path, i.project_id FROM t LEFT JOIN i ON i.id = t.image_id');
-    }
-    if (completions.length > 0) {
-      const n = params.length;
-      params.push(...cols);
-      const p = (k: number) => `$${n + k}`;
-      parts.push(
-        `SELECT x.ord AS batch_ord, c.*, NULL::varchar AS storage_path, NULL::int AS project_id
-           FROM unnest(${p(1)}::uuid[], ${p(2)}::int[], ${p(3)}::int[], ${p(4)}::int[], ${p(5)}::int[], ${p(6)}::text[]) WITH ORDINALITY AS x(id, w, h, ms, n, p, ord)
-           CROSS JOIN LATERAL spheroseg_complete_task(x.id, x.w, x.h, x.ms, x.n, x.p::json) c`,
-      );
-    }
-    const rows = await this.prepared.rows(`${ctes.length ? `WITH ${ctes.join(', ')} ` : ''}${parts.join(' UNION ALL ')}`, params);
+    for (const it of items) if (it.kind === 'complete') completeArgs(it.results, it.taskId).forEach((v, k) => cols[k].push(v));
+    const rows = await this.prepared.rows(
+      `SELECT w.batch_ord, (w.task).*, w.storage_path, w.project_id
+         FROM spheroseg_worker_writes($1::uuid[], $2::varchar[], $3::uuid[], $4::int[], $5::int[], $6::int[], $7::int[], $8::text[]) w`,
+      [claimIds, [...OPEN_TASK_STATUSES], ...cols],
+    );
     const claimed = new Map<string, Row>();
     const completed = new Map<number, Row>();
     for (const r of rows) {
