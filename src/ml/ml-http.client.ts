@@ -1,7 +1,6 @@
 import { Inject, Injectable, OnApplicationShutdown, Optional } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
-import http from 'node:http';
-import https from 'node:https';
+import { Pool } from 'undici';
 import { mlConfig } from '../config/configuration';
 import { ObjectStore } from '../storage/object-store';
 import { ML_FEATURE_KEYS, type MlHealthResponse, type MlPolygon, type MlSegmentRequest, type MlSegmentResults } from '../common/contracts';
@@ -27,36 +26,45 @@ interface Answer {
  * result or one of the typed errors of `ml.errors.ts`; nothing here opens a connection until called.
  * Error messages never quote the service URL (it may carry credentials) nor server paths.
  *
- * Plain `node:http`/`node:https` over one keep-alive agent rather than the global `fetch`: fetch's
- * WHATWG streams and header objects cost several times the CPU per call, which showed on saturated
- * workers. Redirects are never followed (a 3xx is a malformed answer), an aborted signal destroys the
- * request's socket, and idle connections are closed after {@link IDLE_SOCKET_MS}.
+ * One undici `Pool` of keep-alive connections, with its `request` API rather than the global `fetch`
+ * (whose WHATWG streams and header objects cost several times the CPU per call) or `node:http` (about
+ * twice undici's CPU per call in a side-by-side run here: ≈ 115 vs 55 µs, 10 calls in flight). Redirects are
+ * never followed (a 3xx is a malformed answer), an aborted signal destroys the request's connection,
+ * and idle connections are closed after {@link IDLE_SOCKET_MS}. Timing is the caller's signal's alone
+ * (undici's own header and body timeouts are off).
  */
 @Injectable()
 export class MlHttpClient implements OnApplicationShutdown {
   private readonly base: URL;
-  private readonly transport: typeof http | typeof https;
-  private readonly agent: http.Agent;
-  /** `user:password` from the URL, sent as Basic auth (never quoted in messages). */
-  private readonly auth?: string;
+  private readonly pool: Pool;
+  /** The path prefix of ML_SERVICE_URL, without a trailing slash. */
+  private readonly prefix: string;
+  /** Request headers without a body; `user:password` from the URL goes as Basic auth (never quoted in messages). */
+  private readonly headers: Record<string, string> = { accept: 'application/json' };
+  private readonly bodyHeaders: Record<string, string>;
 
   constructor(
     @Inject(mlConfig.KEY) private readonly cfg: ConfigType<typeof mlConfig>,
     @Optional() private readonly store?: ObjectStore,
   ) {
     this.base = new URL(cfg.url);
-    const secure = this.base.protocol === 'https:';
-    this.transport = secure ? https : http;
-    const agentOptions = { keepAlive: true, keepAliveMsecs: 1000, timeout: IDLE_SOCKET_MS, noDelay: true, scheduling: 'lifo' as const };
-    this.agent = secure ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
+    this.prefix = this.base.pathname.replace(/\/+$/, '');
+    this.pool = new Pool(this.base.origin, {
+      keepAliveTimeout: IDLE_SOCKET_MS,
+      keepAliveMaxTimeout: IDLE_SOCKET_MS,
+      headersTimeout: 0,
+      bodyTimeout: 0,
+    });
     if (this.base.username || this.base.password) {
-      this.auth = `${decodeURIComponent(this.base.username)}:${decodeURIComponent(this.base.password)}`;
+      const auth = `${decodeURIComponent(this.base.username)}:${decodeURIComponent(this.base.password)}`;
+      this.headers.authorization = `Basic ${Buffer.from(auth).toString('base64')}`;
     }
+    this.bodyHeaders = { ...this.headers, 'content-type': 'application/json' };
   }
 
-  /** Closes the idle keep-alive connections (in-flight calls are aborted through their signals). */
-  onApplicationShutdown(): void {
-    this.agent.destroy();
+  /** Closes the keep-alive connections (in-flight calls are aborted through their signals). */
+  async onApplicationShutdown(): Promise<void> {
+    await this.pool.destroy().catch(() => undefined);
   }
 
   /**
@@ -91,7 +99,7 @@ export class MlHttpClient implements OnApplicationShutdown {
     return { status: body.status, model_loaded: body.model_loaded === true };
   }
 
-  private async request(path: string, method: string, signal: AbortSignal, body?: string, timeoutMs?: number): Promise<unknown> {
+  private async request(path: string, method: 'GET' | 'POST', signal: AbortSignal, body?: string, timeoutMs?: number): Promise<unknown> {
     let res: Answer;
     try {
       res = await this.exchange(path, method, signal, body);
@@ -115,44 +123,17 @@ export class MlHttpClient implements OnApplicationShutdown {
   }
 
   /** One HTTP exchange; rejects with the transport error (or the signal's reason) when it fails. */
-  private exchange(path: string, method: string, signal: AbortSignal, body?: string): Promise<Answer> {
-    return new Promise<Answer>((resolve, reject) => {
-      if (signal.aborted) {
-        reject(signal.reason);
-        return;
-      }
-      const headers: http.OutgoingHttpHeaders = { accept: 'application/json' };
-      if (body !== undefined) {
-        headers['content-type'] = 'application/json';
-        headers['content-length'] = Buffer.byteLength(body);
-      }
-      const req = this.transport.request({
-        protocol: this.base.protocol,
-        hostname: this.base.hostname.replace(/^\[|\]$/g, ''),
-        port: this.base.port || undefined,
-        path: this.base.pathname.replace(/\/+$/, '') + path,
-        method,
-        headers,
-        auth: this.auth,
-        agent: this.agent,
-        signal,
-      });
-      req.once('error', reject);
-      req.once('response', (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.once('error', reject);
-        res.once('end', () => {
-          const text = chunks.length === 1 ? chunks[0].toString('utf8') : Buffer.concat(chunks).toString('utf8');
-          resolve({ status: res.statusCode ?? 0, text });
-        });
-        // connection lost mid-body (no 'end'): a transport failure
-        res.once('close', () => {
-          if (!res.complete) reject(Object.assign(new Error('response aborted'), { code: 'ECONNRESET' }));
-        });
-      });
-      req.end(body);
+  private async exchange(path: string, method: 'GET' | 'POST', signal: AbortSignal, body?: string): Promise<Answer> {
+    if (signal.aborted) throw signal.reason;
+    const res = await this.pool.request({
+      path: this.prefix + path,
+      method,
+      headers: body === undefined ? this.headers : this.bodyHeaders,
+      body,
+      signal,
     });
+    // A connection lost mid-body rejects here: a transport failure.
+    return { status: res.statusCode, text: await res.body.text() };
   }
 
   /** Maps a request/body-read failure to a typed error, without quoting the URL. */
