@@ -98,7 +98,8 @@ end
 for b = 0, (#ARGV - 3) / 2 - 1 do
   local base, token = ARGV[4 + b * 2], ARGV[5 + b * 2]
   local wait, active, ring, count = base .. 'wait', base .. 'active', base .. 'fair:ring', base .. 'fair:n'
-  if redis.call('EXISTS', base .. 'meta-paused') == 0 then
+  -- An empty band (Redis deletes empty lists: no wait list, no ring) costs one command, not three.
+  if redis.call('EXISTS', wait, ring) > 0 and redis.call('EXISTS', base .. 'meta-paused') == 0 then
     if mode == 'none' then
       local id = redis.call('RPOPLPUSH', wait, active)
       if id then return {b, id, 0, activate(base, token, id)} end
