@@ -28,7 +28,7 @@ interface Answer {
  *
  * One undici `Pool` of keep-alive connections, with its `request` API rather than the global `fetch`
  * (whose WHATWG streams and header objects cost several times the CPU per call) or `node:http`
- * (`bench/ml-client`: 0.55–0.76 of its CPU per call, 10 calls in flight). Redirects are
+ * (`bench/ml-client`: 0.55–0.76 of its CPU per call in two runs, 10 calls in flight). Redirects are
  * never followed (a 3xx is a malformed answer), an aborted signal destroys the request's connection,
  * and idle connections are closed after {@link IDLE_SOCKET_MS}. Timing is the caller's signal's alone
  * (undici's own header and body timeouts are off).
