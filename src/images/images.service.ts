@@ -60,6 +60,7 @@ const isDbId = (id: number): boolean => Number.isInteger(id) && id >= 1 && id <=
 export class ImagesService implements OnModuleInit {
   private readonly logger = new Logger(ImagesService.name);
   private readonly beforeDelete: BeforeDeleteHook[] = [];
+  private readonly afterDelete: AfterDeleteHook[] = [];
   /**
    * The access reads of concurrent requests (any users, any image routes) share one prepared statement
    * while the previous one is at PostgreSQL; a read always leaves after it was asked for, so it sees
@@ -71,7 +72,6 @@ export class ImagesService implements OnModuleInit {
     1,
     200,
   );
-  private readonly afterDelete: AfterDeleteHook[] = [];
 
   constructor(
     @InjectRepository(ImageEntity) private readonly repo: Repository<ImageEntity>,

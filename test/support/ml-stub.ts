@@ -168,7 +168,7 @@ export class MlStub {
   /**
    * TCP connections currently open to the stub (hung requests count until the client aborts them).
    *
-   * Note: after an aborted request, Node's fetch (undici) opens one spare idle connection per aborted
+   * Note: after an aborted request, undici (the app's ML client) opens one spare idle connection per aborted
    * request slot and closes it after its keep-alive timeout (~4 s); spares are reused, so they never
    * exceed the client's concurrency. Use {@link pendingRequests} for "the aborted request's connection
    * is gone", and this (with a wait of several seconds) for "nothing is left open".
