@@ -51,6 +51,8 @@ const PROFILE = process.env.BENCH_PROFILE === '1';
  * pipeline and bare Bull drain once before their measured drain.
  */
 const WARM_UP = process.env.BENCH_WARMUP !== '0';
+/** BENCH_PG_TRACK_PLANNING=1: pg_stat_statements also counts plans and planning time (two more columns). */
+const TRACK_PLANNING = process.env.BENCH_PG_TRACK_PLANNING === '1';
 const profDir = PROFILE ? mkdtempSync(path.join(os.tmpdir(), 'bench-prof-')) : '';
 
 interface WorkerFigures {
@@ -98,7 +100,7 @@ interface Phase {
   worstFirst: number;
   noEvent: number;
   apiRssMaxMiB: number;
-  statements: Array<{ query: string; calls: number; ms: number }>;
+  statements: Array<{ query: string; calls: number; ms: number; plans: number; planMs: number }>;
   redisCalls: Array<[string, number]>;
   busyOthers: number;
 }
@@ -233,8 +235,8 @@ async function pipeline(servers: BenchServers) {
     await sleep(300); // the last events
     const cmd1 = parseCommandStats(await redis.info('commandstats'));
     await sleep(1200); // backends report their statement statistics within a second of going idle
-    const { rows: stmts } = await pg.query<{ query: string; calls: string; ms: number }>(
-      `SELECT regexp_replace(query, '\\s+', ' ', 'g') AS query, calls, total_exec_time AS ms
+    const { rows: stmts } = await pg.query<{ query: string; calls: string; ms: number; plans: string; plan_ms: number }>(
+      `SELECT regexp_replace(query, '\\s+', ' ', 'g') AS query, calls, total_exec_time AS ms, plans, total_plan_time AS plan_ms
          FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%' ORDER BY calls DESC, total_exec_time DESC`,
     );
     const pairs: Array<[number, number]> = []; // [answer sent, latency]
@@ -267,7 +269,7 @@ async function pipeline(servers: BenchServers) {
       worstFirst,
       noEvent,
       apiRssMaxMiB,
-      statements: stmts.map((r) => ({ query: r.query, calls: Number(r.calls), ms: r.ms })),
+      statements: stmts.map((r) => ({ query: r.query, calls: Number(r.calls), ms: r.ms, plans: Number(r.plans), planMs: r.plan_ms })),
       redisCalls,
       busyOthers,
     };
@@ -377,7 +379,9 @@ function phaseReport(p: Phase, ideal?: number): string {
     p.perWorker.map((w) => [w.name, w.jobs, f1(w.jobAvgMs), f1(w.mlAvgMs), f1(w.dbQueries / w.jobs), f2(w.dbQueryAvgMs), f2(w.poolAcquireAvgMs)]),
   );
   const stmtCalls = p.statements.reduce((a, x) => a + x.calls, 0);
-  const stmtRows = p.statements.slice(0, 12).map((x) => [x.query.slice(0, 140).replace(/\|/g, '\\|'), x.calls, f2(x.calls / TASKS), f2(x.ms)]);
+  const stmtRows = p.statements
+    .slice(0, 12)
+    .map((x) => [x.query.slice(0, 140).replace(/\|/g, '\\|'), x.calls, f2(x.calls / TASKS), f2(x.ms), ...(TRACK_PLANNING ? [x.plans, f2(x.planMs)] : [])]);
   const redisTotal = p.redisCalls.reduce((a, [, v]) => a + v, 0);
   const redisRows = p.redisCalls.slice(0, 14).map(([k, v]) => [k, v, f2(v / TASKS)]);
   return [
@@ -403,7 +407,7 @@ function phaseReport(p: Phase, ideal?: number): string {
     '',
     `PostgreSQL statements during the drain (pg_stat_statements, whole server): ${stmtCalls} = **${f2(stmtCalls / TASKS)} per task**. Most called:`,
     '',
-    table(['statement', 'calls', 'per task', 'total exec ms'], stmtRows),
+    table(['statement', 'calls', 'per task', 'total exec ms', ...(TRACK_PLANNING ? ['plans', 'total plan ms'] : [])], stmtRows),
     '',
     `Redis commands during the drain (INFO commandstats): ${redisTotal} = **${f2(redisTotal / TASKS)} per task**:`,
     '',

@@ -30,6 +30,8 @@ export async function startBenchServers(): Promise<BenchServers> {
       shared_preload_libraries: "'pg_stat_statements'",
       'pg_stat_statements.track': "'all'",
       'pg_stat_statements.max': '2000',
+      // Planning counted too (plans and plan time per statement); off by default, as it costs a little.
+      ...(process.env.BENCH_PG_TRACK_PLANNING === '1' ? { 'pg_stat_statements.track_planning': 'on' } : {}),
     },
   });
   const redis = await startRedis();
