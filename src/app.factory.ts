@@ -45,13 +45,17 @@ export async function createApp(opts: CreateAppOptions): Promise<NestFastifyAppl
   useJsonBodyParser(app, JSON_BODY_LIMIT);
   useRouteBodyLimits(app, [RESULT_EDIT_BODY_LIMIT]);
 
-  // Once shutdown has begun, ask clients to reconnect elsewhere instead of reusing this connection.
+  // Every answer echoes its request id (the adapter's, above) as X-Request-Id; once shutdown has
+  // begun, it also asks the client to reconnect elsewhere instead of reusing this connection. One hook
+  // for both: each hook a request passes costs it a hook runner, and `onSend` runs for every answer,
+  // errors and 404s included.
   const shutdown = app.get(ShutdownState);
   app
     .getHttpAdapter()
     .getInstance()
     // Callback style, not async: an async hook costs every response a promise and a microtask turn.
-    .addHook('onSend', (_req, reply, payload, done) => {
+    .addHook('onSend', (req, reply, payload, done) => {
+      void reply.header('x-request-id', req.id);
       if (shutdown.isShuttingDown) void reply.header('connection', 'close');
       done(null, payload);
     });

@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { ConfigValidationError, validateEnv } from './config/env.schema';
 import { ShutdownState } from './common/shutdown-state';
 import { redactSecrets } from './common/redact';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 
 /**
  * Entry point of the backend. APP_ROLE chooses what runs (CONTRACT §1). On SIGTERM/SIGINT readiness
@@ -20,12 +20,14 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  const processLog = pino({ level: env.LOG_LEVEL, base: { pid: process.pid, role: env.APP_ROLE } });
+  logProcessWarnings(processLog.child({ context: 'Process' }));
   // Imported after validation so that no module reads an invalid configuration.
   const { createApp } = await import('./app.factory');
   const app = await createApp({ role: env.APP_ROLE });
   const shutdown = app.get(ShutdownState);
   // The two shutdown lines are written by the entry point, whatever the modules log meanwhile.
-  const lifecycle = pino({ level: env.LOG_LEVEL, base: { pid: process.pid, role: env.APP_ROLE, context: 'Shutdown' } });
+  const lifecycle = processLog.child({ context: 'Shutdown' });
 
   let closing = false;
   const stop = async (signal: string) => {
@@ -63,3 +65,15 @@ main().catch((err: unknown) => {
   process.stderr.write(JSON.stringify({ level: 'fatal', msg: 'start-up failed', err: message }) + '\n');
   process.exit(1);
 });
+
+/**
+ * Node prints process warnings (deprecations; the AWS SDK's notice that its 2027 releases need Node 22,
+ * on every start with STORAGE_DRIVER=s3) to stderr as several plain-text lines. Here each becomes one
+ * structured `warn` line instead, like every other line of the process.
+ */
+function logProcessWarnings(log: Logger): void {
+  process.removeAllListeners('warning'); // Node's own printer
+  process.on('warning', (w: Error & { code?: string }) =>
+    log.warn({ warning: w.name, code: w.code, detail: redactSecrets(w.message) }, 'process warning'),
+  );
+}

@@ -6,7 +6,8 @@
  * 50 connections, alternating base / this build phase by phase (ROUNDS rounds) so that drift in the
  * machine's load hits both alike:
  *  - `GET /api/auth/me` (the guard + one primary-key read of the user);
- *  - `GET /api/segmentation/tasks/:id` (the guard + the task read), a queued task (no worker).
+ *  - `GET /api/segmentation/tasks/:id` (the guard + the task read), a queued task (no worker);
+ *  - `GET /api/health/live` (@Public, no rate limit: what every request pays besides its own work).
  * Reports requests/s, p50/p99 and the api's CPU ms per request (from /proc).
  *
  *   BENCH_BASE_MAIN=/tmp/base/dist/src/main.js node dist/bench/auth/run.js   (BENCH_AUTH_SECONDS, default 5; BENCH_AUTH_ROUNDS, default 2)
@@ -87,6 +88,7 @@ async function main(): Promise<void> {
   const routes: Array<[string, (t: Target) => string]> = [
     ['GET /api/auth/me', () => '/api/auth/me'],
     ['GET /api/segmentation/tasks/:id', (t) => `/api/segmentation/tasks/${t.taskId}`],
+    ['GET /api/health/live', () => '/api/health/live'],
   ];
   for (const t of [base, head]) for (const [, path] of routes) await measure(t, path(t), 1); // warm-up
   const busy = await waitForQuiet();

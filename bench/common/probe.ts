@@ -7,7 +7,7 @@ import os from 'node:os';
 export { metricValue as metric } from '../../test/support/processes';
 
 export async function scrape(url: string): Promise<string> {
-  return (await fetch(`${url}/api/metrics`)).text();
+  return (await fetch(`${url}/api/metrics`, { signal: AbortSignal.timeout(30_000) })).text();
 }
 
 const TICK = (() => {

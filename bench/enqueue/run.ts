@@ -6,7 +6,7 @@
  *      depth ≈0 vs 100 000 waiting jobs, for the most urgent and least urgent priority and with
  *      priorities disabled; beside it, the same for one Bull queue with Bull priorities (the O(n)
  *      prioritised insert the band queues replace);
- *  (c) RSS of the api and worker processes idle and under load (their own /api/metrics);
+ *  (c) RSS of the api and worker processes idle and under load (VmRSS from /proc);
  *  (d) Redis memory per queued task (10 000 tasks through the batch route).
  *
  *   node dist/bench/enqueue/run.js
@@ -318,7 +318,7 @@ runMain(async () => {
     '',
     `Target "within 2× at depth ${DEPTH}" (the app's rows, p50): ${worst <= 2 ? 'met' : 'NOT met'}, worst ratio ${f2(worst)}× (worst p99 ratio ${f2(worst99)}×).`,
     '',
-    '### (c) RSS (`process_resident_memory_bytes` from each process\'s /api/metrics)',
+    '### (c) RSS (VmRSS of each process, from /proc)',
     '',
     cTable,
     '',

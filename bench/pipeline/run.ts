@@ -149,7 +149,8 @@ async function pipeline(servers: BenchServers) {
   const admin = await adminToken(api, env);
   await json(api.request('/api/queue/pause', { method: 'POST', token: admin }), 200);
 
-  const pg = new Client({ connectionString: databaseUrl });
+  // Client-side time limits: a bench step that hangs fails with its own message instead of waiting forever.
+  const pg = new Client({ connectionString: databaseUrl, query_timeout: 60_000 });
   await pg.connect();
   await pg.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
   const redis = servers.redis.client();
@@ -261,7 +262,8 @@ async function pipeline(servers: BenchServers) {
       cpu: [...cpu1.entries()].map(([k, v]) => [k, v - (cpu0.get(k) ?? 0)] as [string, number]),
       wakes: [...wakes1.entries()].map(([k, w]) => {
         const w0 = wakes0.get(k)!;
-        return [k, { reads: w.reads - w0.reads, writes: w.writes - w0.writes, voluntary: w.voluntary - w0.voluntary, involuntary: w.involuntary - w0.involuntary }];
+        const d = Object.fromEntries(Object.entries(w).map(([f, v]) => [f, v - w0[f as keyof WakeCounts]])) as unknown as WakeCounts;
+        return [k, d];
       }),
       perWorker: workers.map((w, i) => ({ name: w.name, ...workerFigures(before[i], after[i]) })),
       latencies,
@@ -396,11 +398,11 @@ function phaseReport(p: Phase, ideal?: number): string {
     '',
     table(['process', 'CPU s', 'CPU ms per task'], cpuRows),
     '',
-    'System calls and context switches per task during the drain, from /proc (`io` syscr/syscw; every thread\'s `status`; PostgreSQL without children that exited meanwhile):',
+    'System calls, context switches and kernel CPU per task during the drain, from /proc (`io` syscr/syscw; every thread\'s `status`; `stat` stime, the part of the CPU above spent in the kernel; PostgreSQL without children that exited meanwhile):',
     '',
     table(
-      ['process', 'read syscalls', 'write syscalls', 'voluntary switches (woken)', 'involuntary switches (preempted)'],
-      p.wakes.map(([k, w]) => [k, f1(w.reads / TASKS), f1(w.writes / TASKS), f1(w.voluntary / TASKS), f1(w.involuntary / TASKS)]),
+      ['process', 'read syscalls', 'write syscalls', 'voluntary switches (woken)', 'involuntary switches (preempted)', 'kernel CPU ms'],
+      p.wakes.map(([k, w]) => [k, f1(w.reads / TASKS), f1(w.writes / TASKS), f1(w.voluntary / TASKS), f1(w.involuntary / TASKS), f2((w.kernelSeconds * 1000) / TASKS)]),
     ),
     '',
     wk,

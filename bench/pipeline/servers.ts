@@ -117,9 +117,11 @@ export interface WakeCounts {
   voluntary: number;
   /** Involuntary ones: preempted while it had work (the cores were busy). */
   involuntary: number;
+  /** CPU seconds spent in the kernel on the process's behalf (`stat` stime, every thread): system calls, the loopback TCP they drive, page faults. */
+  kernelSeconds: number;
 }
 
-const ZERO_WAKES: WakeCounts = { reads: 0, writes: 0, voluntary: 0, involuntary: 0 };
+const ZERO_WAKES: WakeCounts = { reads: 0, writes: 0, voluntary: 0, involuntary: 0, kernelSeconds: 0 };
 
 export function wakeCounts(pid: number): WakeCounts {
   const out = { ...ZERO_WAKES };
@@ -132,6 +134,7 @@ export function wakeCounts(pid: number): WakeCounts {
       out.voluntary += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(st)?.[1] ?? 0);
       out.involuntary += Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(st)?.[1] ?? 0);
     }
+    out.kernelSeconds = Number(statFields(pid)?.[12] ?? 0) / TICK;
   } catch {
     // gone (an exited PostgreSQL child): counts nothing
   }

@@ -77,9 +77,9 @@ export function createLoggers(app: Pick<ConfigType<typeof appConfig>, 'logLevel'
  * One line per finished request (`request completed`: request id, method, path without its query
  * string, status, response time), written from Fastify's own `onResponse` hook with the root logger:
  * no Express middleware and no child logger per request. The request id is Fastify's (an incoming
- * `X-Request-Id`, else a UUID), sent back as `X-Request-Id`. No AsyncLocalStorage per request (its
- * promise hooks cost every request a few per cent): other lines logged during a request do not carry
- * its id by themselves.
+ * `X-Request-Id`, else a UUID), sent back as `X-Request-Id` by the app's `onSend` hook (app.factory).
+ * No AsyncLocalStorage per request (its promise hooks cost every request a few per cent): other lines
+ * logged during a request do not carry its id by themselves.
  */
 @Injectable()
 export class RequestLogging implements OnModuleInit {
@@ -92,10 +92,6 @@ export class RequestLogging implements OnModuleInit {
     const fastify = this.host.httpAdapter?.getInstance?.() as FastifyInstance | undefined;
     if (!fastify || typeof fastify.addHook !== 'function') return;
     const root = this.root;
-    fastify.addHook('onRequest', (req: FastifyRequest, reply: FastifyReply, done: () => void) => {
-      void reply.header('x-request-id', req.id);
-      done();
-    });
     fastify.addHook('onResponse', (req: FastifyRequest, reply: FastifyReply, done: () => void) => {
       const url = req.url;
       if (!UNLOGGED.test(url)) {

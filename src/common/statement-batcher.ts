@@ -1,8 +1,22 @@
+/** A gap longer than this many windows counts as this many (one quiet spell does not mask later load for long). */
+const GAP_CAP_WINDOWS = 4;
+/** Weight of the newest gap in the moving average: about the last 4–8 calls count. */
+const GAP_WEIGHT = 0.25;
+
 /**
  * Coalesces calls of one hot statement into multi-row statements ("natural" group commit): while
  * `maxInFlight` batches are at the database, new calls wait and leave together in the next batch. A
  * call therefore waits at most about one round trip, and under load one statement (one transaction,
  * one commit, one WAL flush) serves many tasks. With no load every call is sent at once, alone.
+ *
+ * With `lingerMs` > 0, a call that finds the batcher idle (nothing queued, nothing in flight) waits
+ * that long for company before it leaves, when company is likely: the recent calls came less than one
+ * window apart on average (a moving average of the gaps between calls, each gap counted up to four
+ * windows). Calls that arrive a few milliseconds apart (a worker's jobs answered one by one by a slow
+ * ML service) then share a statement too, at the price of that wait; at low load (calls a window or
+ * more apart on average, where a wait would rarely find company) and after a quiet spell a call
+ * leaves at once. Calls queued behind a batch in flight leave as soon as it returns:
+ * they have already waited.
  *
  * When a batch fails, each of its calls is run alone (`runOne`), so one bad item never fails
  * the others and every caller gets its own outcome.
@@ -11,6 +25,9 @@ export class StatementBatcher<In, Out> {
   private queue: Array<{ input: In; resolve: (v: Out) => void; reject: (e: unknown) => void }> = [];
   private inFlight = 0;
   private scheduled = false;
+  private lastCallAt = -Infinity;
+  /** Moving average of the gaps between calls (ms), each gap capped at four windows; starts at the cap. */
+  private gapAverage: number;
 
   constructor(
     /** Runs a batch; returns one outcome per input, in order. */
@@ -18,23 +35,34 @@ export class StatementBatcher<In, Out> {
     private readonly runOne: (input: In) => Promise<Out>,
     private readonly maxInFlight = 1,
     private readonly maxBatch = 100,
-  ) {}
+    private readonly lingerMs = 0,
+  ) {
+    this.gapAverage = GAP_CAP_WINDOWS * lingerMs;
+  }
 
   run(input: In): Promise<Out> {
     return new Promise<Out>((resolve, reject) => {
       this.queue.push({ input, resolve, reject });
-      this.schedule();
+      const now = performance.now();
+      const gap = Math.min(now - this.lastCallAt, GAP_CAP_WINDOWS * this.lingerMs);
+      this.gapAverage += (gap - this.gapAverage) * GAP_WEIGHT;
+      this.lastCallAt = now;
+      const companyLikely = this.gapAverage < this.lingerMs;
+      this.schedule(this.lingerMs > 0 && this.inFlight === 0 && companyLikely);
     });
   }
 
-  private schedule(): void {
+  private schedule(linger = false): void {
     if (this.scheduled || this.inFlight >= this.maxInFlight || this.queue.length === 0) return;
-    // Calls made in the same turn of the event loop go together.
     this.scheduled = true;
-    setImmediate(() => {
+    const go = () => {
       this.scheduled = false;
       this.flush();
-    });
+    };
+    // Calls made in the same turn of the event loop go together; with a linger, those of the next
+    // `lingerMs` too.
+    if (linger) setTimeout(go, this.lingerMs);
+    else setImmediate(go);
   }
 
   private flush(): void {

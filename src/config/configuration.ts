@@ -61,6 +61,7 @@ export const queueConfig = registerAs('queue', () => {
     backoffDelayMs: e.QUEUE_BACKOFF_DELAY,
     lockDurationMs: e.QUEUE_LOCK_DURATION,
     stalledIntervalMs: e.QUEUE_STALLED_INTERVAL,
+    writeWindowMs: e.QUEUE_WRITE_WINDOW_MS,
     maxPendingTasksPerUser: e.MAX_PENDING_TASKS_PER_USER,
     reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
     reconcileGraceMs: e.RECONCILE_GRACE_MS,

@@ -42,6 +42,7 @@ export const envSchema = Joi.object({
   QUEUE_BACKOFF_DELAY: Joi.number().integer().min(0).default(2000),
   QUEUE_LOCK_DURATION: Joi.number().integer().min(1000).default(30000),
   QUEUE_STALLED_INTERVAL: Joi.number().integer().min(1000).default(30000),
+  QUEUE_WRITE_WINDOW_MS: Joi.number().integer().min(0).max(1000).default(10),
   RECONCILE_INTERVAL_MS: Joi.number().integer().min(0).default(30000),
   RECONCILE_GRACE_MS: Joi.number().integer().min(0).default(15000),
   MAX_PENDING_TASKS_PER_USER: Joi.number().integer().min(1).default(1000),
@@ -124,6 +125,7 @@ export type Env = {
   QUEUE_BACKOFF_DELAY: number;
   QUEUE_LOCK_DURATION: number;
   QUEUE_STALLED_INTERVAL: number;
+  QUEUE_WRITE_WINDOW_MS: number;
   RECONCILE_INTERVAL_MS: number;
   RECONCILE_GRACE_MS: number;
   MAX_PENDING_TASKS_PER_USER: number;

@@ -3,6 +3,7 @@ import type { ConfigType } from '@nestjs/config';
 import Redis, { Cluster, RedisOptions } from 'ioredis';
 import { redisConfig } from '../config/configuration';
 import { redactSecrets } from '../common/redact';
+import { shareScriptMethods } from './script-pipelines';
 
 export type RedisClient = Redis | Cluster;
 
@@ -48,6 +49,7 @@ export class RedisFactory implements OnApplicationShutdown {
    */
   create(purpose: string, extra: RedisOptions = {}): RedisClient {
     const client: RedisClient = this.cfg.clusterNodes.length > 0 ? this.cluster(extra) : new Redis(this.nodeOptions(extra));
+    shareScriptMethods(client); // its ~30 scripts (Bull's and ours) are not copied into every (auto-)pipeline
     this.track(purpose, client);
     return client;
   }

@@ -1,4 +1,6 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
+import type { ConfigType } from '@nestjs/config';
+import { queueConfig } from '../config/configuration';
 import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
 import { DataSource, EntityManager, In, Repository, SelectQueryBuilder } from 'typeorm';
 import { OPEN_TASK_STATUSES, TaskStatus, ImageSegmentationStatus } from '../common/contracts';
@@ -36,15 +38,14 @@ export type EnqueueOutcome =
 @Injectable()
 export class TaskStore {
   /**
-   * A worker's claims and completions, coalesced into one statement under load (see StatementBatcher):
-   * a slot whose ML call returned completes its job and claims its next one in the same turn of the
-   * event loop, so with a slow ML service (few calls answered at once) a claim and a completion still
-   * share one statement, one transaction and one commit (`writeMany`).
+   * A worker's claims and completions, coalesced into one statement (see StatementBatcher): a slot
+   * whose ML call returned completes its job and claims its next one in the same turn of the event
+   * loop, and under load the writes of the next QUEUE_WRITE_WINDOW_MS join them. With a slow ML
+   * service the calls of a worker's slots are answered one by one, a few milliseconds apart; without
+   * the window each answer paid a statement, a transaction, a commit and the wake-ups around them on
+   * its own (bench/RESULTS.md, finding 11; the window went from 5 to 10 ms in finding 13).
    */
-  private readonly writes = new StatementBatcher<WorkerWrite, TaskEntity | null>(
-    (items) => this.writeMany(items),
-    (item) => (item.kind === 'claim' ? this.claimOne(item.taskId) : this.completeOne(item.taskId, item.results)),
-  );
+  private readonly writes: StatementBatcher<WorkerWrite, TaskEntity | null>;
   private readonly peeks = new StatementBatcher<string, { status: TaskStatus; storagePath: string } | null>(
     (ids) => this.peekMany(ids),
     async (id) => (await this.peekMany([id]))[0],
@@ -61,7 +62,16 @@ export class TaskStore {
     @InjectDataSource() private readonly ds: DataSource,
     @InjectRepository(TaskEntity) private readonly tasks: Repository<TaskEntity>,
     private readonly prepared: PreparedQueries,
-  ) {}
+    @Inject(queueConfig.KEY) queue: ConfigType<typeof queueConfig>,
+  ) {
+    this.writes = new StatementBatcher<WorkerWrite, TaskEntity | null>(
+      (items) => this.writeMany(items),
+      (item) => (item.kind === 'claim' ? this.claimOne(item.taskId) : this.completeOne(item.taskId, item.results)),
+      1,
+      100,
+      queue.writeWindowMs,
+    );
+  }
 
   transaction<T>(fn: (m: EntityManager) => Promise<T>): Promise<T> {
     return this.ds.transaction(fn);

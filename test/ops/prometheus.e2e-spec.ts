@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Client } from 'pg';
@@ -28,7 +29,10 @@ beforeAll(async () => {
     throw new Error(`${PROMETHEUS_BIN} missing: apt-get install -y prometheus`);
   stub = new MlStub();
   await stub.start();
-  const shared = { ML_SERVICE_URL: stub.url, SHUTDOWN_TIMEOUT: '8000', QUEUE_CONCURRENCY: '2' };
+  // A queue of its own: the counts below are exact, and the run's shared queue may hold a job another
+  // suite left waiting (its worker stopped first), which this worker would take and complete.
+  const queue = `${process.env.QUEUE_NAME}_prom_${randomBytes(4).toString('hex')}`;
+  const shared = { ML_SERVICE_URL: stub.url, SHUTDOWN_TIMEOUT: '8000', QUEUE_CONCURRENCY: '2', QUEUE_NAME: queue };
   [api, worker] = await startProcesses([
     { role: 'api', env: { ...shared, ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password } },
     { role: 'worker', env: shared },

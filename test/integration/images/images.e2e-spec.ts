@@ -294,7 +294,8 @@ describe.each(STORAGE_DRIVERS)('images with STORAGE_DRIVER=%s (CONTRACT §3 Imag
     const owner = await t.register();
     const other = await t.register();
     const ids: number[] = [];
-    for (let i = 0; i < 3; i++) ids.push((await json<ImageBody>(await upload(t, owner.token, await makeImage('png'), `c${i}.png`))).id);
+    for (let i = 0; i < 3; i++)
+      ids.push((await json<ImageBody>(await upload(t, owner.token, await makeImage('png'), `c${i}.png`))).id);
     const asks = [
       ...ids.map((id) => ({ id, token: owner.token, status: 200 })),
       ...ids.map((id) => ({ id, token: other.token, status: 404 })),
@@ -302,11 +303,16 @@ describe.each(STORAGE_DRIVERS)('images with STORAGE_DRIVER=%s (CONTRACT §3 Imag
       { id: 2147483646, token: owner.token, status: 404 },
     ];
     for (let round = 0; round < 3; round++) {
-      const answers = await Promise.all(asks.map((a) => t.request(`/api/images/${a.id}`, { token: a.token })));
+      const answers = await Promise.all(
+        asks.map((a) => t.request(`/api/images/${a.id}`, { token: a.token })),
+      );
       expect(answers.map((r) => r.status)).toEqual(asks.map((a) => a.status));
-      const bodies = await Promise.all(answers.map((r) => r.json() as Promise<{ id?: number; originalName?: string }>));
+      const bodies = await Promise.all(
+        answers.map((r) => r.json() as Promise<{ id?: number; originalName?: string }>),
+      );
       asks.forEach((a, i) => {
-        if (a.status === 200) expect(bodies[i]).toMatchObject({ id: a.id, originalName: `c${ids.indexOf(a.id)}.png` });
+        if (a.status === 200)
+          expect(bodies[i]).toMatchObject({ id: a.id, originalName: `c${ids.indexOf(a.id)}.png` });
       });
     }
   });
@@ -362,7 +368,27 @@ describe.each(STORAGE_DRIVERS)('images with STORAGE_DRIVER=%s (CONTRACT §3 Imag
     const created = await json<ImageBody>(await upload(t, token, makeBmp(3, 2), 'tiny.bmp'));
     const res = await t.request(`/api/images/${created.id}`, { token });
     expect(res.status).toBe(200);
-    expect(await json(res)).toEqual(created);
+    // Each read signs its links from its own clock (exp = now + FILE_URL_TTL_SECONDS), so the two
+    // bodies may differ in exp/sig when a second boundary falls between them; the rest is the same.
+    const got = await json<ImageBody & { urls: Record<string, string | null> }>(res);
+    const unsigned = (urls: Record<string, string | null>) =>
+      Object.fromEntries(
+        Object.entries(urls).map(([k, v]) => [k, v && v.replace(/\?exp=\d+&sig=[\w-]{43}$/, '')]),
+      );
+    const { urls: createdUrls, ...createdRest } = created as ImageBody & {
+      urls: Record<string, string | null>;
+    };
+    const { urls: gotUrls, ...gotRest } = got;
+    expect(gotRest).toEqual(createdRest);
+    expect(unsigned(gotUrls)).toEqual(unsigned(createdUrls));
+    expect(unsigned(gotUrls)).toEqual({
+      file: `/api/images/${created.id}/file`,
+      thumbnail: `/api/images/${created.id}/thumbnail`,
+      overlay: null,
+    });
+    const file = await t.request(gotUrls.file as string);
+    expect(file.status).toBe(200);
+    expect(Buffer.from(await file.arrayBuffer())).toEqual(makeBmp(3, 2));
   });
 
   it('leaves nothing in the staging area (nor anything under UPLOAD_DIR with s3)', async () => {

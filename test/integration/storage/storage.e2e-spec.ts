@@ -10,6 +10,7 @@ import { S3TestServer } from '../../support/s3-server';
 import { storageFor } from '../../support/storage-drivers';
 import { MediaEnv, startMediaApp, uploadBody } from '../media/media-helpers';
 import { noisePng, uploadFile } from '../../support/big-upload';
+import { ownDatabase } from '../../support/own-database';
 
 const imageRows = async (db: DataSource): Promise<number> =>
   ((await db.query('SELECT count(*)::int AS n FROM images')) as Array<{ n: number }>)[0].n;
@@ -20,6 +21,10 @@ describe('STORAGE_DRIVER=s3 when the store fails (CONTRACT §9)', () => {
   let token: string;
   let db: DataSource;
   let dir: string;
+  // A database of its own: the sweep test checks that no entry of the journal (`storage_sweep`) is left
+  // due, and in the run's shared database the s3 suites running beside this one keep adding entries
+  // that fall due (every upload's, PENDING_DUE_MS after it), between the sweep and the check.
+  const ownDb = ownDatabase('s3_faults');
   const health = async () =>
     (await fetch(`${env.t.url}/api/health`)).json() as Promise<{
       status: string;
@@ -34,7 +39,7 @@ describe('STORAGE_DRIVER=s3 when the store fails (CONTRACT §9)', () => {
   beforeAll(async () => {
     dir = mkdtempSync(path.join(tmpdir(), 's3-faults-'));
     s3 = await new S3TestServer().start();
-    env = await startMediaApp('s3-faults', {}, 's3', s3);
+    env = await startMediaApp('s3-faults', { DATABASE_URL: await ownDb.create() }, 's3', s3);
     ({ token } = await env.t.register());
     db = env.t.app.get(DataSource);
   });
@@ -44,6 +49,7 @@ describe('STORAGE_DRIVER=s3 when the store fails (CONTRACT §9)', () => {
   afterAll(async () => {
     await env?.stop();
     await s3?.stop();
+    await ownDb.drop();
     rmSync(dir, { recursive: true, force: true });
   });
 

@@ -160,8 +160,9 @@ describe('EventsGateway (real Nest app on Fastify, real Redis)', () => {
 
   describe('token expiry', () => {
     it('disconnects a socket when its token expires while connected', async () => {
-      // exp has second granularity: this token is valid for 1-2 more seconds.
-      const c = open({ token: sign(41, { exp: Math.floor(Date.now() / 1000) + 2 }) });
+      // exp has second granularity: this token is valid for 2-3 more seconds (at least 2 s to connect
+      // on a loaded runner; a token that expired before the handshake would fail the test elsewhere).
+      const c = open({ token: sign(41, { exp: Math.floor(Date.now() / 1000) + 3 }) });
       await connected(c);
       await waitFor(() => c.named('ml:status').length === 1, 'initial ml:status');
       const other = await openUser(42);
