@@ -1,7 +1,7 @@
 /** Jest projects: fast unit tests, and integration/fault/segmenter suites against real PostgreSQL and Redis. */
 const swc = ['@swc/jest', { swcrc: true }];
 // ESM-only dependencies that Jest (CommonJS) must transform; Node 20.19+ loads them natively at run time.
-const esmOnly = ['content-disposition', 'file-type', 'strtok3', 'token-types', '@tokenizer', 'uint8array-extras', 'peek-readable', '@borewit'];
+const esmOnly = ['file-type', 'strtok3', 'token-types', '@tokenizer', 'uint8array-extras', 'peek-readable', '@borewit'];
 const common = {
   transform: { '^.+\\.(t|j|mj)s$': swc },
   transformIgnorePatterns: [`/node_modules/(?!(${esmOnly.join('|')})/)`],
