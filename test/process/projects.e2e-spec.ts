@@ -154,14 +154,14 @@ describe('projects across processes', () => {
       (await a.request(`/api/projects/${p.id}/members/${m.id}`, { method: 'DELETE', token: owner.token }))
         .status,
     ).toBe(204);
-    const removedAt = Date.now();
     expect((await b.request(`/api/projects/${p.id}`, { token: member.token })).status).toBe(404);
     expect((await b.request(`/api/images/${imgs[0].id}`, { token: member.token })).status).toBe(404);
     expect((await b.request(`/api/segmentation/tasks/${t1.taskId}`, { token: member.token })).status).toBe(
       404,
     );
 
-    // The next event of the project (well within a second of the removal) no longer reaches the member's socket.
+    // The next event of the project no longer reaches the member's socket: the removal took their sockets out
+    // of the room before answering (no timer involved, so however slow this runner is).
     const t2 = await (
       await a.request(`/api/images/${imgs[1].id}/segmentation`, {
         method: 'POST',
@@ -175,7 +175,6 @@ describe('projects across processes', () => {
       5000,
       20,
     );
-    expect(Date.now() - removedAt).toBeLessThan(1000);
     // Events published after the removal in one connection's order: the room leave went first.
     const t3 = await (
       await a.request(`/api/segmentation/tasks/${t1.taskId}`, { method: 'DELETE', token: owner.token })
@@ -240,27 +239,44 @@ describe('projects across processes', () => {
     });
     expect(batch.status).toBe(202);
 
+    const left = async () =>
+      (await pg.query<{ n: number }>('SELECT count(*)::int AS n FROM images WHERE project_id = $1', [p.id]))
+        .rows[0].n;
     // A third process, the one that will be killed halfway.
     const c = await startProcess({ role: 'api', env, name: 'apiC' });
     const started = Date.now();
     const del = await c.request(`/api/projects/${p.id}`, { method: 'DELETE', token: owner.token });
     const answeredMs = Date.now() - started;
     expect(del.status).toBe(204);
-    expect(answeredMs).toBeLessThan(2000); // SHUTDOWN_TIMEOUT is 30 s: the request does not wait for the sweep
+    // The request did not wait for the sweep: the project's images are still there when it is answered.
+    expect(await left()).toBeGreaterThan(0);
     // Gone for everyone at once (every process), though its rows are still being removed.
     expect((await b.request(`/api/projects/${p.id}`, { token: owner.token })).status).toBe(404);
     expect((await b.request(`/api/images/${doomed[N - 1].id}`, { token: owner.token })).status).toBe(404);
 
-    const left = async () =>
-      (await pg.query<{ n: number }>('SELECT count(*)::int AS n FROM images WHERE project_id = $1', [p.id]))
-        .rows[0].n;
-    // While C sweeps, its event loop answers (liveness probe within 200 ms).
+    // While C sweeps, its event loop stays free: every liveness probe is answered, and the loop lag that C
+    // itself samples (every 500 ms, reported by /live) stays under 200 ms. Measured
+    // inside C, so neither this runner's own pauses nor the HTTP round trip count.
     await until('the sweep has started', async () => (await left()) < N, 30_000, 50);
-    const probe = Date.now();
-    expect((await c.request('/api/health/live')).status).toBe(200);
-    const liveMs = Date.now() - probe;
-    expect(liveMs).toBeLessThan(200);
-    await until('the sweep is well under way', async () => (await left()) <= N - 1000, 60_000, 50);
+    const lags: number[] = [];
+    let liveMs = 0;
+    await until(
+      'the sweep is well under way',
+      async () => {
+        const probe = Date.now();
+        const live = await c.request('/api/health/live');
+        liveMs = Math.max(liveMs, Date.now() - probe);
+        expect(live.status).toBe(200);
+        lags.push(
+          ((await live.json()) as { details: { eventLoop: { lagMs: number } } }).details.eventLoop.lagMs,
+        );
+        return (await left()) <= N - 1000;
+      },
+      60_000,
+      50,
+    );
+    expect(lags.length).toBeGreaterThan(0);
+    expect(Math.max(...lags)).toBeLessThan(200);
     c.kill('SIGKILL');
     await c.waitExit();
     const remaining = await left();
@@ -280,7 +296,7 @@ describe('projects across processes', () => {
     );
     // The figures of this run (stderr: Jest does not buffer it).
     process.stderr.write(
-      `project delete of ${N} images: 204 in ${answeredMs} ms; live probe during the sweep ${liveMs} ms; ` +
+      `project delete of ${N} images: 204 in ${answeredMs} ms; slowest live probe during the sweep ${liveMs} ms (loop lag max ${Math.max(...lags)} ms); ` +
         `killed with ${remaining} left; finished ${Date.now() - restarted} ms after the restart (start included)\n`,
     );
     expect(await left()).toBe(0);
