@@ -45,15 +45,19 @@ end`;
 /**
  * Adds one job: Bull's job hash (as Bull's addJob writes it for a plain FIFO job), the id at the back of its
  * user's list, the user at the back of the ring when the list was empty, the count, and Bull's `waiting`
- * event (wakes idle workers). An existing job id is left alone (Bull's custom-id rule).
- * KEYS = job hash, user list, ring, count; ARGV = user, job id, name, data, opts (JSON), timestamp, channel.
+ * event (wakes an idle slot of every worker). An existing job id is left alone (Bull's custom-id rule).
+ * While an admin has paused the band (Bull's meta-paused) no `waiting` event goes out: no worker may take
+ * the job, and each event woke a slot of every worker to pop nothing. The resume's own event (Bull's
+ * `resumed`, published by the same atomic script that clears meta-paused) wakes every slot instead.
+ * KEYS = job hash, user list, ring, count, meta-paused; ARGV = user, job id, name, data, opts (JSON),
+ * timestamp, channel.
  */
 const FAIR_ADD_LUA = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'name', ARGV[3], 'data', ARGV[4], 'opts', ARGV[5], 'timestamp', ARGV[6], 'delay', '0', 'priority', '0')
 if redis.call('LPUSH', KEYS[2], ARGV[2]) == 1 then redis.call('LPUSH', KEYS[3], ARGV[1]) end
 redis.call('INCR', KEYS[4])
-redis.call('PUBLISH', ARGV[7], ARGV[2])
+if redis.call('EXISTS', KEYS[5]) == 0 then redis.call('PUBLISH', ARGV[7], ARGV[2]) end
 return 1`;
 
 /**
@@ -198,11 +202,12 @@ function addArgs(q: Queue, job: FairJob, now: number): Array<string | number> {
   const uid = fairUserOf(job.data);
   const b = bullOf(q);
   return [
-    4,
+    5,
     `${baseOf(q)}${job.jobId}`,
     k.user(uid),
     k.ring,
     k.count,
+    b.keys['meta-paused'],
     uid,
     job.jobId,
     job.name,

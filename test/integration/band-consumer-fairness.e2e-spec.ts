@@ -228,4 +228,41 @@ describe('BandConsumer fair turns between users (real Redis)', () => {
     await until('both run after resume', () => seen.length === 2, 10_000);
     expect(seen).toEqual(['a1', 'a2']);
   });
+
+  it('a job added while an admin has paused the bands publishes no waiting event; the resume wakes a slot for it', async () => {
+    const waitKey = (band(4) as unknown as { keys: Record<string, string> }).keys.wait;
+    const heard: string[] = [];
+    const listener = new Redis(REDIS_URL);
+    try {
+      listener.on('pmessage', (_p: string, _c: string, m: string) => heard.push(m));
+      await listener.psubscribe(`${waitKey}ing@*`); // Bull's waiting channels of band 4 (Bull psubscribes the same)
+      // A marker sent on the adds' connection after them: Redis keeps the order, so once it is heard,
+      // any waiting event of those adds has been heard before it.
+      const mark = async (m: string) => {
+        await client.publish(`${waitKey}ing@marker`, m);
+        await until(`marker ${m}`, () => heard.includes(m));
+      };
+      const seen: string[] = [];
+      // idlePollMs is a minute: only an event can wake the slot in this test.
+      consumer = new BandConsumer(bands, client, opts('user'));
+      await consumer.start(async (job: Job<Data>) => {
+        seen.push(job.data.n);
+      });
+      await Promise.all(bands.map((q) => q.pause()));
+      await queueFor(4, 1, 'p', 2);
+      await mark('m1');
+      expect(heard).toEqual(['m1']);
+      expect(seen).toEqual([]);
+      await Promise.all(bands.map((q) => q.resume()));
+      await until('both run after resume', () => seen.length === 2, 10_000);
+      expect(seen).toEqual(['p1', 'p2']);
+      // Resumed: an add announces its job again, and the announcement wakes the idle slot.
+      await queueFor(4, 2, 'r', 1);
+      await mark('m2');
+      expect(heard).toEqual(['m1', 'r1', 'm2']);
+      await until('the job added after resume runs', () => seen.length === 3, 10_000);
+    } finally {
+      listener.disconnect();
+    }
+  });
 });
