@@ -160,8 +160,9 @@ describe('projects across processes', () => {
       404,
     );
 
-    // The next event of the project no longer reaches the member's socket: the removal took their sockets out
-    // of the room before answering (no timer involved, so however slow this runner is).
+    // The next event of the project no longer reaches the member's socket (CONTRACT §6: within one second;
+    // here at once): the removal took their sockets out of the room before answering, so no later event
+    // reaches them however slow this runner is.
     const t2 = await (
       await a.request(`/api/images/${imgs[1].id}/segmentation`, {
         method: 'POST',
