@@ -3,6 +3,15 @@ const GAP_CAP_WINDOWS = 4;
 /** Weight of the newest gap in the moving average: about the last 4–8 calls count. */
 const GAP_WEIGHT = 0.25;
 
+export interface StatementBatcherOptions {
+  /** Batches at the database at once (default 1). */
+  maxInFlight?: number;
+  /** Calls per batch at most (default 100). */
+  maxBatch?: number;
+  /** How long a call that finds the batcher idle waits for company under load (default 0: never). */
+  lingerMs?: number;
+}
+
 /**
  * Coalesces calls of one hot statement into multi-row statements ("natural" group commit): while
  * `maxInFlight` batches are at the database, new calls wait and leave together in the next batch. A
@@ -28,15 +37,19 @@ export class StatementBatcher<In, Out> {
   private lastCallAt = -Infinity;
   /** Moving average of the gaps between calls (ms), each gap capped at four windows; starts at the cap. */
   private gapAverage: number;
+  private readonly maxInFlight: number;
+  private readonly maxBatch: number;
+  private readonly lingerMs: number;
 
   constructor(
     /** Runs a batch; returns one outcome per input, in order. */
     private readonly runBatch: (inputs: In[]) => Promise<Out[]>,
     private readonly runOne: (input: In) => Promise<Out>,
-    private readonly maxInFlight = 1,
-    private readonly maxBatch = 100,
-    private readonly lingerMs = 0,
+    { maxInFlight = 1, maxBatch = 100, lingerMs = 0 }: StatementBatcherOptions = {},
   ) {
+    this.maxInFlight = maxInFlight;
+    this.maxBatch = maxBatch;
+    this.lingerMs = lingerMs;
     this.gapAverage = GAP_CAP_WINDOWS * lingerMs;
   }
 

@@ -69,8 +69,7 @@ export class ImagesService implements OnModuleInit {
   private readonly accessReads = new StatementBatcher<number, ImageEntity | null>(
     (ids) => this.findForAccessMany(ids),
     async (id) => (await this.findForAccessMany([id]))[0],
-    1,
-    200,
+    { maxBatch: 200 },
   );
 
   constructor(

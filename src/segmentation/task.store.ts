@@ -54,8 +54,7 @@ export class TaskStore {
   private readonly accessReads = new StatementBatcher<string, TaskAccessRow | null>(
     (ids) => this.findWithImageMany(ids),
     async (id) => (await this.findWithImageMany([id]))[0],
-    1,
-    200,
+    { maxBatch: 200 },
   );
 
   constructor(
@@ -67,9 +66,7 @@ export class TaskStore {
     this.writes = new StatementBatcher<WorkerWrite, TaskEntity | null>(
       (items) => this.writeMany(items),
       (item) => (item.kind === 'claim' ? this.claimOne(item.taskId) : this.completeOne(item.taskId, item.results)),
-      1,
-      100,
-      queue.writeWindowMs,
+      { lingerMs: queue.writeWindowMs },
     );
   }
 

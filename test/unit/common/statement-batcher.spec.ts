@@ -20,9 +20,7 @@ function controllable(lingerMs = 0) {
       if (x < 0) throw new Error(`bad ${x}`);
       return `s${x}`;
     },
-    1,
-    100,
-    lingerMs,
+    { lingerMs },
   );
   const releaseAll = async () => {
     for (let i = 0; i < 20; i++) {
