@@ -78,8 +78,28 @@ export class EnqueueBudget1765400000000 implements MigrationInterface {
  * figure taken from `enqueue_budget` when it allows the request. `o_pending` is exact whenever the
  * outcome is `limit` (the only outcome that reports it). `withPath` (migration EnqueuePath): each task row
  * also carries its image's storage key, `o_path` (the job payload's hint); without it, this migration's text.
+ * `probe` (migration EnqueueProbe): the check for an open task of each image is a correlated subquery
+ * (see OPEN_TASK_PROBE); without it, the anti-join of the earlier migrations.
  */
-export const enqueueWithBudget = (withPath: boolean) => `
+/** An image's open task, as the migrations before EnqueueProbe check it. */
+const OPEN_TASK_ANTI_JOIN = `NOT EXISTS (
+             SELECT 1 FROM queue_jobs q WHERE q.image_id = x.img AND q.status IN ('queued', 'processing'))`;
+
+/**
+ * The same check as one index probe per image, whatever the statistics say. PostgreSQL turns the plain
+ * NOT EXISTS into an anti-join, and PL/pgSQL caches the plan of a function's statement per connection:
+ * planned while `queue_jobs` held few open tasks, the anti-join scanned every open task (the whole
+ * partial index `uq_queue_jobs_open_image`) for each enqueued image, and kept doing so as the backlog
+ * grew, until an ANALYZE replaced the plan (10.7 ms instead of 0.6 ms per enqueue at 25 000 open tasks;
+ * `bench/RESULTS.md`, finding 15). `OFFSET 0` keeps the subquery from being turned into a join: it
+ * stays a subplan run per image, an index lookup of that image in `uq_queue_jobs_open_image`.
+ */
+const OPEN_TASK_PROBE = `NOT EXISTS (
+             SELECT 1 FROM queue_jobs q WHERE q.image_id = x.img AND q.status IN ('queued', 'processing') OFFSET 0)`;
+
+export const enqueueWithBudget = (withPath: boolean, probe = false) => {
+  const open = probe ? OPEN_TASK_PROBE : OPEN_TASK_ANTI_JOIN;
+  return `
       CREATE OR REPLACE FUNCTION spheroseg_enqueue(p_user integer, p_projects integer[], p_req integer[], p_image integer[], p_task uuid[], p_prio smallint[], p_max integer)
       RETURNS TABLE (
         o_req integer, o_outcome text, o_created boolean, o_pending integer,
@@ -114,8 +134,7 @@ export const enqueueWithBudget = (withPath: boolean) => `
             CONTINUE;
           END IF;
           SELECT count(*)::int INTO v_need FROM unnest(p_req, p_image) AS x(r, img)
-           WHERE x.r = v_req AND NOT EXISTS (
-             SELECT 1 FROM queue_jobs q WHERE q.image_id = x.img AND q.status IN ('queued', 'processing'));
+           WHERE x.r = v_req AND ${open};
           IF v_need > 0 AND v_pending + v_need > p_max AND NOT v_exact THEN
             -- The bound would refuse: count exactly (the bound may have drifted above the truth).
             SELECT count(*)::int INTO v_pending FROM (
@@ -134,8 +153,7 @@ export const enqueueWithBudget = (withPath: boolean) => `
               INSERT INTO queue_jobs (task_id, job_id, image_id, user_id, status, priority)
               SELECT x.tid, x.tid::text, x.img, p_user, 'queued', x.prio
                 FROM unnest(p_req, p_image, p_task, p_prio) AS x(r, img, tid, prio)
-               WHERE x.r = v_req AND NOT EXISTS (
-                 SELECT 1 FROM queue_jobs q WHERE q.image_id = x.img AND q.status IN ('queued', 'processing'))
+               WHERE x.r = v_req AND ${open}
               RETURNING image_id)
             UPDATE images SET segmentation_status = 'queued', updated_at = now() FROM t WHERE images.id = t.image_id;
             v_pending := v_pending + v_need;
@@ -163,3 +181,4 @@ export const enqueueWithBudget = (withPath: boolean) => `
         END IF;
       END;
       $$`;
+};

@@ -8,6 +8,7 @@ import { StorageSweep1765300000000 } from './1765300000000-StorageSweep';
 import { EnqueueBudget1765400000000 } from './1765400000000-EnqueueBudget';
 import { EnqueuePath1765500000000 } from './1765500000000-EnqueuePath';
 import { WorkerWrites1765600000000 } from './1765600000000-WorkerWrites';
+import { EnqueueProbe1765700000000 } from './1765700000000-EnqueueProbe';
 
 /** Every migration, in order. Listed explicitly so ts (tests) and js (build) load the same set. */
 export const ALL_MIGRATIONS = [
@@ -21,4 +22,5 @@ export const ALL_MIGRATIONS = [
   EnqueueBudget1765400000000,
   EnqueuePath1765500000000,
   WorkerWrites1765600000000,
+  EnqueueProbe1765700000000,
 ];

@@ -47,6 +47,8 @@ const SECONDS = Number(process.env.BENCH_API_SECONDS ?? 6);
 const CONNECTIONS = 50;
 const POOL = 10;
 const ENQ_IMAGES = Number(process.env.BENCH_API_IMAGES ?? 40_000);
+/** Enqueues of the warm-up (one per image of a third user) before the measured phases. */
+const ENQ_WARMUP_IMAGES = Number(process.env.BENCH_API_ENQ_WARMUP ?? 4_000);
 const PROFILE = process.env.BENCH_CPU_PROF === '1';
 /** Alternating slices of the bare app and /live (BENCH_API_ROUNDS, 3 by default), summed. */
 const ROUNDS = Math.max(1, Number(process.env.BENCH_API_ROUNDS ?? 3));
@@ -124,6 +126,9 @@ runMain(async () => {
   const enqIds = await ins(user.id, ENQ_IMAGES);
   const base = await register(api);
   const baseIds = await ins(base.id, ENQ_IMAGES);
+  // A third user's images for the enqueue warm-up, so the measured user's counts are the phase's own.
+  const warm = await register(api);
+  const warmIds = await ins(warm.id, ENQ_WARMUP_IMAGES);
 
   // The user's Socket.IO client, subscribed to every event it is sent.
   let events = 0;
@@ -163,6 +168,16 @@ runMain(async () => {
   await autocannon({ url: `${bare.url}/hello`, connections: CONNECTIONS, duration: 1 });
   await autocannon({ url: `${api.url}/api/health/live`, connections: CONNECTIONS, duration: 1 });
   await autocannon({ url: `${api.url}/api/segmentation/tasks/${task.taskId}`, connections: CONNECTIONS, duration: 1, headers: { authorization: `Bearer ${user.token}` } });
+  // The enqueue path is longer and its functions reach TurboFan later (finding 15): a few thousand
+  // enqueues, of the warm-up user's own images, before anything is measured.
+  let warmNext = 0;
+  await autocannon({
+    url: api.url,
+    connections: CONNECTIONS,
+    amount: ENQ_WARMUP_IMAGES,
+    headers: { authorization: `Bearer ${warm.token}`, 'content-type': 'application/json' },
+    requests: [{ method: 'POST', body: '{}', setupRequest: (req) => ({ ...req, path: `/api/images/${warmIds[warmNext++ % warmIds.length]}/segmentation` }) }],
+  });
 
   // The bare app and /live alternate in ROUNDS slices, so that the host's drift over the run (up to
   // 30 % here) falls on both sides of their ratio instead of on one phase.
@@ -304,7 +319,7 @@ runMain(async () => {
     ],
   );
   const body = [
-    `One \`api\` (LOG_LEVEL=info, NODE_ENV=production, DATABASE_POOL_MAX=${POOL}) with the enqueuing user's Socket.IO client connected (it received ${eventsDuringEnqueue} events during the enqueue phase), two \`worker\` processes (QUEUE_CONCURRENCY=10; the queue is paused so the measured requests are the only load), the bare app in its own process, autocannon in the bench process; ${SECONDS} s per phase after a 1 s warm-up of each HTTP target; the bare app and \`/live\` alternate in ${ROUNDS} slices of ${f1(SECONDS / ROUNDS)} s (summed; p50 and p99 are the worst slice's). Rate limit counted on every request (RATE_LIMIT_PER_MINUTE=10⁹ so nothing is refused). The enqueue phase posts to a different image of one (non-premium) user per request (${created} tasks recorded for the user); the pg baseline inserts a task and updates its image for a different user's images in the same database. CPU per request: CPU seconds from /proc per process over the phase / requests (postgres: all backends on the machine; machine: all busy CPU, others' included).`,
+    `One \`api\` (LOG_LEVEL=info, NODE_ENV=production, DATABASE_POOL_MAX=${POOL}) with the enqueuing user's Socket.IO client connected (it received ${eventsDuringEnqueue} events during the enqueue phase), two \`worker\` processes (QUEUE_CONCURRENCY=10; the queue is paused so the measured requests are the only load), the bare app in its own process, autocannon in the bench process; ${SECONDS} s per phase after a 1 s warm-up of each HTTP target (the enqueue route: ${ENQ_WARMUP_IMAGES} enqueues of a third user's images); the bare app and \`/live\` alternate in ${ROUNDS} slices of ${f1(SECONDS / ROUNDS)} s (summed; p50 and p99 are the worst slice's). Rate limit counted on every request (RATE_LIMIT_PER_MINUTE=10⁹ so nothing is refused). The enqueue phase posts to a different image of one (non-premium) user per request (${created} tasks recorded for the user); the pg baseline inserts a task and updates its image for a different user's images in the same database. CPU per request: CPU seconds from /proc per process over the phase / requests (postgres: all backends on the machine; machine: all busy CPU, others' included).`,
     '',
     mainTable,
     '',

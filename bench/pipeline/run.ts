@@ -6,7 +6,7 @@
  *
  *   node dist/bench/pipeline/run.js            # BENCH_TASKS=2000 by default
  */
-import { fork, ChildProcess } from 'node:child_process';
+import { fork, spawn, ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import Bull from 'bull';
@@ -51,9 +51,26 @@ const PROFILE = process.env.BENCH_PROFILE === '1';
  * pipeline and bare Bull drain once before their measured drain.
  */
 const WARM_UP = process.env.BENCH_WARMUP !== '0';
+/**
+ * After the first drain, V8 is still compiling: a per-job function runs about 1 000 times per worker
+ * per drain, and TurboFan takes up a function only after its budget of executed bytecode is spent, so
+ * functions are optimized for the first time during the second, third and fourth drains too (a V8 log
+ * showed ~190, then ~120 first optimizations per drain; on-CPU samples of the compiler threads fell
+ * 3 427 → 1 844 → 697 → 318, finding 15). Settling drains, reported but not the figures, run until the
+ * workers' CPU per task falls by less than SETTLE_DROP from the drain before (at most SETTLE_MAX).
+ */
+const SETTLE_MAX = Number(process.env.BENCH_SETTLE_MAX ?? 5);
+const SETTLE_DROP = 0.1;
 /** BENCH_PG_TRACK_PLANNING=1: pg_stat_statements also counts plans and planning time (two more columns). */
 const TRACK_PLANNING = process.env.BENCH_PG_TRACK_PLANNING === '1';
 const profDir = PROFILE ? mkdtempSync(path.join(os.tmpdir(), 'bench-prof-')) : '';
+/**
+ * BENCH_PERF=<dir>: the workers run with --perf-basic-prof and each drain is sampled on CPU time by Linux
+ * `perf record -e cpu-clock` (every thread of both workers, only while on a core), one file per drain in
+ * <dir>. Unlike --cpu-prof, whose samples are wall-clock time while JavaScript runs, a worker preempted
+ * by PostgreSQL inside a call is not sampled. For finding where CPU goes, never for the figures.
+ */
+const PERF_DIR = process.env.BENCH_PERF ?? '';
 
 interface WorkerFigures {
   jobs: number;
@@ -126,6 +143,19 @@ function systemCpu(s: BenchServers, pids: Record<string, number>): Map<string, n
   return m;
 }
 
+/** `perf record` of the given processes until stop() (SIGINT, then perf writes its file). */
+async function startPerf(pids: number[], out: string) {
+  const child = spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', '2000', '-p', pids.join(','), '-o', out], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  await sleep(300); // perf attaches to every thread before the drain starts
+  return {
+    stop: async () => {
+      child.kill('SIGINT');
+      await exited;
+    },
+  };
+}
+
 async function pipeline(servers: BenchServers) {
   const env = benchEnv('pipe');
   const queueName = env.queue('seg');
@@ -143,7 +173,7 @@ async function pipeline(servers: BenchServers) {
   // The api first: it creates the database and runs the migrations.
   const api = await startBackend(env, 'api', common, 'api');
   const workers: Backend[] = [];
-  const prof = PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [];
+  const prof = [...(PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []), ...(PERF_DIR ? ['--perf-basic-prof', `--logfile=${path.join(PERF_DIR, 'v8.log')}`] : []) /* the small V8 log that flag opens goes there too, not into the cwd */, ...(process.env.BENCH_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean)];
   for (let i = 0; i < WORKERS; i++)
     workers.push(await startBackend(env, 'worker', { ...common, QUEUE_CONCURRENCY: String(CONCURRENCY) }, `worker${i + 1}`, prof));
   const admin = await adminToken(api, env);
@@ -193,6 +223,7 @@ async function pipeline(servers: BenchServers) {
     let apiRssMaxMiB = rssMiB(api.pid);
     const rssTimer = setInterval(() => (apiRssMaxMiB = Math.max(apiRssMaxMiB, rssMiB(api.pid))), 50);
 
+    const perf = PERF_DIR ? await startPerf(workers.map((w) => w.pid), path.join(PERF_DIR, `${label.replace(/[^a-z0-9]+/gi, '-')}.data`)) : undefined;
     const t0 = performance.now();
     await json(api.request('/api/queue/resume', { method: 'POST', token: admin }), 200);
     // The end: every task of the phase finished in PostgreSQL. Watched through the client's
@@ -230,6 +261,7 @@ async function pipeline(servers: BenchServers) {
     const seconds = (performance.now() - t0) / 1000;
     const cpu1 = systemCpu(servers, pids);
     const wakes1 = systemWakes(servers, pids);
+    await perf?.stop();
     clearInterval(rssTimer);
     await json(api.request('/api/queue/pause', { method: 'POST', token: admin }), 200);
     const after = await Promise.all(workers.map((w) => scrape(w.url)));
@@ -280,6 +312,19 @@ async function pipeline(servers: BenchServers) {
   // Fresh processes first (see WARM_UP): this drain is the start-up figure.
   const cold = WARM_UP ? await drain(`ML stub ${LATENCY_MS} ms, first drain of fresh processes`) : undefined;
   if (cold) console.log(`${cold.label}: ${cold.completed} completed in ${f2(cold.seconds)} s = ${f1(cold.completed / cold.seconds)} tasks/s`);
+  // Then drains that are not reported as figures until the workers' CPU per task stops falling (see SETTLE).
+  const settling: Phase[] = [];
+  if (cold) {
+    let before = workerCpuPerTask(cold);
+    for (let i = 0; i < SETTLE_MAX; i++) {
+      const w = await drain(`ML stub ${LATENCY_MS} ms, settling drain ${i + 1}`);
+      settling.push(w);
+      const now = workerCpuPerTask(w);
+      console.log(`${w.label}: ${f2(w.seconds)} s, workers' CPU ${f2(now)} ms per task (before ${f2(before)})`);
+      if (now > before * (1 - SETTLE_DROP)) break;
+      before = now;
+    }
+  }
   const slow = await drain(`ML stub ${LATENCY_MS} ms`);
   console.log(`${slow.label}: ${slow.completed} completed in ${f2(slow.seconds)} s = ${f1(slow.completed / slow.seconds)} tasks/s`);
   stub.latencyMs = 0;
@@ -290,10 +335,11 @@ async function pipeline(servers: BenchServers) {
   redis.disconnect();
   await pg.end();
   for (const b of [api, ...workers]) await b.stop();
-  return { cold, slow, instant, stubCalls: stub.calls, apiRssAfterMiB, events: eventCounts, fairness: process.env.QUEUE_FAIRNESS };
+  return { cold, settling, slow, instant, stubCalls: stub.calls, apiRssAfterMiB, events: eventCounts, fairness: process.env.QUEUE_FAIRNESS };
 }
 
-async function bare(redisUrl: string) {
+/** `warmUps`: drains before the measured one, as many as the pipeline's (start-up and settling drains). */
+async function bare(redisUrl: string, warmUps: number) {
   const env = benchEnv('bare');
   const name = 'segmentation';
   const prefix = `{${env.queue('bare')}}`;
@@ -341,12 +387,12 @@ async function bare(redisUrl: string) {
     const seconds = (performance.now() - t0) / 1000;
     return { seconds, cpu0, cpu1: cpuSnapshot(pids), busyOthers };
   };
-  if (WARM_UP) {
-    await run(TASKS); // the same warm-up as the pipeline's
+  for (let i = 1; i <= warmUps; i++) {
+    await run(i * TASKS); // as many drains as the pipeline's before its measured one
     await q.pause();
-    await add(TASKS);
+    await add(i * TASKS);
   }
-  const { seconds, cpu0, cpu1, busyOthers } = await run(WARM_UP ? 2 * TASKS : TASKS);
+  const { seconds, cpu0, cpu1, busyOthers } = await run((warmUps + 1) * TASKS);
   for (const c of children) c.send({ stop: true });
   await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))));
   await q.close();
@@ -355,6 +401,10 @@ async function bare(redisUrl: string) {
 
 const BENCH_SELF = 'bench process (ML stub, Socket.IO client; not in the system)';
 const SYSTEM = (k: string) => k !== 'machine total (busy)' && k !== BENCH_SELF;
+/** Both workers' CPU per task of a drain, ms. */
+const workerCpuPerTask = (ph: Phase) => (ph.cpu.filter(([k]) => k.startsWith('worker')).reduce((a, [, v]) => a + v, 0) * 1000) / TASKS;
+/** Whole-system CPU (api + workers + PostgreSQL + Redis) per task of a drain, ms. */
+const sysPerTask = (ph: Phase) => (ph.cpu.filter(([k]) => SYSTEM(k)).reduce((a, [, v]) => a + v, 0) * 1000) / TASKS;
 
 /**
  * The workers' share of that latency (`segmentation_completion_publish_seconds`: ML answer at the worker →
@@ -421,13 +471,12 @@ runMain(async () => {
   console.log(`pipeline bench: ${TASKS} tasks, ${WORKERS} workers × ${CONCURRENCY}, ML ${LATENCY_MS} ms, ideal ${IDEAL} tasks/s`);
   const { p, b } = await withBenchServers(async (servers) => {
     const p = await pipeline(servers);
-    const b = await bare(servers.redis.url);
+    const b = await bare(servers.redis.url, p.cold ? 1 + p.settling.length : 0);
     return { p, b };
   });
   const pRate = p.slow.completed / p.slow.seconds;
   const bRate = TASKS / b.seconds;
   const iRate = p.instant.completed / p.instant.seconds;
-  const sysPerTask = (ph: Phase) => (ph.cpu.filter(([k]) => SYSTEM(k)).reduce((a, [, v]) => a + v, 0) * 1000) / TASKS;
   const rows = [
     [`spheroseg pipeline (2 worker processes × 10), ML ${LATENCY_MS} ms`, TASKS, f2(p.slow.seconds), f1(pRate), f3(pRate / IDEAL)],
     ['bare Bull (2 forked processes × 10, sleep 50 ms)', TASKS, f2(b.seconds), f1(bRate), f3(bRate / IDEAL)],
@@ -473,13 +522,31 @@ runMain(async () => {
   const bareCpu = b.cpu.map(([k, v]) => [k, f2(v), f2((v * 1000) / TASKS)]);
   const events = [...p.events.entries()].map(([k, v]) => `${k} ${v}`).join(', ');
   const body = [
-    `Setting: one \`api\` and ${WORKERS} \`worker\` processes from the build, \`QUEUE_CONCURRENCY=${CONCURRENCY}\`, \`DATABASE_POOL_MAX=10\`, \`NODE_ENV=production\`, \`LOG_LEVEL=${process.env.BENCH_LOG_LEVEL ?? 'info'}\`, \`QUEUE_FAIRNESS=${p.fairness ?? '(app default)'}\`; a Socket.IO client (websocket) connected to the api as the tasks' owner, listening to every event; the bench's own PostgreSQL 15 (fsync, synchronous_commit and full_page_writes on, pg_stat_statements) and Redis 7 servers, so that their CPU is the bench's alone. ${TASKS} tasks enqueued through \`POST /api/segmentation/batch\` (500 ids per call) while the queue is paused, timed from \`POST /api/queue/resume\` until PostgreSQL has every task of the phase finished (watched through the client's \`segmentation:completed\` events, confirmed in PostgreSQL; the bench's own statements are then a handful); then the same images are enqueued again and drained with the ML stub answering at once.${p.cold ? ` Before the measured 50 ms drain the freshly started processes drain the same number of tasks once (reported apart as the start-up figure): V8 compiles the hot code during it, and users' workers and api run for days, so the issue's figures are those of processes that have worked before. Bare Bull drains once before its measured drain too.` : ' No warm-up drain (BENCH_WARMUP=0): the measured drain is the first of fresh processes.'} Ideal = ${WORKERS} × ${CONCURRENCY} / ${LATENCY_MS / 1000} s = ${IDEAL} tasks/s. Baseline: bare Bull on the same Redis, same job options.`,
+    `Setting: one \`api\` and ${WORKERS} \`worker\` processes from the build, \`QUEUE_CONCURRENCY=${CONCURRENCY}\`, \`DATABASE_POOL_MAX=10\`, \`NODE_ENV=production\`, \`LOG_LEVEL=${process.env.BENCH_LOG_LEVEL ?? 'info'}\`, \`QUEUE_FAIRNESS=${p.fairness ?? '(app default)'}\`; a Socket.IO client (websocket) connected to the api as the tasks' owner, listening to every event; the bench's own PostgreSQL 15 (fsync, synchronous_commit and full_page_writes on, pg_stat_statements) and Redis 7 servers, so that their CPU is the bench's alone. ${TASKS} tasks enqueued through \`POST /api/segmentation/batch\` (500 ids per call) while the queue is paused, timed from \`POST /api/queue/resume\` until PostgreSQL has every task of the phase finished (watched through the client's \`segmentation:completed\` events, confirmed in PostgreSQL; the bench's own statements are then a handful); then the same images are enqueued again and drained with the ML stub answering at once.${p.cold ? ` Before the measured 50 ms drain the freshly started processes drain the same number of tasks once (reported apart as the start-up figure), then drain again until the workers' CPU per task settles (the settling drains, below): V8 compiles the hot code during them, and users' workers and api run for days, so the issue's figures are those of processes that have worked before. Bare Bull drains as many times before its measured drain.` : ' No warm-up drain (BENCH_WARMUP=0): the measured drain is the first of fresh processes.'} Ideal = ${WORKERS} × ${CONCURRENCY} / ${LATENCY_MS / 1000} s = ${IDEAL} tasks/s. Baseline: bare Bull on the same Redis, same job options.`,
     '',
     table(['what', 'tasks', 'drain s', 'tasks/s', 'achieved/ideal'], rows),
     '',
     `pipeline / bare Bull = ${f3(pRate / bRate)}.`,
     '',
     goals,
+    '',
+    ...(p.cold
+      ? [
+          `Drains of the same processes in order, ML ${LATENCY_MS} ms: the start-up drain, the settling drains (until the workers' CPU per task fell by less than ${SETTLE_DROP * 100} % from the drain before, at most ${SETTLE_MAX}), the measured drain.`,
+          '',
+          table(
+            ['drain', 'drain s', 'tasks/s', "workers' CPU ms per task", 'whole-system CPU ms per task'],
+            [p.cold, ...p.settling, p.slow].map((ph, i, all) => [
+              i === 0 ? 'start-up (fresh processes)' : i === all.length - 1 ? '**measured**' : `settling ${i}`,
+              f2(ph.seconds),
+              f1(ph.completed / ph.seconds),
+              f2(workerCpuPerTask(ph)),
+              f2(sysPerTask(ph)),
+            ]),
+          ),
+          '',
+        ]
+      : []),
     '',
     `ML stub calls ${p.stubCalls}; events at the client: ${events}. api RSS after both drains ${f1(p.apiRssAfterMiB)} MiB.`,
     '',
