@@ -195,21 +195,28 @@ runMain(async () => {
       rss: Math.max(...parts.map((q) => q.rss)),
     };
   };
+  // The task read takes its slices in the same rounds: its goal is a ratio to /live, and measured after
+  // them it took the host's drift alone (0.28-0.48 of /live across runs of one build).
   const bareParts: Phase[] = [];
   const liveParts: Phase[] = [];
+  const taskParts: Phase[] = [];
   const slicesAt = phases.length;
   for (let r = 0; r < ROUNDS; r++) {
     bareParts.push(await cannon('bare', 'bare NestJS+Fastify GET /hello', { url: `${bare.url}/hello`, duration: SECONDS / ROUNDS }));
     liveParts.push(await cannon('live', 'GET /api/health/live', { url: `${api.url}/api/health/live`, duration: SECONDS / ROUNDS }));
+    taskParts.push(
+      await cannon('tasks', 'GET /api/segmentation/tasks/:id', {
+        url: `${api.url}/api/segmentation/tasks/${task.taskId}`,
+        headers: { authorization: `Bearer ${user.token}` },
+        duration: SECONDS / ROUNDS,
+      }),
+    );
   }
   phases.splice(slicesAt);
   const bareP = merge(bareParts);
   const liveP = merge(liveParts);
-  phases.push(bareP, liveP);
-  const taskP = await cannon('tasks', 'GET /api/segmentation/tasks/:id', {
-    url: `${api.url}/api/segmentation/tasks/${task.taskId}`,
-    headers: { authorization: `Bearer ${user.token}` },
-  });
+  const taskP = merge(taskParts);
+  phases.push(bareP, liveP, taskP);
 
   // pg baseline: the smallest enqueue transaction, 50 callers over a Pool of the same size.
   const pool = new Pool({ connectionString: env.databaseUrl, max: POOL, application_name: 'bench-pg-baseline' });
@@ -319,7 +326,7 @@ runMain(async () => {
     ],
   );
   const body = [
-    `One \`api\` (LOG_LEVEL=info, NODE_ENV=production, DATABASE_POOL_MAX=${POOL}) with the enqueuing user's Socket.IO client connected (it received ${eventsDuringEnqueue} events during the enqueue phase), two \`worker\` processes (QUEUE_CONCURRENCY=10; the queue is paused so the measured requests are the only load), the bare app in its own process, autocannon in the bench process; ${SECONDS} s per phase after a 1 s warm-up of each HTTP target (the enqueue route: ${ENQ_WARMUP_IMAGES} enqueues of a third user's images); the bare app and \`/live\` alternate in ${ROUNDS} slices of ${f1(SECONDS / ROUNDS)} s (summed; p50 and p99 are the worst slice's). Rate limit counted on every request (RATE_LIMIT_PER_MINUTE=10⁹ so nothing is refused). The enqueue phase posts to a different image of one (non-premium) user per request (${created} tasks recorded for the user); the pg baseline inserts a task and updates its image for a different user's images in the same database. CPU per request: CPU seconds from /proc per process over the phase / requests (postgres: all backends on the machine; machine: all busy CPU, others' included).`,
+    `One \`api\` (LOG_LEVEL=info, NODE_ENV=production, DATABASE_POOL_MAX=${POOL}) with the enqueuing user's Socket.IO client connected (it received ${eventsDuringEnqueue} events during the enqueue phase), two \`worker\` processes (QUEUE_CONCURRENCY=10; the queue is paused so the measured requests are the only load), the bare app in its own process, autocannon in the bench process; ${SECONDS} s per phase after a 1 s warm-up of each HTTP target (the enqueue route: ${ENQ_WARMUP_IMAGES} enqueues of a third user's images); the bare app, \`/live\` and the task read alternate in ${ROUNDS} slices of ${f1(SECONDS / ROUNDS)} s each (summed; p50 and p99 are the worst slice's). Rate limit counted on every request (RATE_LIMIT_PER_MINUTE=10⁹ so nothing is refused). The enqueue phase posts to a different image of one (non-premium) user per request (${created} tasks recorded for the user); the pg baseline inserts a task and updates its image for a different user's images in the same database. CPU per request: CPU seconds from /proc per process over the phase / requests (postgres: all backends on the machine; machine: all busy CPU, others' included).`,
     '',
     mainTable,
     '',

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Client, type Notification } from 'pg';
+import { Client } from 'pg';
 import { DataSource } from 'typeorm';
 import { ALL_MIGRATIONS } from '../../migrations';
 import { runMigrationsLocked } from '../../src/database/run-migrations';
@@ -84,7 +84,7 @@ describe('spheroseg_enqueue: the open-task check stays an index lookup as the ba
     );
 
     const plans: string[] = [];
-    const onNotice = (n: Notification | Error) => plans.push((n as Error).message);
+    const onNotice = (n: { message?: string }) => plans.push(n.message ?? '');
     c.on('notice', onNotice);
     await c.query(`LOAD 'auto_explain'`);
     await c.query('SET auto_explain.log_min_duration = 0');
