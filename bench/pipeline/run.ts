@@ -47,8 +47,9 @@ const PROFILE = process.env.BENCH_PROFILE === '1';
 /**
  * The first drain of freshly started processes runs code V8 has not compiled yet (and fills pools,
  * plan caches and keep-alive sockets): it is reported, as the start-up figure, but the figures of the
- * issue are those of processes that have run before, as users' long-running workers have. Both the
- * pipeline and bare Bull drain once before their measured drain.
+ * issue are those of processes that have run before, as users' long-running workers have. The settling
+ * drains (below) follow it; bare Bull drains as many times before its measured drain. BENCH_WARMUP=0:
+ * none of them, the measured drain is the first.
  */
 const WARM_UP = process.env.BENCH_WARMUP !== '0';
 /**
@@ -61,6 +62,11 @@ const WARM_UP = process.env.BENCH_WARMUP !== '0';
  */
 const SETTLE_MAX = Number(process.env.BENCH_SETTLE_MAX ?? 5);
 const SETTLE_DROP = 0.1;
+/** How the bench's PostgreSQL commits, for the Setting line (BENCH_PG_SYNCHRONOUS_COMMIT: diagnostic runs only). */
+const PG_DURABILITY =
+  (process.env.BENCH_PG_SYNCHRONOUS_COMMIT ?? 'on') === 'on'
+    ? 'fsync, synchronous_commit and full_page_writes on'
+    : `fsync and full_page_writes on, synchronous_commit ${process.env.BENCH_PG_SYNCHRONOUS_COMMIT} (BENCH_PG_SYNCHRONOUS_COMMIT: a diagnostic run, not the figures)`;
 /** BENCH_PG_TRACK_PLANNING=1: pg_stat_statements also counts plans and planning time (two more columns). */
 const TRACK_PLANNING = process.env.BENCH_PG_TRACK_PLANNING === '1';
 const profDir = PROFILE ? mkdtempSync(path.join(os.tmpdir(), 'bench-prof-')) : '';
@@ -522,7 +528,7 @@ runMain(async () => {
   const bareCpu = b.cpu.map(([k, v]) => [k, f2(v), f2((v * 1000) / TASKS)]);
   const events = [...p.events.entries()].map(([k, v]) => `${k} ${v}`).join(', ');
   const body = [
-    `Setting: one \`api\` and ${WORKERS} \`worker\` processes from the build, \`QUEUE_CONCURRENCY=${CONCURRENCY}\`, \`DATABASE_POOL_MAX=10\`, \`NODE_ENV=production\`, \`LOG_LEVEL=${process.env.BENCH_LOG_LEVEL ?? 'info'}\`, \`QUEUE_FAIRNESS=${p.fairness ?? '(app default)'}\`; a Socket.IO client (websocket) connected to the api as the tasks' owner, listening to every event; the bench's own PostgreSQL 15 (fsync, synchronous_commit and full_page_writes on, pg_stat_statements) and Redis 7 servers, so that their CPU is the bench's alone. ${TASKS} tasks enqueued through \`POST /api/segmentation/batch\` (500 ids per call) while the queue is paused, timed from \`POST /api/queue/resume\` until PostgreSQL has every task of the phase finished (watched through the client's \`segmentation:completed\` events, confirmed in PostgreSQL; the bench's own statements are then a handful); then the same images are enqueued again and drained with the ML stub answering at once.${p.cold ? ` Before the measured 50 ms drain the freshly started processes drain the same number of tasks once (reported apart as the start-up figure), then drain again until the workers' CPU per task settles (the settling drains, below): V8 compiles the hot code during them, and users' workers and api run for days, so the issue's figures are those of processes that have worked before. Bare Bull drains as many times before its measured drain.` : ' No warm-up drain (BENCH_WARMUP=0): the measured drain is the first of fresh processes.'} Ideal = ${WORKERS} × ${CONCURRENCY} / ${LATENCY_MS / 1000} s = ${IDEAL} tasks/s. Baseline: bare Bull on the same Redis, same job options.`,
+    `Setting: one \`api\` and ${WORKERS} \`worker\` processes from the build, \`QUEUE_CONCURRENCY=${CONCURRENCY}\`, \`DATABASE_POOL_MAX=10\`, \`NODE_ENV=production\`, \`LOG_LEVEL=${process.env.BENCH_LOG_LEVEL ?? 'info'}\`, \`QUEUE_FAIRNESS=${p.fairness ?? '(app default)'}\`; a Socket.IO client (websocket) connected to the api as the tasks' owner, listening to every event; the bench's own PostgreSQL 15 (${PG_DURABILITY}, pg_stat_statements) and Redis 7 servers, so that their CPU is the bench's alone. ${TASKS} tasks enqueued through \`POST /api/segmentation/batch\` (500 ids per call) while the queue is paused, timed from \`POST /api/queue/resume\` until PostgreSQL has every task of the phase finished (watched through the client's \`segmentation:completed\` events, confirmed in PostgreSQL; the bench's own statements are then a handful); then the same images are enqueued again and drained with the ML stub answering at once.${p.cold ? ` Before the measured 50 ms drain the freshly started processes drain the same number of tasks once (reported apart as the start-up figure), then drain again until the workers' CPU per task settles (the settling drains, below): V8 compiles the hot code during them, and users' workers and api run for days, so the issue's figures are those of processes that have worked before. Bare Bull drains as many times before its measured drain.` : ' No warm-up drain (BENCH_WARMUP=0): the measured drain is the first of fresh processes.'} Ideal = ${WORKERS} × ${CONCURRENCY} / ${LATENCY_MS / 1000} s = ${IDEAL} tasks/s. Baseline: bare Bull on the same Redis, same job options.`,
     '',
     table(['what', 'tasks', 'drain s', 'tasks/s', 'achieved/ideal'], rows),
     '',
