@@ -73,14 +73,6 @@ export class EnqueueBudget1765400000000 implements MigrationInterface {
   }
 }
 
-/**
- * `spheroseg_enqueue` as in migration Projects (see EnqueueFunction for the algorithm), with the pending
- * figure taken from `enqueue_budget` when it allows the request. `o_pending` is exact whenever the
- * outcome is `limit` (the only outcome that reports it). `withPath` (migration EnqueuePath): each task row
- * also carries its image's storage key, `o_path` (the job payload's hint); without it, this migration's text.
- * `probe` (migration EnqueueProbe): the check for an open task of each image is a correlated subquery
- * (see OPEN_TASK_PROBE); without it, the anti-join of the earlier migrations.
- */
 /** An image's open task, as the migrations before EnqueueProbe check it. */
 const OPEN_TASK_ANTI_JOIN = `NOT EXISTS (
              SELECT 1 FROM queue_jobs q WHERE q.image_id = x.img AND q.status IN ('queued', 'processing'))`;
@@ -90,13 +82,22 @@ const OPEN_TASK_ANTI_JOIN = `NOT EXISTS (
  * NOT EXISTS into an anti-join, and PL/pgSQL caches the plan of a function's statement per connection:
  * planned while `queue_jobs` held few open tasks, the anti-join scanned every open task (the whole
  * partial index `uq_queue_jobs_open_image`) for each enqueued image, and kept doing so as the backlog
- * grew, until an ANALYZE replaced the plan (10.7 ms instead of 0.6 ms per enqueue at 25 000 open tasks;
- * `bench/RESULTS.md`, finding 15). `OFFSET 0` keeps the subquery from being turned into a join: it
- * stays a subplan run per image, an index lookup of that image in `uq_queue_jobs_open_image`.
+ * grew, until an ANALYZE replaced the plan (`bench/enqueue-plan`: 7.5–8.9 ms per enqueue at 25 000 open
+ * tasks, against 1.1–2.0 ms with this check). `OFFSET 0` keeps the subquery from being turned into a
+ * join: it stays a subplan run per image, an index lookup by that image. Its price: on a connection
+ * whose anti-join was planned at the table's real size, about 0.25 ms more PostgreSQL CPU per enqueue.
  */
 const OPEN_TASK_PROBE = `NOT EXISTS (
              SELECT 1 FROM queue_jobs q WHERE q.image_id = x.img AND q.status IN ('queued', 'processing') OFFSET 0)`;
 
+/**
+ * `spheroseg_enqueue` as in migration Projects (see EnqueueFunction for the algorithm), with the pending
+ * figure taken from `enqueue_budget` when it allows the request. `o_pending` is exact whenever the
+ * outcome is `limit` (the only outcome that reports it). `withPath` (migration EnqueuePath): each task row
+ * also carries its image's storage key, `o_path` (the job payload's hint); without it, this migration's text.
+ * `probe` (migration EnqueueProbe): the check for an open task of each image is a correlated subquery
+ * (see OPEN_TASK_PROBE); without it, the anti-join of the earlier migrations.
+ */
 export const enqueueWithBudget = (withPath: boolean, probe = false) => {
   const open = probe ? OPEN_TASK_PROBE : OPEN_TASK_ANTI_JOIN;
   return `
