@@ -196,7 +196,7 @@ runMain(async () => {
     };
   };
   // The task read takes its slices in the same rounds: its goal is a ratio to /live, and measured after
-  // them it took the host's drift alone (0.28-0.48 of /live across runs of one build).
+  // them it took the host's drift alone (0.28-0.48 of /live across this week's runs).
   const bareParts: Phase[] = [];
   const liveParts: Phase[] = [];
   const taskParts: Phase[] = [];

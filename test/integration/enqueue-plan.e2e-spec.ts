@@ -8,8 +8,8 @@ import { ownDatabase } from '../support/own-database';
 /**
  * `spheroseg_enqueue` on a connection that has used it since the table was small: PL/pgSQL keeps the
  * plans it made then. The check for an open task of the image must still be one index lookup when the
- * backlog has grown, not a scan of every open task (finding 15 of `bench/RESULTS.md`: 10.7 ms instead
- * of 0.6 ms per enqueue at 25 000 open tasks). The plans are read with auto_explain (a PostgreSQL
+ * backlog has grown, not a scan of every open task (`bench/enqueue-plan`: 7.5–8.9 ms instead of
+ * 1.1–2.0 ms per enqueue at 25 000 open tasks). The plans are read with auto_explain (a PostgreSQL
  * contrib module), sent to this connection as notices.
  */
 describe('spheroseg_enqueue: the open-task check stays an index lookup as the backlog grows', () => {
