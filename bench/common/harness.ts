@@ -14,6 +14,8 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import Redis from 'ioredis';
 import { Client } from 'pg';
+import { DataSource } from 'typeorm';
+import { ALL_MIGRATIONS } from '../../migrations';
 import { MlStub } from '../../test/support/ml-stub';
 import { freeLoopbackPort } from '../../test/support/pg-instance';
 
@@ -62,6 +64,29 @@ export function runCleanups(): Promise<void> {
 }
 process.once('SIGINT', () => void runCleanups().then(() => process.exit(130)));
 process.once('SIGTERM', () => void runCleanups().then(() => process.exit(143)));
+
+/**
+ * Creates the bench's own database and applies every migration, for benches that call the SQL functions
+ * without an app process. The DataSource (the caller destroys it) can also undo and redo migrations.
+ */
+export async function migratedDatabase(env: BenchEnv): Promise<DataSource> {
+  const admin = new Client({ connectionString: `${PG_BASE}/postgres` });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE "${env.dbName}"`);
+  } finally {
+    await admin.end();
+  }
+  const ds = new DataSource({ type: 'postgres', url: env.databaseUrl, migrations: ALL_MIGRATIONS, migrationsTableName: 'migrations' });
+  await ds.initialize();
+  try {
+    await ds.runMigrations({ transaction: 'each' });
+  } catch (err) {
+    await ds.destroy();
+    throw err;
+  }
+  return ds;
+}
 
 export function benchEnv(kind: string): BenchEnv {
   const tag = `bench_${kind}_${randomBytes(4).toString('hex')}`;

@@ -8,10 +8,7 @@
  *   npx nest build && node dist/bench/enqueue-budget/run.js
  */
 import { randomUUID } from 'node:crypto';
-import { Client } from 'pg';
-import { DataSource } from 'typeorm';
-import { ALL_MIGRATIONS } from '../../migrations';
-import { benchEnv, f1, invocation, runMain, table, writeResults } from '../common/harness';
+import { benchEnv, f1, invocation, migratedDatabase, runMain, table, writeResults } from '../common/harness';
 import { cpuSecondsByComm, waitForQuiet } from '../common/probe';
 
 const CALLS = Number(process.env.BENCH_BUDGET_CALLS ?? 2000);
@@ -19,14 +16,8 @@ const ROUNDS = Number(process.env.BENCH_BUDGET_ROUNDS ?? 2);
 
 runMain(async () => {
   const env = benchEnv('budget');
-  const admin = new Client({ connectionString: env.databaseUrl.replace(/\/[^/]+$/, '/postgres') });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE "${env.dbName}"`);
-  await admin.end();
-  const ds = new DataSource({ type: 'postgres', url: env.databaseUrl, migrations: ALL_MIGRATIONS, migrationsTableName: 'migrations' });
-  await ds.initialize();
+  const ds = await migratedDatabase(env);
   try {
-    await ds.runMigrations({ transaction: 'each' });
     const busy = await waitForQuiet();
     const rows: Array<Array<string | number>> = [];
     for (const backlog of [0, 5000]) {

@@ -10,9 +10,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
-import { DataSource } from 'typeorm';
 import { ALL_MIGRATIONS } from '../../migrations';
-import { benchEnv, f1, f3, invocation, runMain, table, writeResults } from '../common/harness';
+import { benchEnv, f1, f3, invocation, migratedDatabase, runMain, table, writeResults } from '../common/harness';
 import { cpuSecondsByComm, waitForQuiet } from '../common/probe';
 
 const CALLS = Number(process.env.BENCH_PLAN_CALLS ?? 500);
@@ -24,15 +23,9 @@ type Variant = 'before' | 'after';
 
 async function round(variant: Variant) {
   const env = benchEnv(`plan_${variant}`);
-  const admin = new Client({ connectionString: env.databaseUrl.replace(/\/[^/]+$/, '/postgres') });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE "${env.dbName}"`);
-  await admin.end();
-  const ds = new DataSource({ type: 'postgres', url: env.databaseUrl, migrations: ALL_MIGRATIONS, migrationsTableName: 'migrations' });
-  await ds.initialize();
+  const ds = await migratedDatabase(env);
   const clients: Client[] = [];
   try {
-    await ds.runMigrations({ transaction: 'each' });
     if (variant === 'before') {
       if (ALL_MIGRATIONS[ALL_MIGRATIONS.length - 1].name !== 'EnqueueProbe1765700000000') throw new Error('EnqueueProbe is no longer the last migration');
       await ds.undoLastMigration({ transaction: 'each' });
