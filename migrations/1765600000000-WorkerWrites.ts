@@ -15,19 +15,17 @@ import { MigrationInterface, QueryRunner } from 'typeorm';
  * Rows: `batch_ord` 0 for a claimed task (with its image's storage path and project), the 1-based
  * position in `p_ids` for a completed one; the task as `queue_jobs` (the caller expands it).
  */
-export class WorkerWrites1765600000000 implements MigrationInterface {
-  name = 'WorkerWrites1765600000000';
-
-  async up(q: QueryRunner): Promise<void> {
-    await q.query(`
-      CREATE FUNCTION spheroseg_worker_writes(
+/** The function's signature and its plan cache setting, shared by every version of it. */
+export const WORKER_WRITES_SIGNATURE = `
+      CREATE OR REPLACE FUNCTION spheroseg_worker_writes(
         p_claims uuid[], p_open varchar[],
         p_ids uuid[], p_widths integer[], p_heights integer[], p_ms integer[], p_spheroids integer[], p_polygons text[])
       RETURNS TABLE (batch_ord bigint, task queue_jobs, storage_path varchar, project_id integer)
       LANGUAGE plpgsql
-      SET plan_cache_mode = force_generic_plan
-      AS $$
-      BEGIN
+      SET plan_cache_mode = force_generic_plan`;
+
+/** The claims: one statement for the batch (rows with `batch_ord` 0). */
+export const WORKER_WRITES_CLAIMS = `
         IF cardinality(p_claims) > 0 THEN
           RETURN QUERY
             WITH t AS (UPDATE queue_jobs SET updated_at = now(), status = 'processing', progress = 10,
@@ -37,7 +35,12 @@ export class WorkerWrites1765600000000 implements MigrationInterface {
                          FROM t WHERE images.id = t.image_id
                        RETURNING images.id, images.storage_path, images.project_id)
             SELECT 0::bigint, t::queue_jobs, i.storage_path, i.project_id FROM t LEFT JOIN i ON i.id = t.image_id;
-        END IF;
+        END IF;`;
+
+/** The function as this migration made it: one `spheroseg_complete_task` call per completion (migration WorkerWritesSetBased's down restores it). */
+export const WORKER_WRITES_PER_ROW = `${WORKER_WRITES_SIGNATURE}
+      AS $$
+      BEGIN${WORKER_WRITES_CLAIMS}
         IF cardinality(p_ids) > 0 THEN
           RETURN QUERY
             SELECT x.ord, c::queue_jobs, NULL::varchar, NULL::integer
@@ -46,7 +49,13 @@ export class WorkerWrites1765600000000 implements MigrationInterface {
              CROSS JOIN LATERAL spheroseg_complete_task(x.id, x.w, x.h, x.ms, x.n, x.p::json) c;
         END IF;
       END;
-      $$`);
+      $$`;
+
+export class WorkerWrites1765600000000 implements MigrationInterface {
+  name = 'WorkerWrites1765600000000';
+
+  async up(q: QueryRunner): Promise<void> {
+    await q.query(WORKER_WRITES_PER_ROW);
   }
 
   async down(q: QueryRunner): Promise<void> {

@@ -9,6 +9,7 @@ import { EnqueueBudget1765400000000 } from './1765400000000-EnqueueBudget';
 import { EnqueuePath1765500000000 } from './1765500000000-EnqueuePath';
 import { WorkerWrites1765600000000 } from './1765600000000-WorkerWrites';
 import { EnqueueProbe1765700000000 } from './1765700000000-EnqueueProbe';
+import { WorkerWritesSetBased1765800000000 } from './1765800000000-WorkerWritesSetBased';
 
 /** Every migration, in order. Listed explicitly so ts (tests) and js (build) load the same set. */
 export const ALL_MIGRATIONS = [
@@ -23,4 +24,5 @@ export const ALL_MIGRATIONS = [
   EnqueuePath1765500000000,
   WorkerWrites1765600000000,
   EnqueueProbe1765700000000,
+  WorkerWritesSetBased1765800000000,
 ];

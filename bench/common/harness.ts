@@ -88,6 +88,14 @@ export async function migratedDatabase(env: BenchEnv): Promise<DataSource> {
   return ds;
 }
 
+/**
+ * Undoes the applied migrations, newest first, until `name` is undone too: a bench that compares a
+ * function with what a migration replaced must also undo the later migrations that replace it again.
+ */
+export async function undoMigrationsThrough(ds: DataSource, name: string): Promise<void> {
+  while ((await ds.query('SELECT 1 FROM migrations WHERE name = $1', [name])).length > 0) await ds.undoLastMigration({ transaction: 'each' });
+}
+
 export function benchEnv(kind: string): BenchEnv {
   const tag = `bench_${kind}_${randomBytes(4).toString('hex')}`;
   const dbName = `spheroseg_${tag}`;

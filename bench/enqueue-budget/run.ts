@@ -8,7 +8,7 @@
  *   npx nest build && node dist/bench/enqueue-budget/run.js
  */
 import { randomUUID } from 'node:crypto';
-import { benchEnv, f1, invocation, migratedDatabase, runMain, table, writeResults } from '../common/harness';
+import { benchEnv, f1, invocation, migratedDatabase, runMain, table, undoMigrationsThrough, writeResults } from '../common/harness';
 import { cpuSecondsByComm, waitForQuiet } from '../common/probe';
 
 const CALLS = Number(process.env.BENCH_BUDGET_CALLS ?? 2000);
@@ -20,10 +20,7 @@ runMain(async () => {
   try {
     // The exact count: every migration from EnqueueBudget on undone (later ones replace the same
     // function; undoing only the last one, once EnqueuePath and others followed, compared the wrong pair).
-    const undoThroughBudget = async () => {
-      while ((await ds.query(`SELECT 1 FROM migrations WHERE name = 'EnqueueBudget1765400000000'`)).length > 0)
-        await ds.undoLastMigration({ transaction: 'each' });
-    };
+    const undoThroughBudget = () => undoMigrationsThrough(ds, 'EnqueueBudget1765400000000');
     const busy = await waitForQuiet();
     const rows: Array<Array<string | number>> = [];
     for (const backlog of [0, 5000]) {

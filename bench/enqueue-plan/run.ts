@@ -10,8 +10,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
-import { ALL_MIGRATIONS } from '../../migrations';
-import { benchEnv, f1, f3, invocation, migratedDatabase, runMain, table, writeResults } from '../common/harness';
+import { benchEnv, f1, f3, invocation, migratedDatabase, runMain, table, undoMigrationsThrough, writeResults } from '../common/harness';
 import { cpuSecondsByComm, waitForQuiet } from '../common/probe';
 
 const CALLS = Number(process.env.BENCH_PLAN_CALLS ?? 500);
@@ -27,8 +26,8 @@ async function round(variant: Variant) {
   const clients: Client[] = [];
   try {
     if (variant === 'before') {
-      if (ALL_MIGRATIONS[ALL_MIGRATIONS.length - 1].name !== 'EnqueueProbe1765700000000') throw new Error('EnqueueProbe is no longer the last migration');
-      await ds.undoLastMigration({ transaction: 'each' });
+      // The old function: EnqueueProbe undone (with the migrations after it, which replace other functions).
+      await undoMigrationsThrough(ds, 'EnqueueProbe1765700000000');
     }
     const [a, b] = (await ds.query(`INSERT INTO users (email, password_hash) SELECT 'plan' || g || '@example.org', 'x' FROM generate_series(1, 2) g RETURNING id`)).map(
       (r: { id: number }) => r.id,

@@ -151,7 +151,11 @@ function systemCpu(s: BenchServers, pids: Record<string, number>): Map<string, n
 
 /** `perf record` of the given processes until stop() (SIGINT, then perf writes its file). */
 async function startPerf(pids: number[], out: string) {
-  const child = spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', '2000', '-p', pids.join(','), '-o', out], { stdio: ['ignore', 'ignore', 'inherit'] });
+  // BENCH_PERF_ALL=1: every process on the machine (PostgreSQL, Redis, the api, the bench), not only the workers.
+  const target = process.env.BENCH_PERF_ALL === '1' ? ['-a'] : ['-p', pids.join(',')];
+  // BENCH_PERF_ARGS: more `perf record` options (a later -F wins; e.g. `-F 250 --call-graph dwarf,8192`).
+  const extra = (process.env.BENCH_PERF_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', '2000', ...extra, ...target, '-o', out], { stdio: ['ignore', 'ignore', 'inherit'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   await sleep(300); // perf attaches to every thread before the drain starts
   return {

@@ -6,13 +6,15 @@ import { runMigrationsLocked } from '../../src/database/run-migrations';
 import { ownDatabase } from '../support/own-database';
 
 /**
+ * PL/pgSQL keeps the plans a connection made when it first ran a function, possibly on small tables.
+ *
  * `spheroseg_enqueue` on a connection that has used it since the table was small: PL/pgSQL keeps the
  * plans it made then. The check for an open task of the image must still be one index lookup when the
  * backlog has grown, not a scan of every open task (`bench/enqueue-plan`: 7.5–8.9 ms instead of
  * 1.1–2.0 ms per enqueue at 25 000 open tasks). The plans are read with auto_explain (a PostgreSQL
  * contrib module), sent to this connection as notices.
  */
-describe('spheroseg_enqueue: the open-task check stays an index lookup as the backlog grows', () => {
+describe('plans made on small tables stay index lookups as the tables grow', () => {
   const own = ownDatabase('enqueue_plan');
   let url: string;
   let c: Client;
@@ -52,7 +54,25 @@ describe('spheroseg_enqueue: the open-task check stays an index lookup as the ba
     await own.drop();
   });
 
-  it('plans a lookup of the image by its id, not a scan of the open tasks', async () => {
+  /** Runs `fn` with auto_explain on connection `on`; answers the plans of every statement it ran, nested ones included. */
+  const explained = async (on: Client, fn: () => Promise<void>): Promise<string[]> => {
+    const plans: string[] = [];
+    const onNotice = (n: { message?: string }) => plans.push(n.message ?? '');
+    on.on('notice', onNotice);
+    await on.query(`LOAD 'auto_explain'`);
+    await on.query('SET auto_explain.log_min_duration = 0');
+    await on.query('SET auto_explain.log_nested_statements = on');
+    await on.query('SET auto_explain.log_level = notice');
+    try {
+      await fn();
+    } finally {
+      on.off('notice', onNotice);
+      await on.query('SET auto_explain.log_min_duration = -1');
+    }
+    return plans;
+  };
+
+  it('spheroseg_enqueue: plans a lookup of the image by its id, not a scan of the open tasks', async () => {
     const users = (
       await other.query<{ id: number }>(
         `INSERT INTO users (email, password_hash) SELECT 'plan' || g || '@example.com', 'x' FROM generate_series(1, 2) g RETURNING id`,
@@ -83,21 +103,11 @@ describe('spheroseg_enqueue: the open-task check stays an index lookup as the ba
       [b, bImages],
     );
 
-    const plans: string[] = [];
-    const onNotice = (n: { message?: string }) => plans.push(n.message ?? '');
-    c.on('notice', onNotice);
-    await c.query(`LOAD 'auto_explain'`);
-    await c.query('SET auto_explain.log_min_duration = 0');
-    await c.query('SET auto_explain.log_nested_statements = on');
-    await c.query('SET auto_explain.log_level = notice');
-    try {
+    const plans = await explained(c, async () => {
       // An image with an open task answers the existing task; a new image gets one.
       expect(await enqueue(a, aImages[0])).toEqual([{ o_outcome: 'ok', o_created: false }]);
       expect(await enqueue(a, aImages[55])).toEqual([{ o_outcome: 'ok', o_created: true }]);
-    } finally {
-      c.off('notice', onNotice);
-      await c.query('SET auto_explain.log_min_duration = -1');
-    }
+    });
 
     // Every statement of the function that checks an image for an open task (the count of what is
     // needed, and the insert), in both calls.
@@ -109,6 +119,90 @@ describe('spheroseg_enqueue: the open-task check stays an index lookup as the ba
         /Index (Only )?Scan using \w+ on queue_jobs q\b[^\n]*\n\s+Index Cond: \(image_id = x\.img\)/,
       );
       expect(plan).not.toMatch(/(Seq|Bitmap Heap) Scan on queue_jobs/);
+    }
+  });
+
+  it('spheroseg_worker_writes: a worker that first wrote while there were few results still finds them by index', async () => {
+    const w = new Client({ connectionString: url }); // a worker's connection, new on a young database
+    await w.connect();
+    try {
+      const [{ id: user }] = (
+        await other.query<{ id: number }>(`INSERT INTO users (email, password_hash) VALUES ('writes@example.com', 'x') RETURNING id`)
+      ).rows;
+      const tasksOf = async (n: number, status: string) =>
+        (
+          await other.query<{ task_id: string; image_id: number }>(
+            `WITH i AS (INSERT INTO images (user_id, original_name, storage_path, mime_type, size_bytes, width, height)
+                        SELECT $1::int, 'w.png', 'writes/' || gen_random_uuid(), 'image/png', 100, 64, 48 FROM generate_series(1, $2::int)
+                        RETURNING id)
+             INSERT INTO queue_jobs (task_id, job_id, image_id, user_id, status, priority)
+             SELECT t, t::text, i.id, $1::int, $3, 1 FROM (SELECT gen_random_uuid() AS t, id FROM i) i
+             RETURNING task_id, image_id`,
+            [user, n, status],
+          )
+        ).rows;
+      const writes = async (claims: string[], completions: string[]) =>
+        (
+          await w.query<{ batch_ord: string; task_id: string; status: string }>(
+            `SELECT w.batch_ord, (w.task).task_id, (w.task).status
+               FROM spheroseg_worker_writes($1::uuid[], $2::varchar[], $3::uuid[], $4::int[], $5::int[], $6::int[], $7::int[], $8::text[]) w
+              ORDER BY w.batch_ord, 2`,
+            [claims, ['queued', 'processing'], completions, ...[64, 48, 5, 0].map((v) => completions.map(() => v)), completions.map(() => '[]')],
+          )
+        ).rows.map((r) => [Number(r.batch_ord), r.task_id, r.status]);
+      const sorted = (ids: string[]) => [...ids].sort();
+
+      const addResults = (tasks: Array<{ task_id: string; image_id: number }>) =>
+        other.query(
+          `INSERT INTO segmentation_results (task_id, image_id, version, source, is_current, image_width, image_height,
+                                             processing_time_ms, polygon_count, spheroid_count, polygons)
+           SELECT t, i, 1, 'ml', TRUE, 64, 48, 5, 0, 0, '[]' FROM unnest($1::uuid[], $2::int[]) AS x(t, i)`,
+          [tasks.map((t) => t.task_id), tasks.map((t) => t.image_id)],
+        );
+      // A young database: a few results, analyzed (as autovacuum does after the first ones); the
+      // worker's first batches make their generic plans now.
+      await addResults(await tasksOf(3, 'completed'));
+      await other.query('ANALYZE segmentation_results');
+      const first = (await tasksOf(6, 'queued')).map((t) => t.task_id);
+      expect(await writes(first.slice(0, 3), [])).toEqual(sorted(first.slice(0, 3)).map((id) => [0, id, 'processing']));
+      expect(await writes(first.slice(3), first.slice(0, 3))).toEqual([
+        ...sorted(first.slice(3)).map((id) => [0, id, 'processing']),
+        ...first.slice(0, 3).map((id, k) => [k + 1, id, 'completed']),
+      ]);
+
+      // The results grow to 20 000 (other workers), with no ANALYZE in between.
+      const done = await tasksOf(20_000, 'completed');
+      await addResults(done);
+      // Those images are run again: their tasks complete on this connection, and their results become version 2.
+      const again = await Promise.all(
+        done.slice(0, 3).map(async (t) => {
+          const [{ task_id: id }] = (
+            await other.query<{ task_id: string }>(
+              `INSERT INTO queue_jobs (task_id, job_id, image_id, user_id, status, priority)
+               SELECT t, t::text, $1::int, $2::int, 'processing', 1 FROM gen_random_uuid() AS t RETURNING task_id`,
+              [t.image_id, user],
+            )
+          ).rows;
+          return id;
+        }),
+      );
+      const plans = await explained(w, async () => {
+        expect(await writes([], again)).toEqual(again.map((id, k) => [k + 1, id, 'completed']));
+      });
+      const versions = await other.query<{ version: number; is_current: boolean }>(
+        `SELECT version, is_current FROM segmentation_results WHERE image_id = ANY($1::int[]) ORDER BY image_id, version`,
+        [done.slice(0, 3).map((t) => t.image_id)],
+      );
+      expect(versions.rows.map((r) => [r.version, r.is_current])).toEqual([1, 2, 3].flatMap(() => [[1, false], [2, true]]));
+
+      // Every statement of the batch reads the results by image (the current one, the last version).
+      const onResults = plans.filter((p) => /Query Text: (UPDATE segmentation_results|INSERT INTO segmentation_results)/.test(p));
+      expect(onResults.length).toBe(2);
+      for (const plan of plans) expect(plan).not.toMatch(/Seq Scan on (segmentation_results|queue_jobs|images)\b/);
+      // (by uq_segmentation_results_current or uq_segmentation_results_version: either finds the image's rows directly)
+      expect(onResults[0]).toMatch(/Index Scan (using|on) \w+( on segmentation_results)?[^\n]*\n(\s+Recheck Cond[^\n]*\n\s+->[^\n]*\n)?\s+Index Cond: \(image_id = ANY/);
+    } finally {
+      await w.end();
     }
   });
 });

@@ -127,6 +127,81 @@ describe('TaskStore: coalesced claims and completions', () => {
     expect(by.get(gone.taskId)).toMatchObject({ status: 'cancelled', results: 0 });
   });
 
+  it("a batch of completions writes what a lone completion writes: each task its own result, as its image's next version", async () => {
+    const { token } = await t.register();
+    const images: number[] = [];
+    for (let i = 0; i < 4; i++) images.push(await uploadImage(t, token));
+    // Image 0's task is cancelled before the batch (a gap at the head of it); images 1 and 2 complete in
+    // the batch; image 3 completes alone (its own statement, `spheroseg_complete_task`), with image 1's
+    // result: the reference. Image 2's result differs, so a result written at another task's position shows.
+    const sizes: Array<[number, number]> = [[64, 48], [80, 60], [96, 72], [80, 60]];
+    const resultsOf = (i: number) => MlStub.results(...sizes[i]);
+    const taskIds: string[][] = [];
+    for (let round = 0; round < 2; round++) {
+      const tasks: TaskBody[] = [];
+      for (const id of images) tasks.push(await (await t.request(`/api/images/${id}/segmentation`, { method: 'POST', token })).json());
+      taskIds.push(tasks.map((x) => x.taskId));
+      await Promise.all(tasks.map((x) => store.claim(x.taskId)));
+      expect((await t.request(`/api/segmentation/tasks/${tasks[0].taskId}`, { method: 'DELETE', token })).status).toBe(200);
+
+      const writeMany = jest.spyOn(store as unknown as { writeMany: () => unknown }, 'writeMany');
+      const alone = ['claimOne', 'completeOne'].map((m) => jest.spyOn(store as unknown as Record<string, () => unknown>, m));
+      const done = await Promise.all([0, 1, 2].map((i) => store.complete(tasks[i].taskId, resultsOf(i))));
+      // One statement, and not retried task by task (a failed batch would still give these outcomes).
+      expect(writeMany).toHaveBeenCalledTimes(1);
+      expect(alone.map((spy) => spy.mock.calls.length)).toEqual([0, 0]);
+      for (const spy of [writeMany, ...alone]) spy.mockRestore();
+      expect(done.map((x) => x?.taskId ?? null)).toEqual([null, tasks[1].taskId, tasks[2].taskId]);
+      expect(done.map((x) => x?.status ?? null)).toEqual([null, 'completed', 'completed']);
+      const ref = await store.complete(tasks[3].taskId, resultsOf(3));
+      expect(ref?.status).toBe('completed');
+    }
+
+    type ResultRow = { image_id: number; task_id: string; version: number; source: string; is_current: boolean; image_width: number; image_height: number; processing_time_ms: number; polygon_count: number; spheroid_count: number; polygons: string };
+    const results = (await ds.query(
+      `SELECT image_id, task_id, version, source, is_current, image_width, image_height, processing_time_ms,
+              polygon_count, spheroid_count, polygons::text AS polygons
+         FROM segmentation_results WHERE image_id = ANY($1::int[]) ORDER BY image_id, version`,
+      [images],
+    )) as ResultRow[];
+    const of = (i: number) => results.filter((r) => r.image_id === images[i]);
+    expect(of(0)).toEqual([]);
+    const strip = ({ image_id: _i, task_id: _t, ...rest }: ResultRow) => rest;
+    for (const i of [1, 2, 3]) {
+      expect(of(i).map((r) => [r.version, r.is_current, r.source, r.task_id])).toEqual([
+        [1, false, 'ml', taskIds[0][i]],
+        [2, true, 'ml', taskIds[1][i]],
+      ]);
+      const expected = resultsOf(i);
+      for (const r of of(i)) {
+        expect([r.image_width, r.image_height, r.polygon_count, r.spheroid_count]).toEqual([
+          expected.image_width,
+          expected.image_height,
+          expected.polygons.length,
+          expected.polygons.filter((p) => p.type === 'external').length,
+        ]);
+      }
+    }
+    // Image 1 (batch) and image 3 (alone) got the same result: the rows match column for column.
+    expect(of(1).map(strip)).toEqual(of(3).map(strip));
+    expect(of(2)[1].polygons).not.toEqual(of(1)[1].polygons);
+
+    const rows = (await ds.query(
+      `SELECT q.task_id, q.status, q.progress, q.attempts, q.error_message, q.processing_completed_at IS NOT NULL AS ended,
+              i.segmentation_status
+         FROM queue_jobs q JOIN images i ON i.id = q.image_id WHERE q.task_id = ANY($1::uuid[])`,
+      [taskIds[1]],
+    )) as Array<{ task_id: string }>;
+    const task = (i: number) => {
+      const { task_id: _t, ...rest } = rows.find((r) => r.task_id === taskIds[1][i])!;
+      return rest;
+    };
+    expect(task(3)).toEqual({ status: 'completed', progress: 100, attempts: 1, error_message: null, ended: true, segmentation_status: 'completed' });
+    expect(task(1)).toEqual(task(3));
+    expect(task(2)).toEqual(task(3));
+    expect(task(0)).toMatchObject({ status: 'cancelled', attempts: 0 });
+  });
+
   it('reads the tasks of concurrent requests in one statement, each only for its owner', async () => {
     const alice = await t.register();
     const bob = await t.register();
