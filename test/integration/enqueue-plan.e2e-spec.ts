@@ -174,18 +174,15 @@ describe('plans made on small tables stay index lookups as the tables grow', () 
       const done = await tasksOf(20_000, 'completed');
       await addResults(done);
       // Those images are run again: their tasks complete on this connection, and their results become version 2.
-      const again = await Promise.all(
-        done.slice(0, 3).map(async (t) => {
-          const [{ task_id: id }] = (
-            await other.query<{ task_id: string }>(
-              `INSERT INTO queue_jobs (task_id, job_id, image_id, user_id, status, priority)
-               SELECT t, t::text, $1::int, $2::int, 'processing', 1 FROM gen_random_uuid() AS t RETURNING task_id`,
-              [t.image_id, user],
-            )
-          ).rows;
-          return id;
-        }),
-      );
+      const again: string[] = [];
+      for (const t of done.slice(0, 3)) {
+        const { rows } = await other.query<{ task_id: string }>(
+          `INSERT INTO queue_jobs (task_id, job_id, image_id, user_id, status, priority)
+           SELECT t, t::text, $1::int, $2::int, 'processing', 1 FROM gen_random_uuid() AS t RETURNING task_id`,
+          [t.image_id, user],
+        );
+        again.push(rows[0].task_id);
+      }
       const plans = await explained(w, async () => {
         expect(await writes([], again)).toEqual(again.map((id, k) => [k + 1, id, 'completed']));
       });
