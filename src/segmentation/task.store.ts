@@ -324,9 +324,10 @@ export class TaskStore {
   }
 
   /**
-   * One statement for a batch of claims and completions (`spheroseg_worker_writes`, migration
-   * WorkerWrites: planned once per connection): the claims' conditional UPDATEs (task, then its image)
-   * and the completions' `spheroseg_complete_task` calls, in one transaction. They touch different rows
+   * One statement for a batch of claims and completions (`spheroseg_worker_writes`, migrations
+   * WorkerWrites and WorkerWritesSetBased: planned once per connection): the claims' conditional UPDATEs
+   * (task, then its image), then the completions' steps of `spheroseg_complete_task`, each one statement
+   * for every task of the batch, in one transaction. They touch different rows
    * (a task being claimed has no result yet, and an image has one open task at a time). Rows are
    * matched back by position (`batch_ord`: 0 for claims, matched by task id).
    */
