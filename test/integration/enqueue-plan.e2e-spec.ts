@@ -1,9 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
-import { DataSource } from 'typeorm';
-import { ALL_MIGRATIONS } from '../../migrations';
-import { runMigrationsLocked } from '../../src/database/run-migrations';
-import { ownDatabase } from '../support/own-database';
+import { applyMigrations, ownDatabase } from '../support/own-database';
 
 /**
  * PL/pgSQL keeps the plans a connection made when it first ran a function, possibly on small tables.
@@ -31,18 +28,7 @@ describe('plans made on small tables stay index lookups as the tables grow', () 
   beforeAll(async () => {
     await own.drop();
     url = await own.create();
-    const ds = new DataSource({
-      type: 'postgres',
-      url,
-      migrations: ALL_MIGRATIONS,
-      migrationsTableName: 'migrations',
-    });
-    await ds.initialize();
-    try {
-      await runMigrationsLocked(ds);
-    } finally {
-      await ds.destroy();
-    }
+    await applyMigrations(url);
     c = new Client({ connectionString: url });
     other = new Client({ connectionString: url });
     await c.connect();

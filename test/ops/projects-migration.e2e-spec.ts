@@ -3,8 +3,8 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Client } from 'pg';
-import { DataSource } from 'typeorm';
 import { ALL_MIGRATIONS } from '../../migrations';
+import { applyMigrations } from '../support/own-database';
 
 /**
  * `npm run migration:run` on a database of the version before projects (migrations up to
@@ -33,15 +33,7 @@ describe('migration 1765100000000-Projects on a previous-version database', () =
       0,
       ALL_MIGRATIONS.findIndex((m) => m.name.startsWith('Projects')),
     );
-    const ds = new DataSource({
-      type: 'postgres',
-      url,
-      migrations: before,
-      migrationsTableName: 'migrations',
-    });
-    await ds.initialize();
-    await ds.runMigrations();
-    await ds.destroy();
+    await applyMigrations(url, before);
     pg = new Client({ connectionString: url });
     await pg.connect();
   });

@@ -1,4 +1,7 @@
 import { Client } from 'pg';
+import { DataSource, type MigrationInterface } from 'typeorm';
+import { ALL_MIGRATIONS } from '../../migrations';
+import { runMigrationsLocked } from '../../src/database/run-migrations';
 
 /**
  * A database of a suite's own, beside this run's shared one (same server), for suites that look at
@@ -30,4 +33,18 @@ export function ownDatabase(suffix: string): { create(): Promise<string>; drop()
     },
     drop: () => onServer(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`),
   };
+}
+
+/**
+ * Applies `migrations` (every migration unless told: a suite may stop at an earlier version) to the
+ * database at `url`, as the app does at start, without starting an app.
+ */
+export async function applyMigrations(url: string, migrations: Array<new () => MigrationInterface> = ALL_MIGRATIONS): Promise<void> {
+  const ds = new DataSource({ type: 'postgres', url, migrations, migrationsTableName: 'migrations' });
+  await ds.initialize();
+  try {
+    await runMigrationsLocked(ds);
+  } finally {
+    await ds.destroy();
+  }
 }
