@@ -96,6 +96,23 @@ export async function undoMigrationsThrough(ds: DataSource, name: string): Promi
   while ((await ds.query('SELECT 1 FROM migrations WHERE name = $1', [name])).length > 0) await ds.undoLastMigration({ transaction: 'each' });
 }
 
+/**
+ * Settling runs (V8 goes on optimizing a long-running process's hot code for several rounds of work):
+ * runs `once(n)` (n = 1, 2, …) until `cost` of a run falls by less than `drop` from the run before,
+ * starting from `first`, at most `max` runs. Returns every run, each to be reported.
+ */
+export async function settle<T>(first: T, once: (n: number) => Promise<T>, cost: (run: T) => number, max: number, drop = 0.1): Promise<T[]> {
+  const runs: T[] = [];
+  for (let before = cost(first); runs.length < max; ) {
+    const run = await once(runs.length + 1);
+    runs.push(run);
+    const now = cost(run);
+    if (now > before * (1 - drop)) break;
+    before = now;
+  }
+  return runs;
+}
+
 export function benchEnv(kind: string): BenchEnv {
   const tag = `bench_${kind}_${randomBytes(4).toString('hex')}`;
   const dbName = `spheroseg_${tag}`;

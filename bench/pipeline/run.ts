@@ -21,6 +21,7 @@ import {
   register,
   runMain,
   seedImages,
+  settle,
   sleep,
   startBackend,
   startTimedStub,
@@ -323,18 +324,19 @@ async function pipeline(servers: BenchServers) {
   const cold = WARM_UP ? await drain(`ML stub ${LATENCY_MS} ms, first drain of fresh processes`) : undefined;
   if (cold) console.log(`${cold.label}: ${cold.completed} completed in ${f2(cold.seconds)} s = ${f1(cold.completed / cold.seconds)} tasks/s`);
   // Then drains that are not reported as figures until the workers' CPU per task stops falling (see SETTLE).
-  const settling: Phase[] = [];
-  if (cold) {
-    let before = workerCpuPerTask(cold);
-    for (let i = 0; i < SETTLE_MAX; i++) {
-      const w = await drain(`ML stub ${LATENCY_MS} ms, settling drain ${i + 1}`);
-      settling.push(w);
-      const now = workerCpuPerTask(w);
-      console.log(`${w.label}: ${f2(w.seconds)} s, workers' CPU ${f2(now)} ms per task (before ${f2(before)})`);
-      if (now > before * (1 - SETTLE_DROP)) break;
-      before = now;
-    }
-  }
+  const settling = cold
+    ? await settle(
+        cold,
+        async (n) => {
+          const w = await drain(`ML stub ${LATENCY_MS} ms, settling drain ${n}`);
+          console.log(`${w.label}: ${f2(w.seconds)} s, workers' CPU ${f2(workerCpuPerTask(w))} ms per task`);
+          return w;
+        },
+        workerCpuPerTask,
+        SETTLE_MAX,
+        SETTLE_DROP,
+      )
+    : [];
   const slow = await drain(`ML stub ${LATENCY_MS} ms`);
   console.log(`${slow.label}: ${slow.completed} completed in ${f2(slow.seconds)} s = ${f1(slow.completed / slow.seconds)} tasks/s`);
   stub.latencyMs = 0;
