@@ -33,7 +33,7 @@ import { WORKER_WRITES_CLAIMS, WORKER_WRITES_PER_ROW, WORKER_WRITES_SIGNATURE } 
  * plans are made once per connection (`force_generic_plan`), maybe while a table is small. Planned
  * after the first results were analyzed, the set-wide `image_id = ANY(…)` update of the current results
  * became a sequential scan, kept as the table grew until the next ANALYZE (3.6 ms per batch at 20 000
- * results in the test, `test/integration/enqueue-plan.e2e-spec.ts`; the per-task statements it replaces
+ * results in the test, `test/integration/plan-cache.e2e-spec.ts`; the per-task statements it replaces
  * compared one image id and kept their index). With sequential scans off the plan is an index lookup
  * whatever the statistics said (as EnqueueProbe's `OFFSET 0` does for the enqueue).
  */

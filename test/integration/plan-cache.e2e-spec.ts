@@ -12,7 +12,7 @@ import { applyMigrations, ownDatabase } from '../support/own-database';
  * contrib module), sent to this connection as notices.
  */
 describe('plans made on small tables stay index lookups as the tables grow', () => {
-  const own = ownDatabase('enqueue_plan');
+  const own = ownDatabase('plan_cache');
   let url: string;
   let c: Client;
   let other: Client;
