@@ -10,6 +10,12 @@ export interface StatementBatcherOptions {
   maxBatch?: number;
   /** How long a call that finds the batcher idle waits for company under load (default 0: never). */
   lingerMs?: number;
+  /**
+   * A lingering batch leaves as soon as it holds this many calls (default: only when `lingerMs` is up).
+   * Set it to the number of callers that can be waiting at once (a worker's QUEUE_CONCURRENCY): once
+   * they are all in the batch, waiting longer finds no company and only holds every caller back.
+   */
+  fullAt?: number;
 }
 
 /**
@@ -25,7 +31,7 @@ export interface StatementBatcherOptions {
  * ML service) then share a statement too, at the price of that wait; at low load (calls a window or
  * more apart on average, where a wait would rarely find company) and after a quiet spell a call
  * leaves at once. Calls queued behind a batch in flight leave as soon as it returns:
- * they have already waited.
+ * they have already waited. A lingering batch also leaves early once it holds `fullAt` calls.
  *
  * When a batch fails, each of its calls is run alone (`runOne`), so one bad item never fails
  * the others and every caller gets its own outcome.
@@ -34,22 +40,26 @@ export class StatementBatcher<In, Out> {
   private queue: Array<{ input: In; resolve: (v: Out) => void; reject: (e: unknown) => void }> = [];
   private inFlight = 0;
   private scheduled = false;
+  /** The pending linger's timer, while a batch waits for company. */
+  private lingerTimer: NodeJS.Timeout | null = null;
   private lastCallAt = -Infinity;
   /** Moving average of the gaps between calls (ms), each gap capped at four windows; starts at the cap. */
   private gapAverage: number;
   private readonly maxInFlight: number;
   private readonly maxBatch: number;
   private readonly lingerMs: number;
+  private readonly fullAt: number;
 
   constructor(
     /** Runs a batch; returns one outcome per input, in order. */
     private readonly runBatch: (inputs: In[]) => Promise<Out[]>,
     private readonly runOne: (input: In) => Promise<Out>,
-    { maxInFlight = 1, maxBatch = 100, lingerMs = 0 }: StatementBatcherOptions = {},
+    { maxInFlight = 1, maxBatch = 100, lingerMs = 0, fullAt = Infinity }: StatementBatcherOptions = {},
   ) {
     this.maxInFlight = maxInFlight;
     this.maxBatch = maxBatch;
     this.lingerMs = lingerMs;
+    this.fullAt = fullAt;
     this.gapAverage = GAP_CAP_WINDOWS * lingerMs;
   }
 
@@ -61,7 +71,13 @@ export class StatementBatcher<In, Out> {
       this.gapAverage += (gap - this.gapAverage) * GAP_WEIGHT;
       this.lastCallAt = now;
       const companyLikely = this.gapAverage < this.lingerMs;
-      this.schedule(this.lingerMs > 0 && this.inFlight === 0 && companyLikely);
+      if (this.lingerTimer && this.queue.length >= this.fullAt) {
+        // Full: stop waiting. The calls made in this turn of the event loop still join it.
+        clearTimeout(this.lingerTimer);
+        this.lingerTimer = null;
+        this.scheduled = false;
+      }
+      this.schedule(this.lingerMs > 0 && this.inFlight === 0 && companyLikely && this.queue.length < this.fullAt);
     });
   }
 
@@ -70,11 +86,12 @@ export class StatementBatcher<In, Out> {
     this.scheduled = true;
     const go = () => {
       this.scheduled = false;
+      this.lingerTimer = null;
       this.flush();
     };
     // Calls made in the same turn of the event loop go together; with a linger, those of the next
     // `lingerMs` too.
-    if (linger) setTimeout(go, this.lingerMs);
+    if (linger) this.lingerTimer = setTimeout(go, this.lingerMs);
     else setImmediate(go);
   }
 

@@ -43,7 +43,10 @@ export class TaskStore {
    * loop, and under load the writes of the next QUEUE_WRITE_WINDOW_MS join them. With a slow ML
    * service the calls of a worker's slots are answered one by one, a few milliseconds apart; without
    * the window each answer paid a statement, a transaction, a commit and the wake-ups around them on
-   * its own (bench/RESULTS.md, finding 11; the window went from 5 to 10 ms in finding 13).
+   * its own (bench/RESULTS.md, finding 11; the window went from 5 to 10 ms in finding 13). A waiting
+   * batch leaves before the window is up once it holds 2 × QUEUE_CONCURRENCY writes, as many as can wait
+   * at once (each slot's running job claims, its one finishing job completes): no one is left to join,
+   * and with a fast ML service the window only held every slot back (finding 17).
    */
   private readonly writes: StatementBatcher<WorkerWrite, TaskEntity | null>;
   private readonly peeks = new StatementBatcher<string, { status: TaskStatus; storagePath: string } | null>(
@@ -66,7 +69,7 @@ export class TaskStore {
     this.writes = new StatementBatcher<WorkerWrite, TaskEntity | null>(
       (items) => this.writeMany(items),
       (item) => (item.kind === 'claim' ? this.claimOne(item.taskId) : this.completeOne(item.taskId, item.results)),
-      { lingerMs: queue.writeWindowMs },
+      { lingerMs: queue.writeWindowMs, fullAt: 2 * queue.concurrency },
     );
   }
 

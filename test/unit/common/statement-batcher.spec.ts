@@ -1,7 +1,7 @@
 import { StatementBatcher } from '../../../src/common/statement-batcher';
 
 /** A statement the test answers by hand: records every call, resolves when told. */
-function controllable(lingerMs = 0) {
+function controllable(lingerMs = 0, fullAt?: number) {
   const batches: number[][] = [];
   const singles: number[] = [];
   const pending: Array<() => void> = [];
@@ -20,7 +20,7 @@ function controllable(lingerMs = 0) {
       if (x < 0) throw new Error(`bad ${x}`);
       return `s${x}`;
     },
-    { lingerMs },
+    { lingerMs, fullAt },
   );
   const releaseAll = async () => {
     for (let i = 0; i < 20; i++) {
@@ -114,6 +114,29 @@ describe('StatementBatcher', () => {
       expect(c.batches).toEqual([[7, 8]]);
       await c.releaseAll();
       expect(await Promise.all([first, second])).toEqual(['b7', 'b8']);
+    });
+
+    it('sends a lingering batch as soon as it holds fullAt calls, with the calls of that turn', async () => {
+      const c = controllable(5, 3);
+      for (let x = 0; x < 7; x++) {
+        if (x > 0) await jest.advanceTimersByTimeAsync(2);
+        await sentAtOnce(c, x); // the gaps of the test above: from the eighth call on, company is likely
+      }
+      await jest.advanceTimersByTimeAsync(2);
+      const waiting = [c.b.run(7)];
+      await jest.advanceTimersByTimeAsync(1);
+      waiting.push(c.b.run(8));
+      await jest.advanceTimersByTimeAsync(1);
+      expect(c.batches).toEqual([]); // two of three: still waiting for company
+      waiting.push(c.b.run(9), c.b.run(10)); // the third fills it; the fourth, made in the same turn, joins
+      // No timer is advanced from here (3 of the 5 ms are left): only the full batch leaves now.
+      await new Promise((r) => setImmediate(r));
+      expect(c.batches).toEqual([[7, 8, 9, 10]]);
+      await c.releaseAll();
+      expect(await Promise.all(waiting)).toEqual(['b7', 'b8', 'b9', 'b10']);
+      await jest.advanceTimersByTimeAsync(10); // the cancelled linger sends nothing more
+      expect(c.batches).toEqual([[7, 8, 9, 10]]);
+      expect(c.singles).toEqual([0, 1, 2, 3, 4, 5, 6]);
     });
 
     it('at low load, calls a window or more apart on average, sends every call at once, even one that follows another closely', async () => {
