@@ -99,15 +99,15 @@ export async function undoMigrationsThrough(ds: DataSource, name: string): Promi
 /**
  * Settling runs (V8 goes on optimizing a long-running process's hot code for several rounds of work):
  * runs `once(n)` (n = 1, 2, …) until `cost` of a run falls by less than `drop` from the run before,
- * starting from `first`, at most `max` runs. Returns every run, each to be reported.
+ * starting from `first`, at least `min` and at most `max` runs. Returns every run, each to be reported.
  */
-export async function settle<T>(first: T, once: (n: number) => Promise<T>, cost: (run: T) => number, max: number, drop = 0.1): Promise<T[]> {
+export async function settle<T>(first: T, once: (n: number) => Promise<T>, cost: (run: T) => number, max: number, drop = 0.1, min = 0): Promise<T[]> {
   const runs: T[] = [];
   for (let before = cost(first); runs.length < max; ) {
     const run = await once(runs.length + 1);
     runs.push(run);
     const now = cost(run);
-    if (now > before * (1 - drop)) break;
+    if (now > before * (1 - drop) && runs.length >= min) break;
     before = now;
   }
   return runs;
