@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import type { FamilyFigures } from '../fixtures/cluster-quality';
 import { FAMILIES, type Family } from '../fixtures/cluster-scenes';
-import { runTsInWorker } from './run-ts-in-worker';
+import { runTsInChild } from './run-ts-in-child';
 
 /**
  * The hard cluster scenes (test/fixtures/cluster-scenes.ts) on held-out seeds, which the tuning never
@@ -23,7 +23,7 @@ const WORST_FLOOR = 0.6;
 let figures: FamilyFigures[];
 beforeAll(async () => {
   const run = (options: object) =>
-    runTsInWorker<FamilyFigures[]>(
+    runTsInChild<FamilyFigures[]>(
       path.resolve(__dirname, '../fixtures/cluster-quality.ts'),
       'runClusterSuite',
       [options],

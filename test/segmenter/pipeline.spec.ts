@@ -10,7 +10,7 @@ import { segmentImageFile } from '../../src/segmenter/pipeline/segment';
 import { greyBmp, grey16Png, greyPng, greyTiff, rgbJpeg } from '../fixtures/image-files';
 import type { QualitySummary } from '../fixtures/quality';
 import { generateSynthetic } from '../fixtures/synthetic';
-import { runTsInWorker } from './run-ts-in-worker';
+import { runTsInChild } from './run-ts-in-child';
 
 const SAMPLE = path.resolve(__dirname, '../../../shared/samples/test_spheroid.png');
 const SUITE_SIZE = 50;
@@ -45,7 +45,7 @@ describe('real sample', () => {
 
 describe('quality on synthetic scenes', () => {
   it(`segments ${SUITE_SIZE} seeded scenes (half with touching pairs) with per-spheroid IoU ≥ 0.90 and image IoU ≥ 0.93`, async () => {
-    const summary = await runTsInWorker<QualitySummary>(
+    const summary = await runTsInChild<QualitySummary>(
       path.resolve(__dirname, '../fixtures/quality.ts'),
       'runQualitySuite',
       [SUITE_SIZE],
