@@ -12,8 +12,9 @@ export interface StatementBatcherOptions {
   lingerMs?: number;
   /**
    * A lingering batch leaves as soon as it holds this many calls (default: only when `lingerMs` is up).
-   * Set it to the number of callers that can be waiting at once (a worker's QUEUE_CONCURRENCY): once
-   * they are all in the batch, waiting longer finds no company and only holds every caller back.
+   * Set it to the most calls that can be waiting at once (a worker's writes: 2 × QUEUE_CONCURRENCY, see
+   * TaskStore): once they are all in the batch, waiting longer finds no company and only holds every
+   * caller back.
    */
   fullAt?: number;
 }
